@@ -1,0 +1,48 @@
+//! The subcommands as library calls: a plain, validated config in, output written to the
+//! caller's writer. `main.rs` only parses arguments into these configs and maps errors to
+//! exit codes; tests call these directly or through the binary.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use planner::{PlanError, PlanParams};
+
+use crate::error::{Error, Result};
+use crate::{history, report};
+
+/// How a command prints its result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// For people: tables and summaries.
+    #[default]
+    Table,
+    /// For machines: one JSON document on stdout.
+    Json,
+}
+
+/// `skewer plan`: show the allocation a history gives.
+#[derive(Clone, Debug)]
+pub struct PlanConfig {
+    /// A history directory (a dataset's `_skewer/history`) or a file of run records.
+    pub history: PathBuf,
+    pub params: PlanParams,
+    /// Properties listed before the table sums up the tail (0: all).
+    pub top: usize,
+    pub format: OutputFormat,
+}
+
+/// Reads the history, plans, and writes the table or JSON to `out`.
+pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
+    let loaded = history::load(&config.history)?;
+    let plan = planner::plan(&loaded.history, &config.params).map_err(|e| match e {
+        PlanError::InvalidParams(msg) => Error::Config(msg),
+        other => Error::Bug(format!("planning a validated history: {other}")),
+    })?;
+    let stats = plan.stats();
+    let text = match config.format {
+        OutputFormat::Table => report::plan_table(&plan, &stats, &loaded, config.top),
+        OutputFormat::Json => report::plan_json(&plan, &stats)?,
+    };
+    out.write_all(text.as_bytes()).map_err(Error::Output)?;
+    out.flush().map_err(Error::Output)
+}

@@ -1,0 +1,203 @@
+//! The command line: clap types, and their conversion into the library's plain configs.
+//! Range checks happen here, so a bad value is a usage error (exit 2) with clap's message.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use planner::{MAX_REDUCERS, MAX_SPARE, PlanParams, Split, Window};
+use skewer::app::{OutputFormat, PlanConfig};
+
+/// Explodes CRM property histories into a property-partitioned Parquet dataset, with a
+/// skew-aware plan so that every reducer gets an even share and every property few files.
+#[derive(Debug, Parser)]
+#[command(name = "skewer", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the allocation a volume history gives: each property's share, slots and reducers,
+    /// the predicted load per reducer and the files to expect.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// A history directory (a dataset's _skewer/history) or a file of run records.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub history: PathBuf,
+
+    /// Reducers to plan for [default: the number of CPU cores].
+    #[arg(long, short = 'r', value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_REDUCERS)))]
+    pub reducers: Option<u32>,
+
+    /// Past runs averaged to predict the next (1: last run only).
+    #[arg(long, value_name = "N", default_value_t = Window::default().runs,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: u32,
+
+    /// Weight of each run relative to the next newer one in the window (1: plain average).
+    #[arg(long, value_name = "F", default_value_t = Window::default().decay, value_parser = parse_decay)]
+    pub decay: f64,
+
+    /// Share of the reducers kept for properties the history has never seen.
+    #[arg(long, value_name = "F", default_value_t = planner::DEFAULT_SPARE, value_parser = parse_spare)]
+    pub spare: f64,
+
+    /// A reducer starts a new file for a property past this size (e.g. 512MiB, 1GiB).
+    #[arg(long, value_name = "SIZE", default_value = "512MiB", value_parser = parse_target_size)]
+    pub target_file_size: u64,
+
+    /// How a property spanning several reducers divides its rows among them.
+    #[arg(long, value_enum, default_value_t = SplitArg::Weighted)]
+    pub split: SplitArg,
+
+    /// Properties listed before the rest are summed up in one line (0: list all).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Print the plan and its figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    /// In proportion to the reducers' overlap with the property's share (even loads).
+    Weighted,
+    /// Equally among the reducers touched, as Plumbee's partitioner did (for comparison).
+    Uniform,
+}
+
+impl PlanArgs {
+    pub fn into_config(self) -> PlanConfig {
+        let reducers = self.reducers.unwrap_or_else(default_reducers);
+        PlanConfig {
+            history: self.history,
+            params: PlanParams {
+                reducers,
+                spare: self.spare,
+                target_file_bytes: self.target_file_size,
+                window: Window {
+                    runs: self.window,
+                    decay: self.decay,
+                },
+                split: match self.split {
+                    SplitArg::Weighted => Split::Weighted,
+                    SplitArg::Uniform => Split::Uniform,
+                },
+            },
+            top: self.top,
+            format: if self.json {
+                OutputFormat::Json
+            } else {
+                OutputFormat::Table
+            },
+        }
+    }
+}
+
+/// One reducer per core: reducers are threads, and sorting is CPU-bound.
+fn default_reducers() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_REDUCERS as usize) as u32)
+}
+
+fn parse_fraction(s: &str, what: &str, lo_inclusive: bool, hi: f64) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    let above_lo = if lo_inclusive { v >= 0.0 } else { v > 0.0 };
+    if above_lo && v <= hi {
+        Ok(v)
+    } else {
+        let open = if lo_inclusive { '[' } else { '(' };
+        Err(format!("{what} must be in {open}0, {hi}], got {s}"))
+    }
+}
+
+fn parse_decay(s: &str) -> Result<f64, String> {
+    parse_fraction(s, "the decay", false, 1.0)
+}
+
+fn parse_spare(s: &str) -> Result<f64, String> {
+    parse_fraction(s, "the spare share", true, MAX_SPARE)
+}
+
+fn parse_target_size(s: &str) -> Result<u64, String> {
+    match skewer::units::parse_size(s)? {
+        0 => Err("the target file size must be positive".into()),
+        n => Ok(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn plan_arguments_become_a_config() {
+        let cli = Cli::try_parse_from([
+            "skewer",
+            "plan",
+            "--history",
+            "h",
+            "-r",
+            "8",
+            "--window",
+            "3",
+            "--decay",
+            "1",
+            "--spare",
+            "0",
+            "--target-file-size",
+            "1GiB",
+            "--split",
+            "uniform",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Plan(args) = cli.command;
+        let cfg = args.into_config();
+        assert_eq!(cfg.params.reducers, 8);
+        assert_eq!(
+            cfg.params.window,
+            Window {
+                runs: 3,
+                decay: 1.0
+            }
+        );
+        assert_eq!(cfg.params.spare, 0.0);
+        assert_eq!(cfg.params.target_file_bytes, 1 << 30);
+        assert_eq!(cfg.params.split, Split::Uniform);
+        assert_eq!(cfg.format, OutputFormat::Json);
+        assert!(cfg.params.validate().is_ok());
+    }
+
+    #[test]
+    fn out_of_range_values_are_usage_errors() {
+        for bad in [
+            &["--reducers", "0"][..],
+            &["--reducers", "65537"],
+            &["--window", "0"],
+            &["--decay", "0"],
+            &["--decay", "1.5"],
+            &["--spare", "0.6"],
+            &["--spare", "-0.1"],
+            &["--target-file-size", "0"],
+            &["--target-file-size", "lots"],
+            &["--split", "random"],
+        ] {
+            let mut argv = vec!["skewer", "plan", "--history", "h"];
+            argv.extend_from_slice(bad);
+            let err = Cli::try_parse_from(&argv).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! skewer's errors. Each bad-input variant names the file (and where it can, the line and
+//! column); `Config` is a usage error; `Bug` is a broken invariant, never the user's fault.
+
+use std::path::PathBuf;
+
+/// Everything the library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A JSON file does not parse (or has the wrong types) at `line:column`.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A history file parses but is not a valid history.
+    #[error("{}: {reason}", path.display())]
+    BadHistory { path: PathBuf, reason: String },
+    /// A history directory or file holds no run records.
+    #[error("{}: no history runs found (expected *.json run records, see history/README.md)", path.display())]
+    EmptyHistory { path: PathBuf },
+    /// Writing the command's output failed (a closed pipe, a full disk).
+    #[error("cannot write output: {0}")]
+    Output(#[source] std::io::Error),
+    /// The configuration is invalid (a usage error).
+    #[error("{0}")]
+    Config(String),
+    /// A broken invariant: a bug in skewer.
+    #[error("internal error (a bug in skewer, please report it): {0}")]
+    Bug(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A serde_json error at its line and column, without serde_json's own location suffix.
+    pub(crate) fn json(path: impl Into<PathBuf>, e: &serde_json::Error) -> Self {
+        let (line, column) = (e.line(), e.column());
+        let full = e.to_string();
+        let suffix = format!(" at line {line} column {column}");
+        let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
+        Error::Json {
+            path: path.into(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// The process exit code for this error: 2 for usage, 1 for bad input or failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,379 @@
+//! What people and schedulers read: a plan as a table, or as JSON.
+//!
+//! The table lists the heavy properties first and summarises the long tail, then the predicted
+//! load on every reducer, then the plan's figures. The JSON holds the exact plan (loadable
+//! again as a [`Plan`]; each property also carries its `share` and expected `files`) and the
+//! predicted figures; it is printed one property or reducer per line so that it diffs well.
+
+use std::fmt::Write as _;
+
+use planner::{Basis, Plan, PlanStats, UNIT};
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::history::LoadedHistory;
+use crate::units::{format_bytes, format_count};
+
+/// Above this many reducers the table summarises loads instead of listing every reducer.
+const MAX_LISTED_REDUCERS: u32 = 32;
+const BAR_WIDTH: f64 = 32.0;
+
+/// The plan as a table for a terminal. `top` properties are listed (0: all), the rest summed.
+pub fn plan_table(plan: &Plan, stats: &PlanStats, history: &LoadedHistory, top: usize) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_table(&mut out, plan, stats, history, top);
+    out
+}
+
+fn write_table(
+    out: &mut String,
+    plan: &Plan,
+    stats: &PlanStats,
+    history: &LoadedHistory,
+    top: usize,
+) -> std::fmt::Result {
+    let props = plan.properties();
+    let r = plan.reducers();
+    writeln!(
+        out,
+        "plan {} for {r} reducer{}: {} properties, {} rows and {} expected",
+        &plan.digest()[..12],
+        if r == 1 { "" } else { "s" },
+        format_count(props.len() as u64),
+        format_count(stats.rows),
+        format_bytes(stats.bytes),
+    )?;
+    writeln!(out, "basis: {}", describe_basis(plan.basis(), history))?;
+    writeln!(
+        out,
+        "split: {} · spare {} of the reducers for unseen properties · files cut past {}",
+        match plan.split() {
+            planner::Split::Weighted => "weighted by overlap",
+            planner::Split::Uniform => "uniform (Plumbee)",
+        },
+        plan.spare(),
+        format_bytes(plan.target_file_bytes()),
+    )?;
+    writeln!(out)?;
+
+    let shown = if top == 0 {
+        props.len()
+    } else {
+        top.min(props.len())
+    };
+    let width = props[..shown]
+        .iter()
+        .map(|p| p.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(16, 48);
+    writeln!(
+        out,
+        "{:>5}  {:<width$}  {:>14}  {:>7}  {:>5}  {:>9}  {:>5}",
+        "#", "property", "expected rows", "share", "slots", "reducers", "files"
+    )?;
+    for (i, (p, files)) in props.iter().zip(&stats.files).take(shown).enumerate() {
+        writeln!(
+            out,
+            "{:>5}  {:<width$}  {:>14}  {:>7.3}  {:>5}  {:>9}  {:>5}",
+            i + 1,
+            clip(&p.name, width),
+            format_count(p.rows),
+            p.share(),
+            p.slots,
+            span(p.offset, p.offset + p.slots - 1),
+            files,
+        )?;
+    }
+    if shown < props.len() {
+        let tail = &props[shown..];
+        let rows: u64 = tail.iter().map(|p| p.rows).sum();
+        let len: u64 = tail.iter().map(|p| p.len).sum();
+        let files: u64 = stats.files[shown..].iter().map(|&f| u64::from(f)).sum();
+        let first = tail.iter().map(|p| p.offset).min().unwrap_or(0);
+        let last = tail
+            .iter()
+            .map(|p| p.offset + p.slots - 1)
+            .max()
+            .unwrap_or(0);
+        writeln!(
+            out,
+            "{:>5}  {:<width$}  {:>14}  {:>7.3}  {:>5}  {:>9}  {:>5}",
+            "…",
+            format!("{} more properties", format_count(tail.len() as u64)),
+            format_count(rows),
+            len as f64 / UNIT as f64,
+            "",
+            span(first, last),
+            format_count(files),
+        )?;
+    }
+    writeln!(out)?;
+
+    if r <= MAX_LISTED_REDUCERS {
+        write_reducer_bars(out, stats)?;
+    } else {
+        write_reducer_summary(out, stats)?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "predicted max/mean load {:.3} · {} files expected ({:.3} per property, at most {})",
+        stats.max_over_mean,
+        format_count(stats.files_total),
+        stats.files_per_property,
+        stats.max_files_per_property,
+    )
+}
+
+fn describe_basis(basis: &Basis, history: &LoadedHistory) -> String {
+    let source = history.source.display();
+    match basis {
+        Basis::Empty => format!("no runs in {source}: every property is unseen"),
+        Basis::History { runs, window } => {
+            let used = &history.history.runs()[history.history.runs().len() - runs.len()..];
+            let (first, last) = (&used[0].started_at, &used[used.len() - 1].started_at);
+            let weights = if runs.len() == 1 {
+                String::new()
+            } else if window.decay == 1.0 {
+                ", equally weighted".to_string()
+            } else {
+                format!(", each run weighted {} of the next newer", window.decay)
+            };
+            let of = history.history.runs().len();
+            if runs.len() == 1 {
+                format!("the last of {of} runs in {source} ({last})")
+            } else {
+                format!(
+                    "the last {} of {of} runs in {source} ({first} to {last}){weights}",
+                    runs.len()
+                )
+            }
+        }
+        Basis::Sample {
+            sampled_records,
+            estimated_records,
+        } => format!(
+            "a sample of {} of an estimated {} records",
+            format_count(*sampled_records),
+            format_count(*estimated_records)
+        ),
+    }
+}
+
+fn write_reducer_bars(out: &mut String, stats: &PlanStats) -> std::fmt::Result {
+    writeln!(
+        out,
+        "{:>7}  {:>14}  {:>5}  {:>5}  {:>10}",
+        "reducer", "expected rows", "load", "spare", "properties"
+    )?;
+    let max = stats.max_rows.max(1) as f64;
+    for l in &stats.reducers {
+        let load = if stats.mean_rows > 0.0 {
+            l.rows as f64 / stats.mean_rows
+        } else {
+            0.0
+        };
+        let spare = if l.spare > 0.0 {
+            format!("{:.2}", l.spare)
+        } else {
+            String::new()
+        };
+        let bar = "█".repeat((l.rows as f64 / max * BAR_WIDTH).round() as usize);
+        writeln!(
+            out,
+            "{:>7}  {:>14}  {:>5.3}  {:>5}  {:>10}  {bar}",
+            l.reducer,
+            format_count(l.rows),
+            load,
+            spare,
+            format_count(u64::from(l.properties)),
+        )?;
+    }
+    Ok(())
+}
+
+fn write_reducer_summary(out: &mut String, stats: &PlanStats) -> std::fmt::Result {
+    let mut by_load: Vec<_> = stats.reducers.iter().collect();
+    by_load.sort_by_key(|l| (l.rows, l.reducer));
+    let (min, median, max) = (
+        by_load[0],
+        by_load[by_load.len() / 2],
+        by_load[by_load.len() - 1],
+    );
+    let load = |rows: u64| {
+        if stats.mean_rows > 0.0 {
+            rows as f64 / stats.mean_rows
+        } else {
+            0.0
+        }
+    };
+    writeln!(
+        out,
+        "expected rows per reducer over {} reducers: min {} (load {:.3}, reducer {}), median {} ({:.3}), max {} ({:.3}, reducer {})",
+        stats.reducers.len(),
+        format_count(min.rows),
+        load(min.rows),
+        min.reducer,
+        format_count(median.rows),
+        load(median.rows),
+        format_count(max.rows),
+        load(max.rows),
+        max.reducer,
+    )?;
+    let spare: Vec<_> = stats.reducers.iter().filter(|l| l.spare > 0.0).collect();
+    if let (Some(first), Some(last)) = (spare.first(), spare.last()) {
+        let total: f64 = spare.iter().map(|l| l.spare).sum();
+        writeln!(
+            out,
+            "spare share for unseen properties: {total:.2} reducers on {}",
+            span(first.reducer, last.reducer)
+        )?;
+    }
+    Ok(())
+}
+
+fn span(first: u32, last: u32) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}-{last}")
+    }
+}
+
+fn clip(name: &str, width: usize) -> String {
+    if name.chars().count() <= width {
+        return name.to_string();
+    }
+    let mut s: String = name.chars().take(width - 1).collect();
+    s.push('…');
+    s
+}
+
+/// The plan and its predicted figures as JSON (see the module docs), newline-terminated.
+pub fn plan_json(plan: &Plan, stats: &PlanStats) -> Result<String> {
+    let mut plan_value =
+        serde_json::to_value(plan).map_err(|e| Error::Bug(format!("plan to JSON: {e}")))?;
+    let entries = plan_value
+        .get_mut("properties")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| Error::Bug("plan JSON has no properties array".into()))?;
+    for ((entry, slot), files) in entries.iter_mut().zip(plan.properties()).zip(&stats.files) {
+        if let Value::Object(map) = entry {
+            let share = (slot.share() * 1e6).round() / 1e6;
+            map.insert("share".into(), json!(share));
+            map.insert("files".into(), json!(files));
+        }
+    }
+    let report = json!({
+        "digest": plan.digest(),
+        "plan": plan_value,
+        "predicted": {
+            "rows": stats.rows,
+            "bytes": stats.bytes,
+            "mean_rows": stats.mean_rows,
+            "max_rows": stats.max_rows,
+            "max_over_mean": stats.max_over_mean,
+            "files": stats.files_total,
+            "files_per_property": stats.files_per_property,
+            "max_files_per_property": stats.max_files_per_property,
+            "reducers": stats.reducers,
+        },
+    });
+    let mut out = String::new();
+    write_value(&mut out, &report, 0);
+    out.push('\n');
+    Ok(out)
+}
+
+/// Objects near the top and arrays of containers one item per line; everything else compact.
+fn write_value(out: &mut String, v: &Value, depth: usize) {
+    let pad = |n: usize| "  ".repeat(n);
+    match v {
+        Value::Object(map) if depth < 2 && !map.is_empty() => {
+            out.push_str("{\n");
+            for (i, (k, v)) in map.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push_str(": ");
+                write_value(out, v, depth + 1);
+                out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(depth));
+            out.push('}');
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+            out.push_str("[\n");
+            for (i, item) in items.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                write_compact(out, item);
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&pad(depth));
+            out.push(']');
+        }
+        _ => write_compact(out, v),
+    }
+}
+
+/// One line, with a space after `:` and `,` so that it reads like the history files.
+fn write_compact(out: &mut String, v: &Value) {
+    match v {
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push_str(": ");
+                write_compact(out, v);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_compact(out, item);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_layout() {
+        let v =
+            json!({"a": 1, "b": {"c": [1, 2], "d": [{"x": 1}, {"y": [2, {"z": null}]}]}, "e": []});
+        let mut s = String::new();
+        write_value(&mut s, &v, 0);
+        let want = r#"{
+  "a": 1,
+  "b": {
+    "c": [1, 2],
+    "d": [
+      {"x": 1},
+      {"y": [2, {"z": null}]}
+    ]
+  },
+  "e": []
+}"#;
+        assert_eq!(s, want);
+        assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), v);
+    }
+
+    #[test]
+    fn names_are_clipped_by_characters() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("ééééééééééééé", 5), "éééé…");
+    }
+}
