@@ -64,7 +64,7 @@ fn write_table(
     };
     let width = props[..shown]
         .iter()
-        .map(|p| p.name.chars().count())
+        .map(|p| clip(&p.name, usize::MAX).chars().count())
         .max()
         .unwrap_or(0)
         .clamp(16, 48);
@@ -242,11 +242,21 @@ fn span(first: u32, last: u32) -> String {
     }
 }
 
+/// A property name fit for one table cell: control characters escaped (names are arbitrary
+/// strings, and a newline would break the table), then clipped to `width` characters.
 fn clip(name: &str, width: usize) -> String {
-    if name.chars().count() <= width {
-        return name.to_string();
+    let mut shown = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
     }
-    let mut s: String = name.chars().take(width - 1).collect();
+    if shown.chars().count() <= width {
+        return shown;
+    }
+    let mut s: String = shown.chars().take(width - 1).collect();
     s.push('…');
     s
 }
@@ -375,5 +385,6 @@ mod tests {
     fn names_are_clipped_by_characters() {
         assert_eq!(clip("short", 10), "short");
         assert_eq!(clip("ééééééééééééé", 5), "éééé…");
+        assert_eq!(clip("a\nb\u{0}", 20), "a\\nb\\u{0}");
     }
 }

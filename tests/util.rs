@@ -1,3 +1,5 @@
+//! Running the real `skewer` binary from the repository root and capturing what it prints.
+
 use std::path::Path;
 use std::process::{Command, Output};
 

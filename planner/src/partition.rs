@@ -79,6 +79,11 @@ impl Route {
         ((self.start + mul_hi(object_hash, self.len)) / UNIT) as u32
     }
 
+    /// The interval `(start, len)` this route spreads hashes over.
+    pub(crate) fn interval(self) -> (u64, u64) {
+        (self.start, self.len)
+    }
+
     /// The reducers this route can return, as a half-open range.
     pub fn reducers(self) -> std::ops::Range<u32> {
         let first = (self.start / UNIT) as u32;

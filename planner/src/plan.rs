@@ -15,6 +15,11 @@
 //! are placed by [`crate::name_hash`] at one point of the spare range: all their rows meet in
 //! one reducer and one file, on the reducers that hold the least seen load.
 //!
+//! Limits: rows divide among a property's reducers by object (all versions of one object meet
+//! in one reducer), so the prediction assumes many objects per slot. A property with a handful
+//! of objects but many rows cannot spread, whatever its slots; its realised load will be
+//! lumpier than predicted.
+//!
 //! Invariants (checked again whenever a plan is decoded): intervals of properties with rows
 //! lie in `[0, spare_start)`, in order, without overlap; `offset`/`slots` match the interval;
 //! names are unique. A plan is a pure function of its inputs: same history and parameters,

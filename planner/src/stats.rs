@@ -59,7 +59,7 @@ impl Plan {
 
         for slot in self.properties() {
             let route = self.slot_route(slot);
-            let (start, len) = route_interval(self, slot);
+            let (start, len) = route.interval();
             let mut property_files = 0u32;
             if slot.rows > 0 {
                 for reducer in route.reducers() {
@@ -114,14 +114,6 @@ impl Plan {
             max_files_per_property: files.iter().copied().max().unwrap_or(0),
             files,
         }
-    }
-}
-
-/// The interval a slot's rows are actually spread over under the plan's split.
-fn route_interval(plan: &Plan, slot: &crate::PropertySlot) -> (u64, u64) {
-    match plan.split() {
-        crate::Split::Weighted => (slot.start, slot.len),
-        crate::Split::Uniform => (u64::from(slot.offset) * UNIT, u64::from(slot.slots) * UNIT),
     }
 }
 
