@@ -20,7 +20,9 @@
 //! The design is `../shared/DESIGN.md`; the history format is `history/README.md`.
 
 pub mod app;
+pub mod batch;
 pub mod error;
+pub mod explode;
 pub mod history;
 pub mod report;
 pub mod units;

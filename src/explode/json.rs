@@ -1,0 +1,1238 @@
+//! JSON records of every dialect → version rows, in one pass and without per-row allocation.
+//!
+//! A JSON text (an NDJSON line, or a whole file) holds one or more top-level values. Each is a
+//! record, an array of records, or an API page wrapping them (`{"results": [...]}`,
+//! `{"contacts": [...], "has-more", "vid-offset"}`, `{"deals": [...]}`, `{"companies": [...]}`).
+//! The dialect is recognised per record from its keys (DESIGN §3):
+//!
+//! | dialect | object id | versions |
+//! |---|---|---|
+//! | v1 contacts | `vid`, else `canonical-vid` | `properties.<p>.versions[]` |
+//! | v1 deals / companies | `dealId` / `companyId` | `properties.<p>.versions[]` |
+//! | v3 CRM | `id` (digits) | `propertiesWithHistory.<p>[]` (`properties` holds plain current values) |
+//! | webhook event | `objectId` | the event itself: `propertyName`, `propertyValue`, `occurredAt` |
+//!
+//! and, failing a top-level id, `properties.hs_object_id` (its value). Version fields of all
+//! dialects map to the output columns by name (`source-type`/`source`/`sourceType`/
+//! `changeSource` → `source_type`, …), so one version parser serves them all.
+//!
+//! serde visitors write each field straight into the [`RecordBuilder`]'s columns: keys are
+//! matched without allocating, property names are interned as they are read, and a value's
+//! unescaped text goes directly into its column's arena.
+//!
+//! Errors: a record whose content is wrong (a bad timestamp, a non-numeric id, a version that
+//! is not an object) is consumed to its end and rejected alone ([`RecordSink::reject`]). A
+//! syntax error stops the text it occurs in; [`explode_slice`] returns it with its position.
+
+use std::fmt;
+use std::io::Read;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::{PropertyIds, RecordBuilder, RecordSink, StrField, timestamp};
+
+/// What the parser needs across a JSON text.
+pub struct JsonContext<'a> {
+    pub builder: &'a mut RecordBuilder,
+    pub ids: &'a mut dyn PropertyIds,
+    pub sink: &'a mut dyn RecordSink,
+    /// Records met so far in the current text (the index passed to `reject`).
+    pub records: u64,
+    /// Set once a top-level value has begun, to tell a clean end from a truncated value.
+    started: bool,
+    /// A webhook event's fields, held until its object id is known.
+    webhook: Webhook,
+}
+
+impl fmt::Debug for JsonContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonContext")
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> JsonContext<'a> {
+    pub fn new(
+        builder: &'a mut RecordBuilder,
+        ids: &'a mut dyn PropertyIds,
+        sink: &'a mut dyn RecordSink,
+    ) -> Self {
+        JsonContext {
+            builder,
+            ids,
+            sink,
+            records: 0,
+            started: false,
+            webhook: Webhook::default(),
+        }
+    }
+}
+
+/// Explodes every top-level value in `bytes`. Returns the first syntax error, after which the
+/// rest of `bytes` is not read; records before it have reached the sink.
+pub fn explode_slice(bytes: &[u8], ctx: &mut JsonContext<'_>) -> Result<(), serde_json::Error> {
+    explode_values(&mut serde_json::Deserializer::from_slice(bytes), ctx)
+}
+
+/// [`explode_slice`] over a stream (a decompressing reader), for texts that are not NDJSON.
+pub fn explode_reader(
+    reader: impl Read,
+    ctx: &mut JsonContext<'_>,
+) -> Result<(), serde_json::Error> {
+    explode_values(&mut serde_json::Deserializer::from_reader(reader), ctx)
+}
+
+fn explode_values<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    ctx: &mut JsonContext<'_>,
+) -> Result<(), serde_json::Error> {
+    loop {
+        ctx.started = false;
+        match Top(ctx).deserialize(&mut *de) {
+            Ok(()) => {}
+            Err(e) if e.is_eof() && !ctx.started => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Keys matched on the transient `&str` (no allocation, even from a reader).
+macro_rules! keys {
+    ($name:ident { $($variant:ident = $($s:literal)|+),* $(,)? }) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum $name { $($variant,)* Other }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("a string key")
+                    }
+                    fn visit_str<E: de::Error>(self, s: &str) -> Result<$name, E> {
+                        Ok(match s { $($($s)|+ => $name::$variant,)* _ => $name::Other })
+                    }
+                }
+                d.deserialize_str(V)
+            }
+        }
+    };
+}
+
+keys!(RecordKey {
+    Page = "results" | "contacts" | "deals" | "companies",
+    Vid = "vid",
+    CanonicalVid = "canonical-vid",
+    DealId = "dealId",
+    CompanyId = "companyId",
+    Id = "id",
+    ObjectId = "objectId",
+    Properties = "properties",
+    History = "propertiesWithHistory",
+    PropertyName = "propertyName",
+    PropertyValue = "propertyValue",
+    OccurredAt = "occurredAt",
+    ChangeSource = "changeSource",
+    SourceId = "sourceId",
+    EventKind = "subscriptionType" | "eventId" | "changeFlag",
+});
+
+keys!(PropertyKey {
+    Versions = "versions",
+    Value = "value",
+});
+
+keys!(VersionKey {
+    Value = "value",
+    Timestamp = "timestamp",
+    SourceType = "source-type" | "source" | "sourceType" | "changeSource",
+    SourceId = "source-id" | "sourceId",
+    SourceLabel = "source-label" | "sourceLabel",
+    UpdatedBy = "updated-by-user-id" | "updatedByUserId",
+});
+
+/// One top-level value: a record, an array of them, or a page.
+struct Top<'c, 'a>(&'c mut JsonContext<'a>);
+
+impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Top<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object or an array of objects")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.0.started = true;
+        object(map, self.0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        self.0.started = true;
+        records(seq, self.0)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.not_a_record("a boolean")
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.not_a_record("a number")
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.not_a_record("a number")
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.not_a_record("a number")
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.not_a_record("a string")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.not_a_record("null")
+    }
+}
+
+impl Top<'_, '_> {
+    fn not_a_record<E>(self, what: &str) -> Result<(), E> {
+        let ctx = self.0;
+        ctx.started = true;
+        let index = ctx.records;
+        ctx.records += 1;
+        ctx.sink.reject(
+            index,
+            &format!("expected a JSON object (a record), found {what}"),
+        );
+        Ok(())
+    }
+}
+
+/// Records in an array (top-level, or a page's `results`).
+fn records<'de, A: SeqAccess<'de>>(mut seq: A, ctx: &mut JsonContext<'_>) -> Result<(), A::Error> {
+    while seq.next_element_seed(Top(&mut *ctx))?.is_some() {}
+    Ok(())
+}
+
+/// Which id key a record offered; the lowest rank wins when a record has several.
+#[derive(Default)]
+struct ObjectIds {
+    best: Option<(u8, Result<i64, String>)>,
+    hs_object_id: Option<Result<i64, String>>,
+}
+
+impl ObjectIds {
+    fn offer(&mut self, rank: u8, id: Result<i64, String>) {
+        if self.best.as_ref().is_none_or(|(r, _)| rank < *r) {
+            self.best = Some((rank, id));
+        }
+    }
+
+    fn resolve(self) -> Result<i64, String> {
+        match (self.best, self.hs_object_id) {
+            (Some((_, id)), _) => id,
+            (None, Some(id)) => id,
+            (None, None) => Err(
+                "no object id (vid, canonical-vid, dealId, companyId, id, objectId or \
+                 properties.hs_object_id)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// A webhook event's fields, reused across records.
+#[derive(Debug, Default)]
+struct Webhook {
+    property: Option<u32>,
+    value: crate::batch::StrColumn,
+    source_type: crate::batch::StrColumn,
+    source_id: crate::batch::StrColumn,
+    occurred_at: Option<Result<i64, String>>,
+    is_event: bool,
+}
+
+impl Webhook {
+    fn clear(&mut self) {
+        self.property = None;
+        self.value.clear();
+        self.source_type.clear();
+        self.source_id.clear();
+        self.occurred_at = None;
+        self.is_event = false;
+    }
+}
+
+/// An object: a record, or a page of records.
+fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Result<(), A::Error> {
+    ctx.builder.begin();
+    ctx.webhook.clear();
+    let mut ids = ObjectIds::default();
+    let mut page = false;
+    while let Some(key) = map.next_key::<RecordKey>()? {
+        match key {
+            RecordKey::Page => {
+                page |= map.next_value_seed(Page(&mut *ctx))?;
+            }
+            RecordKey::Vid => ids.offer(0, map.next_value_seed(IdSeed)?),
+            RecordKey::CanonicalVid => ids.offer(1, map.next_value_seed(IdSeed)?),
+            RecordKey::DealId => ids.offer(2, map.next_value_seed(IdSeed)?),
+            RecordKey::CompanyId => ids.offer(3, map.next_value_seed(IdSeed)?),
+            RecordKey::Id => ids.offer(4, map.next_value_seed(IdSeed)?),
+            RecordKey::ObjectId => ids.offer(5, map.next_value_seed(IdSeed)?),
+            RecordKey::Properties => {
+                map.next_value_seed(Properties {
+                    ctx: &mut *ctx,
+                    ids: &mut ids,
+                })?;
+            }
+            RecordKey::History => map.next_value_seed(History(&mut *ctx))?,
+            RecordKey::PropertyName => {
+                ctx.webhook.property = map.next_value_seed(NameSeed(&mut *ctx.ids))?;
+                ctx.webhook.is_event = true;
+            }
+            RecordKey::PropertyValue => {
+                ctx.webhook.value.clear();
+                if let Err(e) = map.next_value_seed(Text(&mut ctx.webhook.value))? {
+                    ctx.builder.fail(|| format!("propertyValue: {e}"));
+                }
+            }
+            RecordKey::OccurredAt => {
+                ctx.webhook.occurred_at = Some(map.next_value_seed(TimestampSeed)?);
+                ctx.webhook.is_event = true;
+            }
+            RecordKey::ChangeSource => {
+                ctx.webhook.source_type.clear();
+                if let Err(e) = map.next_value_seed(Text(&mut ctx.webhook.source_type))? {
+                    ctx.builder.fail(|| format!("changeSource: {e}"));
+                }
+            }
+            RecordKey::SourceId => {
+                ctx.webhook.source_id.clear();
+                if let Err(e) = map.next_value_seed(Text(&mut ctx.webhook.source_id))? {
+                    ctx.builder.fail(|| format!("sourceId: {e}"));
+                }
+            }
+            RecordKey::EventKind => {
+                map.next_value::<IgnoredAny>()?;
+                ctx.webhook.is_event = true;
+            }
+            RecordKey::Other => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    if page {
+        // A page wraps records; it is not one itself.
+        return Ok(());
+    }
+    let index = ctx.records;
+    ctx.records += 1;
+    if ctx.webhook.is_event {
+        match ctx.webhook.property {
+            Some(property) => webhook_version(ctx, property),
+            None if ids.best.is_some() => {
+                ctx.sink.event_without_version();
+                return Ok(());
+            }
+            None => {}
+        }
+    }
+    ctx.builder.finish(ids.resolve(), index, &mut *ctx.sink);
+    Ok(())
+}
+
+/// A webhook property change: one version built from the event's fields.
+fn webhook_version(ctx: &mut JsonContext<'_>, property: u32) {
+    let b = &mut *ctx.builder;
+    let w = &ctx.webhook;
+    b.begin_version(property);
+    for (field, col) in [
+        (StrField::Value, &w.value),
+        (StrField::SourceType, &w.source_type),
+        (StrField::SourceId, &w.source_id),
+    ] {
+        if !col.is_empty() {
+            b.str_column(field).push(col.get(0));
+        }
+    }
+    match &w.occurred_at {
+        Some(Ok(ms)) => b.set_timestamp(*ms),
+        Some(Err(e)) => b.fail(|| format!("occurredAt: {e}")),
+        None => {}
+    }
+    let ids = &*ctx.ids;
+    b.end_version(|| ids.name(property));
+}
+
+/// A page key's value: records if it is an array; returns whether it was.
+struct Page<'c, 'a>(&'c mut JsonContext<'a>);
+
+impl<'de> DeserializeSeed<'de> for Page<'_, '_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Page<'_, '_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of records")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        records(seq, self.0)?;
+        // The page's own builder state was used by its records; start the page afresh.
+        self.0.builder.begin();
+        Ok(true)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// `properties`: v1 `{name: {value, versions}}`, or v3 `{name: current value}` (ignored but
+/// for `hs_object_id`), or `{name: [versions]}`.
+struct Properties<'c, 'a, 'i> {
+    ctx: &'c mut JsonContext<'a>,
+    ids: &'i mut ObjectIds,
+}
+
+impl<'de> DeserializeSeed<'de> for Properties<'_, '_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Properties<'_, '_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of properties")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        while let Some((property, is_id)) = map.next_key_seed(PropertyName(&mut *ctx.ids))? {
+            let id = map.next_value_seed(PropertyValue {
+                ctx: &mut *ctx,
+                property,
+                capture_id: is_id,
+            })?;
+            if let Some(id) = id {
+                self.ids.hs_object_id = Some(id);
+            }
+        }
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.ctx
+            .builder
+            .fail(|| "properties is an array, not an object".into());
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.ctx
+            .builder
+            .fail(|| "properties is a string, not an object".into());
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.ctx
+            .builder
+            .fail(|| "properties is a boolean, not an object".into());
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.ctx
+            .builder
+            .fail(|| "properties is a number, not an object".into());
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.ctx
+            .builder
+            .fail(|| "properties is a number, not an object".into());
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.ctx
+            .builder
+            .fail(|| "properties is a number, not an object".into());
+        Ok(())
+    }
+}
+
+/// A property name as a map key: interned on the spot. Also says whether it is
+/// `hs_object_id`, whose value doubles as the object id.
+struct PropertyName<'c>(&'c mut dyn PropertyIds);
+
+impl<'de> DeserializeSeed<'de> for PropertyName<'_> {
+    type Value = (u32, bool);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(u32, bool), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for PropertyName<'_> {
+    type Value = (u32, bool);
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a property name")
+    }
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<(u32, bool), E> {
+        Ok((self.0.id(name), name == "hs_object_id"))
+    }
+}
+
+/// A webhook's `propertyName`: interned; `null` is no property.
+struct NameSeed<'c>(&'c mut dyn PropertyIds);
+
+impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
+    type Value = Option<u32>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<u32>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameSeed<'_> {
+    type Value = Option<u32>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a property name")
+    }
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Option<u32>, E> {
+        Ok(Some(self.0.id(name)))
+    }
+    fn visit_unit<E>(self) -> Result<Option<u32>, E> {
+        Ok(None)
+    }
+}
+
+/// One property's value under `properties`. Returns the object id it carries, if it is
+/// `hs_object_id`.
+struct PropertyValue<'c, 'a> {
+    ctx: &'c mut JsonContext<'a>,
+    property: u32,
+    capture_id: bool,
+}
+
+type MaybeId = Option<Result<i64, String>>;
+
+impl<'de> DeserializeSeed<'de> for PropertyValue<'_, '_> {
+    type Value = MaybeId;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<MaybeId, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PropertyValue<'_, '_> {
+    type Value = MaybeId;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a property")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeId, A::Error> {
+        let mut id = None;
+        while let Some(key) = map.next_key::<PropertyKey>()? {
+            match key {
+                PropertyKey::Versions => map.next_value_seed(Versions {
+                    ctx: &mut *self.ctx,
+                    property: self.property,
+                })?,
+                PropertyKey::Value if self.capture_id => id = Some(map.next_value_seed(IdSeed)?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(id)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MaybeId, A::Error> {
+        Versions {
+            ctx: self.ctx,
+            property: self.property,
+        }
+        .visit_seq(seq)?;
+        Ok(None)
+    }
+    // v3 `properties` hold current values: only hs_object_id's is used (as the id).
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<MaybeId, E> {
+        Ok(self.capture_id.then(|| parse_id_text(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<MaybeId, E> {
+        Ok(self.capture_id.then_some(Ok(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<MaybeId, E> {
+        Ok(self.capture_id.then(|| id_from_u64(v)))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<MaybeId, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<MaybeId, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<MaybeId, E> {
+        Ok(None)
+    }
+}
+
+/// `propertiesWithHistory`: `{name: [versions]}`.
+struct History<'c, 'a>(&'c mut JsonContext<'a>);
+
+impl<'de> DeserializeSeed<'de> for History<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for History<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of version arrays")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ctx = self.0;
+        while let Some((property, _)) = map.next_key_seed(PropertyName(&mut *ctx.ids))? {
+            map.next_value_seed(Versions {
+                ctx: &mut *ctx,
+                property,
+            })?;
+        }
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.0
+            .builder
+            .fail(|| "propertiesWithHistory is an array, not an object".into());
+        Ok(())
+    }
+}
+
+/// A property's versions: an array of version objects (`null`: none).
+struct Versions<'c, 'a> {
+    ctx: &'c mut JsonContext<'a>,
+    property: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Versions<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Versions<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of versions")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(Version {
+                ctx: &mut *self.ctx,
+                property: self.property,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.fail("an object")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.fail("a string")
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.fail("a number")
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.fail("a number")
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.fail("a number")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.fail("a boolean")
+    }
+}
+
+impl Versions<'_, '_> {
+    fn fail<E>(self, what: &str) -> Result<(), E> {
+        let ids = &*self.ctx.ids;
+        let property = self.property;
+        self.ctx.builder.fail(|| {
+            format!(
+                "the versions of property {:?} are {what}, not an array",
+                ids.name(property)
+            )
+        });
+        Ok(())
+    }
+}
+
+/// One version object → one row.
+struct Version<'c, 'a> {
+    ctx: &'c mut JsonContext<'a>,
+    property: u32,
+}
+
+impl<'de> DeserializeSeed<'de> for Version<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Version<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a version object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        let b = &mut *ctx.builder;
+        b.begin_version(self.property);
+        while let Some(key) = map.next_key::<VersionKey>()? {
+            let field = match key {
+                VersionKey::Value => StrField::Value,
+                VersionKey::SourceType => StrField::SourceType,
+                VersionKey::SourceId => StrField::SourceId,
+                VersionKey::SourceLabel => StrField::SourceLabel,
+                VersionKey::Timestamp => {
+                    match map.next_value_seed(TimestampSeed)? {
+                        Ok(ms) => b.set_timestamp(ms),
+                        Err(e) => {
+                            b.fail(|| format!("{}: timestamp {e}", quoted(ctx.ids, self.property)))
+                        }
+                    }
+                    continue;
+                }
+                VersionKey::UpdatedBy => {
+                    match map.next_value_seed(UserSeed)? {
+                        Ok(user) => b.set_updated_by(user),
+                        Err(e) => b.fail(|| {
+                            format!("{}: updated-by-user-id {e}", quoted(ctx.ids, self.property))
+                        }),
+                    }
+                    continue;
+                }
+                VersionKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if let Err(e) = map.next_value_seed(Text(b.str_column(field)))? {
+                b.fail(|| format!("{}: {field:?} {e}", quoted(ctx.ids, self.property)));
+            }
+        }
+        let ids = &*ctx.ids;
+        let property = self.property;
+        b.end_version(|| ids.name(property));
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.fail("an array")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.fail("a string")
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.fail("a number")
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.fail("a number")
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.fail("a number")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.fail("a boolean")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.fail("null")
+    }
+}
+
+impl Version<'_, '_> {
+    fn fail<E>(self, what: &str) -> Result<(), E> {
+        let ids = &*self.ctx.ids;
+        let property = self.property;
+        self.ctx.builder.fail(|| {
+            format!(
+                "a version of property {:?} is {what}, not an object",
+                ids.name(property)
+            )
+        });
+        Ok(())
+    }
+}
+
+fn quoted(ids: &dyn PropertyIds, property: u32) -> String {
+    format!("property {:?}", ids.name(property))
+}
+
+/// A string-ish value into a column: strings as they are (unescaped), numbers and booleans as
+/// their JSON text, `null` as null. Objects and arrays are not values: `Err` after consuming.
+struct Text<'c>(&'c mut crate::batch::StrColumn);
+
+type Soft<T> = Result<T, String>;
+
+impl<'de> DeserializeSeed<'de> for Text<'_> {
+    type Value = Soft<()>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Soft<()>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text<'_> {
+    type Value = Soft<()>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Soft<()>, E> {
+        self.0.push(Some(v.as_bytes()));
+        Ok(Ok(()))
+    }
+    fn visit_unit<E>(self) -> Result<Soft<()>, E> {
+        self.0.push(None);
+        Ok(Ok(()))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Soft<()>, E> {
+        self.0.push(Some(if v { b"true" } else { b"false" }));
+        Ok(Ok(()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Soft<()>, E> {
+        self.0.push_fmt(format_args!("{v}"));
+        Ok(Ok(()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Soft<()>, E> {
+        self.0.push_fmt(format_args!("{v}"));
+        Ok(Ok(()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Soft<()>, E> {
+        self.0.push_fmt(format_args!("{v}"));
+        Ok(Ok(()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Soft<()>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Err("is an object, not a string".into()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Soft<()>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err("is an array, not a string".into()))
+    }
+}
+
+/// Defines a seed that reads a scalar leniently into `Soft<T>`: objects and arrays are
+/// consumed and reported as soft errors.
+macro_rules! scalar_seed {
+    ($name:ident -> $t:ty, $expect:literal, {
+        i64: $i:expr, u64: $u:expr, f64: $f:expr, str: $s:expr, null: $n:expr, bool: $b:expr $(,)?
+    }) => {
+        struct $name;
+        impl<'de> DeserializeSeed<'de> for $name {
+            type Value = Soft<$t>;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Soft<$t>, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        impl<'de> Visitor<'de> for $name {
+            type Value = Soft<$t>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($expect)
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Soft<$t>, E> {
+                Ok($i(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Soft<$t>, E> {
+                Ok($u(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Soft<$t>, E> {
+                Ok($f(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Soft<$t>, E> {
+                Ok($s(v))
+            }
+            fn visit_unit<E>(self) -> Result<Soft<$t>, E> {
+                Ok($n)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Soft<$t>, E> {
+                Ok($b(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Soft<$t>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Err("is an object".into()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Soft<$t>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Err("is an array".into()))
+            }
+        }
+    };
+}
+
+fn id_from_u64(v: u64) -> Soft<i64> {
+    i64::try_from(v).map_err(|_| format!("object id {v} is beyond the 64-bit signed range"))
+}
+
+fn parse_id_text(v: &str) -> Soft<i64> {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("object id {v:?} is not a whole number"));
+    }
+    v.parse()
+        .map_err(|_| format!("object id {v:?} is beyond the 64-bit signed range"))
+}
+
+scalar_seed!(IdSeed -> i64, "an object id", {
+    i64: Ok,
+    u64: id_from_u64,
+    f64: |v: f64| Err(format!("object id {v} is not a whole number")),
+    str: parse_id_text,
+    null: Err("object id is null".into()),
+    bool: |_| Err("object id is a boolean".into()),
+});
+
+scalar_seed!(TimestampSeed -> i64, "a timestamp", {
+    i64: Ok,
+    u64: |v: u64| i64::try_from(v).map_err(|_| format!("{v} is out of range")),
+    f64: |v: f64| timestamp::from_f64(v).ok_or_else(|| format!("{v} is not whole milliseconds")),
+    str: |v: &str| timestamp::parse(v.as_bytes())
+        .ok_or_else(|| format!("{v:?} is not epoch milliseconds or an ISO-8601 time")),
+    null: Err("is null".into()),
+    bool: |_| Err("is a boolean".into()),
+});
+
+scalar_seed!(UserSeed -> Option<i64>, "a user id", {
+    i64: |v| Ok(Some(v)),
+    u64: |v: u64| i64::try_from(v).map(Some).map_err(|_| format!("{v} is out of range")),
+    f64: |v: f64| Err(format!("{v} is not a whole number")),
+    str: |v: &str| if v.is_empty() {
+        Ok(None)
+    } else {
+        v.parse().map(Some).map_err(|_| format!("{v:?} is not a number"))
+    },
+    null: Ok(None),
+    bool: |_| Err("is a boolean".into()),
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explode::{CollectSink, LocalIds};
+
+    struct Out {
+        sink: CollectSink,
+        ids: LocalIds,
+        error: Option<String>,
+    }
+
+    fn explode(text: &str) -> Out {
+        let mut builder = RecordBuilder::default();
+        let mut ids = LocalIds::default();
+        let mut sink = CollectSink::default();
+        let mut ctx = JsonContext::new(&mut builder, &mut ids, &mut sink);
+        let error = explode_slice(text.as_bytes(), &mut ctx)
+            .err()
+            .map(|e| e.to_string());
+        Out { sink, ids, error }
+    }
+
+    /// (property, object, timestamp, value, source_type, source_id, source_label, user)
+    type Flat = (
+        String,
+        i64,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+
+    fn rows(out: &Out) -> Vec<Flat> {
+        let s = |b: Option<&[u8]>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+        (0..out.sink.rows.len())
+            .map(|i| {
+                let r = out.sink.rows.row(i);
+                (
+                    out.ids.names[r.property as usize].clone(),
+                    r.object_id,
+                    r.timestamp,
+                    s(r.value),
+                    s(r.source_type),
+                    s(r.source_id),
+                    s(r.source_label),
+                    r.updated_by_user_id,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn v1_contact() {
+        let out = explode(
+            r#"{"vid": 3000000001, "canonical-vid": 3000000001, "portal-id": 62515,
+                "properties": {
+                  "email": {"value": "b@x.io", "versions": [
+                     {"value": "b@x.io", "source-type": "CRM_UI", "source-id": "userId:9",
+                      "source-label": null, "updated-by-user-id": 9, "timestamp": 1700000000000,
+                      "selected": false},
+                     {"value": "a@x.io", "timestamp": "1690000000000", "source-type": "FORM"}]},
+                  "lifecyclestage": {"value": "", "versions": [{"value": "", "timestamp": 0}]},
+                  "notes": {"value": null, "versions": []}
+                }}"#,
+        );
+        assert_eq!(out.error, None);
+        assert_eq!(out.sink.records, 1);
+        let r = rows(&out);
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            r[0],
+            (
+                "email".into(),
+                3_000_000_001,
+                1_700_000_000_000,
+                Some("b@x.io".into()),
+                Some("CRM_UI".into()),
+                Some("userId:9".into()),
+                None,
+                Some(9)
+            )
+        );
+        assert_eq!(r[1].2, 1_690_000_000_000);
+        assert_eq!(r[1].7, None);
+        assert_eq!(
+            (r[2].0.as_str(), r[2].2, r[2].3.as_deref()),
+            ("lifecyclestage", 0, Some(""))
+        );
+    }
+
+    #[test]
+    fn v1_deals_and_companies() {
+        let out = explode(
+            r#"{"portalId": 62515, "dealId": 42, "isDeleted": false, "properties": {
+                 "amount": {"value": "100", "timestamp": 5, "source": "API", "sourceId": null,
+                   "versions": [{"name": "amount", "value": "100", "timestamp": 5, "source": "API",
+                                 "sourceId": "x", "sourceVid": [], "requestId": "r"}]}}}
+               {"portalId": 1, "companyId": 7, "properties": {"name": {"versions": [
+                 {"name": "name", "value": "Acme", "timestamp": 9, "source": "CRM_UI"}]}}}"#,
+        );
+        assert_eq!(out.error, None);
+        let r = rows(&out);
+        assert_eq!(
+            r[0],
+            (
+                "amount".into(),
+                42,
+                5,
+                Some("100".into()),
+                Some("API".into()),
+                Some("x".into()),
+                None,
+                None
+            )
+        );
+        assert_eq!((r[1].1, r[1].3.as_deref()), (7, Some("Acme")));
+    }
+
+    #[test]
+    fn v3_object_ignores_current_values() {
+        let out = explode(
+            r#"{"id": "5000000000", "properties": {"email": "b@x.io", "hs_object_id": "5000000000"},
+                "propertiesWithHistory": {"email": [
+                  {"value": "b@x.io", "timestamp": "2026-11-20T10:00:00.000Z", "sourceType": "CRM_UI",
+                   "sourceId": "userId:1", "sourceLabel": "Jane", "updatedByUserId": 1},
+                  {"value": "a@x.io", "timestamp": "2026-11-19T08:00:00Z", "sourceType": "FORM"}]},
+                "createdAt": "2026-01-01T00:00:00Z", "archived": false}"#,
+        );
+        assert_eq!(out.error, None);
+        let r = rows(&out);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].1, 5_000_000_000);
+        assert_eq!(r[0].2, 1_795_168_800_000);
+        assert_eq!((r[0].6.as_deref(), r[0].7), (Some("Jane"), Some(1)));
+    }
+
+    #[test]
+    fn webhooks_and_non_property_events() {
+        let out = explode(
+            r#"[{"eventId": 1, "subscriptionType": "contact.propertyChange", "portalId": 9,
+                 "objectId": 123, "propertyName": "email", "propertyValue": "a@b.c",
+                 "changeSource": "CRM", "sourceId": "userId:5", "occurredAt": 1700000000000},
+                {"eventId": 2, "subscriptionType": "contact.creation", "objectId": 124,
+                 "occurredAt": 1700000000001},
+                {"eventId": 3, "subscriptionType": "contact.propertyChange", "objectId": 125,
+                 "propertyName": "phone", "propertyValue": null, "occurredAt": "1700000000002"}]"#,
+        );
+        assert_eq!(out.error, None);
+        assert_eq!(out.sink.events_without_version, 1);
+        let r = rows(&out);
+        assert_eq!(
+            r[0],
+            (
+                "email".into(),
+                123,
+                1_700_000_000_000,
+                Some("a@b.c".into()),
+                Some("CRM".into()),
+                Some("userId:5".into()),
+                None,
+                None
+            )
+        );
+        assert_eq!((r[1].1, r[1].3.clone()), (125, None));
+    }
+
+    #[test]
+    fn pages_of_records() {
+        let out = explode(
+            r#"{"contacts": [{"vid": 1, "properties": {"a": {"versions": [{"value": "x", "timestamp": 1}]}}},
+                             {"vid": 2, "properties": {}}],
+                "has-more": true, "vid-offset": 2}
+               {"results": [{"id": "3", "propertiesWithHistory": {"a": [{"value": "y", "timestamp": 2}]}}],
+                "paging": {"next": {"after": "3"}}}
+               {"deals": [{"dealId": 4, "properties": {"a": {"versions": [{"value": "z", "timestamp": 3}]}}}]}"#,
+        );
+        assert_eq!(out.error, None);
+        assert_eq!(out.sink.records, 4);
+        let objects: Vec<i64> = rows(&out).iter().map(|r| r.1).collect();
+        assert_eq!(objects, [1, 3, 4]);
+    }
+
+    #[test]
+    fn id_fallbacks_and_priorities() {
+        let out = explode(
+            r#"{"properties": {"hs_object_id": {"value": "77", "versions": [{"value": "77", "timestamp": 1}]}}}
+               {"canonical-vid": 8, "vid": 9, "properties": {}}
+               {"properties": {"hs_object_id": "78"}, "propertiesWithHistory": {"a": [{"value": "v", "timestamp": 1}]}}"#,
+        );
+        assert_eq!(out.error, None);
+        let objects: Vec<i64> = rows(&out).iter().map(|r| r.1).collect();
+        assert_eq!(objects, [77, 78]);
+        assert_eq!(out.sink.records, 3);
+    }
+
+    #[test]
+    fn bad_records_are_rejected_alone() {
+        let out = explode(
+            r#"[{"vid": "abc", "properties": {}},
+                {"vid": 18446744073709551615, "properties": {}},
+                {"vid": 1, "properties": {"a": {"versions": [{"value": "x", "timestamp": "soon"}]}}},
+                {"vid": 2, "properties": {"a": {"versions": [{"value": "x"}]}}},
+                {"vid": 3, "properties": {"a": {"versions": [{"value": {"nested": 1}, "timestamp": 1}]}}},
+                {"vid": 4, "properties": {"a": {"versions": "none"}}},
+                {"properties": {"a": {"versions": [{"value": "x", "timestamp": 1}]}}},
+                {"vid": 5, "properties": {"a": {"versions": [{"value": "ok", "timestamp": 1}]}}},
+                42,
+                {"vid": 6, "properties": {"a": {"versions": [7]}}},
+                {"vid": 7, "properties": {"a": {"versions": [{"timestamp": 1, "updated-by-user-id": "bob"}]}}}]"#,
+        );
+        assert_eq!(out.error, None);
+        assert_eq!(out.sink.records, 1);
+        assert_eq!(rows(&out).len(), 1);
+        let reasons: Vec<&str> = out.sink.rejects.iter().map(|(_, r)| r.as_str()).collect();
+        let expect = [
+            "object id \"abc\" is not a whole number",
+            "beyond the 64-bit signed range",
+            "timestamp \"soon\" is not epoch milliseconds",
+            "has no timestamp",
+            "Value is an object",
+            "are a string, not an array",
+            "no object id",
+            "expected a JSON object (a record), found a number",
+            "is a number, not an object",
+            "updated-by-user-id \"bob\" is not a number",
+        ];
+        assert_eq!(reasons.len(), expect.len(), "{reasons:#?}");
+        for (got, want) in reasons.iter().zip(expect) {
+            assert!(got.contains(want), "{got:?} should contain {want:?}");
+        }
+        let indices: Vec<u64> = out.sink.rejects.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indices, [0, 1, 2, 3, 4, 5, 6, 8, 9, 10]);
+    }
+
+    #[test]
+    fn syntax_errors_stop_the_text_with_a_position() {
+        let out = explode("{\"vid\": 1, \"properties\": {}}\n{\"vid\": 2,, }");
+        assert_eq!(out.sink.records, 1);
+        let err = out.error.unwrap();
+        assert!(err.contains("line 2 column 11"), "{err}");
+        let out = explode("{\"vid\": 1, \"properties\": {\"a\": ");
+        assert!(out.error.unwrap().contains("EOF"));
+        assert_eq!(out.sink.records, 0);
+        let out = explode("  \n ");
+        assert_eq!((out.error, out.sink.records), (None, 0));
+    }
+
+    #[test]
+    fn escapes_numbers_and_unicode_values() {
+        let out = explode(
+            r#"{"vid": 1, "properties": {"a\/b": {"versions": [
+                {"value": "line\nbreak \u00e9 \ud83d\ude00", "timestamp": 1},
+                {"value": 12.5, "timestamp": 2}, {"value": true, "timestamp": 3},
+                {"value": -7, "timestamp": 4.0}]}}}"#,
+        );
+        assert_eq!(out.error, None);
+        let r = rows(&out);
+        assert_eq!(r[0].0, "a/b");
+        assert_eq!(r[0].3.as_deref(), Some("line\nbreak é 😀"));
+        let values: Vec<_> = r.iter().skip(1).map(|r| r.3.clone().unwrap()).collect();
+        assert_eq!(values, ["12.5", "true", "-7"]);
+        assert_eq!(r[3].2, 4);
+    }
+
+    #[test]
+    fn deep_nesting_never_overflows_the_stack() {
+        // Ignored fields are skipped iteratively, at any depth.
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let out = explode(&format!(
+            "{{\"vid\": 1, \"x\": {}, \"properties\": {{}}}}",
+            deep(100_000)
+        ));
+        assert_eq!((out.error, out.sink.records), (None, 1));
+        // Where a version must be, nesting rejects the record.
+        let out = explode(&format!(
+            "{{\"vid\": 2, \"properties\": {{\"a\": {{\"versions\": [{}]}}}}}}",
+            deep(100_000)
+        ));
+        assert_eq!(out.error, None);
+        assert!(out.sink.rejects[0].1.contains("is an array, not an object"));
+    }
+}

@@ -1,0 +1,282 @@
+//! Explode: input records → one row per property version.
+//!
+//! Takes records from the input stage (JSON text of any dialect in [`json`], nested Parquet
+//! row groups in [`parquet`]) and gives each accepted record's version rows, columnar, to a
+//! [`RecordSink`], with property names interned to dense `u32` ids once through
+//! [`PropertyIds`]. A record that cannot be read is rejected whole, with a reason.
+//!
+//! Parsers fill a [`RecordBuilder`] field by field in whatever order the input's keys come
+//! (a version's `timestamp` may precede or follow its `value`; an object's id may come after
+//! its properties), so nothing is buffered per row but the row itself, in reused columns.
+//!
+//! Invariants: a record's rows reach the sink only if the whole record was read; every row
+//! has a timestamp; `""` and `null` values stay distinct.
+
+pub mod json;
+pub mod timestamp;
+
+use crate::batch::{Rows, StrColumn};
+
+/// Interns property names to dense ids (ids are shared by every mapper of a run).
+pub trait PropertyIds {
+    fn id(&mut self, name: &str) -> u32;
+    /// The name behind an id this table gave out (for messages; not on the hot path).
+    fn name(&self, id: u32) -> String;
+}
+
+/// Where explode's output goes.
+pub trait RecordSink {
+    /// One accepted record: its rows (possibly none), with `object_id` filled.
+    fn record(&mut self, rows: &Rows);
+    /// One record that could not be read: `index` is its position in the unit being parsed
+    /// (an NDJSON line holds one, a JSON array or page many), `reason` says why.
+    fn reject(&mut self, index: u64, reason: &str);
+    /// A webhook event that is not a property change (creation, deletion, merge): counted,
+    /// not exploded.
+    fn event_without_version(&mut self);
+}
+
+/// The string columns of a version row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrField {
+    Value,
+    SourceType,
+    SourceId,
+    SourceLabel,
+}
+
+/// Builds one record's rows. Reused across records: [`RecordBuilder::begin`] clears it.
+#[derive(Debug, Default)]
+pub struct RecordBuilder {
+    rows: Rows,
+    /// The open version's row index, if one is open.
+    open: Option<usize>,
+    timestamp_set: bool,
+    error: Option<String>,
+}
+
+impl RecordBuilder {
+    /// Starts a new record, dropping whatever the last one held.
+    pub fn begin(&mut self) {
+        self.rows.clear();
+        self.open = None;
+        self.error = None;
+    }
+
+    /// Marks the record unreadable; the first reason is kept.
+    pub fn fail(&mut self, reason: impl FnOnce() -> String) {
+        if self.error.is_none() {
+            self.error = Some(reason());
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Opens a version row of property `property`; fields not set before
+    /// [`RecordBuilder::end_version`] are null.
+    pub fn begin_version(&mut self, property: u32) {
+        debug_assert!(self.open.is_none(), "versions do not nest");
+        let row = self.rows.len();
+        self.rows.property.push(property);
+        self.rows.object_id.push(0);
+        self.rows.timestamp.push(0);
+        self.rows.updated_by.push(0);
+        self.rows.updated_by_valid.push(false);
+        self.open = Some(row);
+        self.timestamp_set = false;
+    }
+
+    fn open_row(&self) -> usize {
+        self.open.expect("a version is open")
+    }
+
+    /// The column for `field`, positioned so that the next value written becomes the open
+    /// row's (a repeated key overwrites the earlier value: last one wins).
+    pub fn str_column(&mut self, field: StrField) -> &mut StrColumn {
+        let row = self.open_row();
+        let col = match field {
+            StrField::Value => &mut self.rows.value,
+            StrField::SourceType => &mut self.rows.source_type,
+            StrField::SourceId => &mut self.rows.source_id,
+            StrField::SourceLabel => &mut self.rows.source_label,
+        };
+        col.truncate(row);
+        col
+    }
+
+    pub fn set_timestamp(&mut self, ms: i64) {
+        let row = self.open_row();
+        self.rows.timestamp[row] = ms;
+        self.timestamp_set = true;
+    }
+
+    pub fn set_updated_by(&mut self, user: Option<i64>) {
+        let row = self.open_row();
+        self.rows.updated_by[row] = user.unwrap_or(0);
+        self.rows.updated_by_valid[row] = user.is_some();
+    }
+
+    /// Closes the open version; a version without a timestamp fails the record.
+    pub fn end_version(&mut self, property_name: impl FnOnce() -> String) {
+        let row = self.open_row();
+        for col in [
+            &mut self.rows.value,
+            &mut self.rows.source_type,
+            &mut self.rows.source_id,
+            &mut self.rows.source_label,
+        ] {
+            if col.len() == row {
+                col.push(None);
+            }
+        }
+        self.open = None;
+        if !self.timestamp_set {
+            self.fail(|| {
+                format!(
+                    "a version of property {:?} has no timestamp",
+                    property_name()
+                )
+            });
+        }
+    }
+
+    /// Abandons an open version (its record has already failed).
+    pub fn abandon_version(&mut self) {
+        if let Some(row) = self.open.take() {
+            self.rows.truncate(row);
+        }
+    }
+
+    /// Finishes the record: with its object id, hands the rows to `sink`, or rejects it.
+    pub fn finish(
+        &mut self,
+        object_id: Result<i64, String>,
+        index: u64,
+        sink: &mut dyn RecordSink,
+    ) {
+        self.abandon_version();
+        if let Some(reason) = self.error.take() {
+            sink.reject(index, &reason);
+            return;
+        }
+        match object_id {
+            Ok(id) => {
+                self.rows.object_id.fill(id);
+                sink.record(&self.rows);
+            }
+            Err(reason) => sink.reject(index, &reason),
+        }
+    }
+
+    /// The rows built so far (for tests and for sinks that inspect records).
+    pub fn rows(&self) -> &Rows {
+        &self.rows
+    }
+}
+
+/// A [`RecordSink`] that keeps everything: for tests and small inputs.
+#[derive(Debug, Default)]
+pub struct CollectSink {
+    pub rows: Rows,
+    pub records: u64,
+    pub rejects: Vec<(u64, String)>,
+    pub events_without_version: u64,
+}
+
+impl RecordSink for CollectSink {
+    fn record(&mut self, rows: &Rows) {
+        self.records += 1;
+        for i in 0..rows.len() {
+            self.rows.push_from(rows, i);
+        }
+    }
+
+    fn reject(&mut self, index: u64, reason: &str) {
+        self.rejects.push((index, reason.to_string()));
+    }
+
+    fn event_without_version(&mut self) {
+        self.events_without_version += 1;
+    }
+}
+
+/// A [`PropertyIds`] over a plain map: for tests and single-threaded use.
+#[derive(Debug, Default)]
+pub struct LocalIds {
+    pub names: Vec<String>,
+    ids: hashbrown::HashMap<String, u32>,
+}
+
+impl PropertyIds for LocalIds {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> String {
+        self.names[id as usize].clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_fills_missing_fields_and_lets_the_last_key_win() {
+        let mut b = RecordBuilder::default();
+        let mut sink = CollectSink::default();
+        b.begin();
+        b.begin_version(3);
+        b.str_column(StrField::Value).push(Some(b"first"));
+        b.set_timestamp(10);
+        b.str_column(StrField::Value).push(Some(b"second"));
+        b.end_version(|| "p".into());
+        b.begin_version(4);
+        b.set_timestamp(0);
+        b.set_updated_by(Some(7));
+        b.end_version(|| "q".into());
+        b.finish(Ok(99), 0, &mut sink);
+        assert_eq!(sink.records, 1);
+        let r0 = sink.rows.row(0);
+        assert_eq!((r0.property, r0.object_id, r0.timestamp), (3, 99, 10));
+        assert_eq!(r0.value, Some(&b"second"[..]));
+        assert_eq!(r0.source_type, None);
+        let r1 = sink.rows.row(1);
+        assert_eq!((r1.value, r1.updated_by_user_id), (None, Some(7)));
+    }
+
+    #[test]
+    fn a_version_without_timestamp_rejects_the_record() {
+        let mut b = RecordBuilder::default();
+        let mut sink = CollectSink::default();
+        b.begin();
+        b.begin_version(0);
+        b.set_timestamp(1);
+        b.end_version(|| "ok".into());
+        b.begin_version(1);
+        b.end_version(|| "email".into());
+        b.finish(Ok(1), 5, &mut sink);
+        assert_eq!(sink.records, 0);
+        assert_eq!(sink.rows.len(), 0);
+        assert_eq!(
+            sink.rejects,
+            [(
+                5,
+                "a version of property \"email\" has no timestamp".to_string()
+            )]
+        );
+
+        // The builder is clean for the next record.
+        b.begin();
+        b.finish(Err("no object id".into()), 6, &mut sink);
+        assert_eq!(sink.rejects[1].1, "no object id");
+    }
+}
