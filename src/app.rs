@@ -46,3 +46,18 @@ pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)
 }
+
+/// `skewer run`: runs the job and writes its summary (or JSON) to `out`.
+pub fn run(
+    config: &crate::run::RunConfig,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let summary = crate::run::run(config)?;
+    let text = match format {
+        OutputFormat::Table => report::run_summary(&summary, &config.output),
+        OutputFormat::Json => report::run_json(&summary)?,
+    };
+    out.write_all(text.as_bytes()).map_err(Error::Output)?;
+    out.flush().map_err(Error::Output)
+}

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use planner::{MAX_REDUCERS, MAX_SPARE, PlanParams, Split, Window};
 use skewer::app::{OutputFormat, PlanConfig};
+use skewer::commit::Mode;
+use skewer::run::RunConfig;
+use skewer::sink::SinkOptions;
 
 /// Explodes CRM property histories into a property-partitioned Parquet dataset, with a
 /// skew-aware plan so that every reducer gets an even share and every property few files.
@@ -18,6 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Explode a dump into the dataset: read, plan, route, sort, write, publish.
+    Run(RunArgs),
     /// Show the allocation a volume history gives: each property's share, slots and reducers,
     /// the predicted load per reducer and the files to expect.
     Plan(PlanArgs),
@@ -29,6 +34,21 @@ pub struct PlanArgs {
     #[arg(long, value_name = "DIR|FILE")]
     pub history: PathBuf,
 
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+
+    /// Properties listed before the rest are summed up in one line (0: list all).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Print the plan and its figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How the reducers are allocated: shared by `plan` and `run`.
+#[derive(Debug, Args)]
+pub struct PlanningArgs {
     /// Reducers to plan for [default: the number of CPU cores].
     #[arg(long, short = 'r', value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_REDUCERS)))]
@@ -54,14 +74,46 @@ pub struct PlanArgs {
     /// How a property spanning several reducers divides its rows among them.
     #[arg(long, value_enum, default_value_t = SplitArg::Weighted)]
     pub split: SplitArg,
+}
 
-    /// Properties listed before the rest are summed up in one line (0: list all).
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub top: usize,
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Input files, directories or globs (NDJSON, JSON arrays or API pages; .gz/.zst).
+    #[arg(long, short = 'i', value_name = "PATH", required = true, num_args = 1..)]
+    pub input: Vec<String>,
 
-    /// Print the plan and its figures as JSON instead of a table.
+    /// The dataset to write (created if missing).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Plan from this history instead of the dataset's own _skewer/history.
+    #[arg(long, value_name = "DIR|FILE")]
+    pub history: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+
+    /// Write under a Hive partition prefix, e.g. dt=2026-11-20.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub partition: Option<String>,
+
+    /// overwrite: replace only the partitions this run writes; append: add files beside them.
+    #[arg(long, value_enum, default_value_t = ModeArg::Overwrite)]
+    pub mode: ModeArg,
+
+    /// Mapper threads [default: the number of CPU cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+
+    /// Print the run's manifest and figures as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Overwrite,
+    Append,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,24 +124,29 @@ pub enum SplitArg {
     Uniform,
 }
 
+impl PlanningArgs {
+    fn params(&self) -> PlanParams {
+        PlanParams {
+            reducers: self.reducers.unwrap_or_else(cores),
+            spare: self.spare,
+            target_file_bytes: self.target_file_size,
+            window: Window {
+                runs: self.window,
+                decay: self.decay,
+            },
+            split: match self.split {
+                SplitArg::Weighted => Split::Weighted,
+                SplitArg::Uniform => Split::Uniform,
+            },
+        }
+    }
+}
+
 impl PlanArgs {
     pub fn into_config(self) -> PlanConfig {
-        let reducers = self.reducers.unwrap_or_else(default_reducers);
         PlanConfig {
             history: self.history,
-            params: PlanParams {
-                reducers,
-                spare: self.spare,
-                target_file_bytes: self.target_file_size,
-                window: Window {
-                    runs: self.window,
-                    decay: self.decay,
-                },
-                split: match self.split {
-                    SplitArg::Weighted => Split::Weighted,
-                    SplitArg::Uniform => Split::Uniform,
-                },
-            },
+            params: self.planning.params(),
             top: self.top,
             format: if self.json {
                 OutputFormat::Json
@@ -100,8 +157,37 @@ impl PlanArgs {
     }
 }
 
-/// One reducer per core: reducers are threads, and sorting is CPU-bound.
-fn default_reducers() -> u32 {
+impl RunArgs {
+    pub fn into_config(self) -> (RunConfig, OutputFormat) {
+        let params = self.planning.params();
+        let config = RunConfig {
+            inputs: self.input,
+            output: self.output,
+            history: self.history,
+            mappers: self.threads.unwrap_or_else(cores) as usize,
+            partition: self.partition,
+            mode: match self.mode {
+                ModeArg::Overwrite => Mode::Overwrite,
+                ModeArg::Append => Mode::Append,
+            },
+            sink: SinkOptions {
+                target_file_bytes: params.target_file_bytes,
+                ..SinkOptions::default()
+            },
+            split_bytes: skewer::input::SPLIT_BYTES,
+            params,
+        };
+        let format = if self.json {
+            OutputFormat::Json
+        } else {
+            OutputFormat::Table
+        };
+        (config, format)
+    }
+}
+
+/// One thread per core: mapping and sorting are CPU-bound.
+fn cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_REDUCERS as usize) as u32)
 }
 
@@ -163,7 +249,9 @@ mod tests {
             "--json",
         ])
         .unwrap();
-        let Command::Plan(args) = cli.command;
+        let Command::Plan(args) = cli.command else {
+            panic!("a plan command")
+        };
         let cfg = args.into_config();
         assert_eq!(cfg.params.reducers, 8);
         assert_eq!(

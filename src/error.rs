@@ -20,6 +20,12 @@ pub enum Error {
         column: usize,
         message: String,
     },
+    /// A Parquet file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
     /// A history file parses but is not a valid history.
     #[error("{}: {reason}", path.display())]
     BadHistory { path: PathBuf, reason: String },

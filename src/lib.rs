@@ -21,10 +21,20 @@
 
 pub mod app;
 pub mod batch;
+pub mod checksum;
+pub mod commit;
+pub mod dataset;
 pub mod error;
 pub mod explode;
 pub mod history;
+pub mod input;
+pub mod jsonfmt;
+pub mod reduce;
 pub mod report;
+pub mod route;
+pub mod run;
+pub mod sample;
+pub mod sink;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -15,6 +15,10 @@ fn main() -> ExitCode {
         cli::Command::Plan(args) => {
             skewer::app::plan(&args.into_config(), &mut io::stdout().lock())
         }
+        cli::Command::Run(args) => {
+            let (config, format) = args.into_config();
+            skewer::app::run(&config, format, &mut io::stdout().lock())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -291,95 +291,126 @@ pub fn plan_json(plan: &Plan, stats: &PlanStats) -> Result<String> {
             "reducers": stats.reducers,
         },
     });
+    Ok(crate::jsonfmt::to_lines(&report))
+}
+
+/// The one-screen summary of a run.
+pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> String {
+    let m = &s.manifest;
+    let c = &m.counts;
+    let secs = s.wall.as_secs_f64();
     let mut out = String::new();
-    write_value(&mut out, &report, 0);
-    out.push('\n');
-    Ok(out)
+    let _ = (|| -> std::fmt::Result {
+        let mode = match m.mode {
+            crate::commit::Mode::Overwrite => "overwrite",
+            crate::commit::Mode::Append => "append",
+        };
+        let prefix = m
+            .partition
+            .as_deref()
+            .map(|p| format!(" under {p}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "run {} committed to {}{prefix} ({mode})",
+            m.run_id,
+            dataset.display()
+        )?;
+        writeln!(
+            out,
+            "read     {} files, {}: {} records, {} rejected{}",
+            format_count(m.inputs.len() as u64),
+            format_bytes(s.input_bytes),
+            format_count(c.records_read),
+            format_count(c.records_rejected),
+            if c.events_without_version > 0 {
+                format!(
+                    ", {} events without a version",
+                    format_count(c.events_without_version)
+                )
+            } else {
+                String::new()
+            },
+        )?;
+        writeln!(
+            out,
+            "wrote    {} rows ({} duplicates dropped) of {} properties into {} files, {}",
+            format_count(c.rows_written),
+            format_count(c.duplicates_dropped),
+            format_count(s.properties as u64),
+            format_count(m.files.len() as u64),
+            format_bytes(s.bytes_written),
+        )?;
+        writeln!(
+            out,
+            "files    {:.3} per property, at most {}; {} replaced",
+            s.files_per_property,
+            s.max_files_per_property,
+            format_count(m.replaced.len() as u64),
+        )?;
+        writeln!(
+            out,
+            "time     {secs:.1} s, {} rows/s, {}/s read",
+            format_count((c.rows_exploded as f64 / secs.max(1e-9)) as u64),
+            format_bytes((s.input_bytes as f64 / secs.max(1e-9)) as u64),
+        )?;
+        let source = match &s.plan_source {
+            crate::run::PlanSource::History { dir, runs } => {
+                format!("{runs} history runs in {}", dir.display())
+            }
+            crate::run::PlanSource::Sample { records } => {
+                format!(
+                    "a sample of {} input records (no history yet)",
+                    format_count(*records)
+                )
+            }
+        };
+        writeln!(
+            out,
+            "plan     {} for {} reducers, from {source}",
+            &m.plan.digest[..12],
+            m.plan.reducers
+        )?;
+        writeln!(
+            out,
+            "balance  max/mean reducer load {:.3} predicted, {:.3} actual",
+            s.predicted_max_over_mean, s.actual_max_over_mean
+        )?;
+        if c.records_rejected > 0 {
+            writeln!(
+                out,
+                "rejects  {}",
+                crate::commit::Layout::new(dataset)
+                    .rejects(&m.run_id)
+                    .display()
+            )?;
+        }
+        Ok(())
+    })();
+    out
 }
 
-/// Objects near the top and arrays of containers one item per line; everything else compact.
-fn write_value(out: &mut String, v: &Value, depth: usize) {
-    let pad = |n: usize| "  ".repeat(n);
-    match v {
-        Value::Object(map) if depth < 2 && !map.is_empty() => {
-            out.push_str("{\n");
-            for (i, (k, v)) in map.iter().enumerate() {
-                out.push_str(&pad(depth + 1));
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push_str(": ");
-                write_value(out, v, depth + 1);
-                out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
-            }
-            out.push_str(&pad(depth));
-            out.push('}');
-        }
-        Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
-            out.push_str("[\n");
-            for (i, item) in items.iter().enumerate() {
-                out.push_str(&pad(depth + 1));
-                write_compact(out, item);
-                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
-            }
-            out.push_str(&pad(depth));
-            out.push(']');
-        }
-        _ => write_compact(out, v),
-    }
-}
-
-/// One line, with a space after `:` and `,` so that it reads like the history files.
-fn write_compact(out: &mut String, v: &Value) {
-    match v {
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push_str(": ");
-                write_compact(out, v);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_compact(out, item);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
+/// The run's manifest and figures as JSON.
+pub fn run_json(s: &crate::run::RunSummary) -> Result<String> {
+    let manifest = serde_json::to_value(&s.manifest)
+        .map_err(|e| Error::Bug(format!("manifest to JSON: {e}")))?;
+    let report = json!({
+        "manifest": manifest,
+        "wall_s": s.wall.as_secs_f64(),
+        "properties": s.properties,
+        "bytes_written": s.bytes_written,
+        "input_bytes": s.input_bytes,
+        "predicted_max_over_mean": s.predicted_max_over_mean,
+        "actual_max_over_mean": s.actual_max_over_mean,
+        "files_per_property": s.files_per_property,
+        "max_files_per_property": s.max_files_per_property,
+    });
+    Ok(crate::jsonfmt::to_lines(&report))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_layout() {
-        let v =
-            json!({"a": 1, "b": {"c": [1, 2], "d": [{"x": 1}, {"y": [2, {"z": null}]}]}, "e": []});
-        let mut s = String::new();
-        write_value(&mut s, &v, 0);
-        let want = r#"{
-  "a": 1,
-  "b": {
-    "c": [1, 2],
-    "d": [
-      {"x": 1},
-      {"y": [2, {"z": null}]}
-    ]
-  },
-  "e": []
-}"#;
-        assert_eq!(s, want);
-        assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), v);
-    }
 
     #[test]
     fn names_are_clipped_by_characters() {

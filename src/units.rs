@@ -64,8 +64,63 @@ pub fn format_bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// Epoch milliseconds as RFC 3339 UTC with seconds: `2026-11-21T08:15:00Z`.
+pub fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Now, in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The proleptic Gregorian date of a day number (H. Hinnant's `civil_from_days`), the
+/// inverse of [`planner::days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn utc_round_trips_through_the_planner() {
+        for ms in [
+            0,
+            1_795_140_000_000,
+            -1_000,
+            951_782_400_000,
+            4_102_444_800_000,
+        ] {
+            let text = format_utc(ms);
+            assert_eq!(
+                planner::parse_rfc3339_ms(&text),
+                Some(ms.div_euclid(1000) * 1000),
+                "{text}"
+            );
+        }
+        assert_eq!(format_utc(1_795_140_000_000), "2026-11-20T02:00:00Z");
+    }
+
     use super::*;
 
     #[test]

@@ -32,17 +32,27 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::{PropertyIds, RecordBuilder, RecordSink, StrField, timestamp};
 
-/// What the parser needs across a JSON text.
+/// Buffers the parser reuses from record to record (keep one per mapper).
+#[derive(Debug, Default)]
+pub struct JsonScratch {
+    builder: RecordBuilder,
+    /// A webhook event's fields, held until its object id is known.
+    webhook: Webhook,
+}
+
+/// What the parser needs across a JSON text. Cheap to make: one per text (NDJSON line).
 pub struct JsonContext<'a> {
-    pub builder: &'a mut RecordBuilder,
+    builder: &'a mut RecordBuilder,
+    webhook: &'a mut Webhook,
     pub ids: &'a mut dyn PropertyIds,
     pub sink: &'a mut dyn RecordSink,
     /// Records met so far in the current text (the index passed to `reject`).
     pub records: u64,
     /// Set once a top-level value has begun, to tell a clean end from a truncated value.
     started: bool,
-    /// A webhook event's fields, held until its object id is known.
-    webhook: Webhook,
+    /// Stop after this many records (sampling); the text then ends early without an error.
+    pub limit: Option<u64>,
+    stopped: bool,
 }
 
 impl fmt::Debug for JsonContext<'_> {
@@ -55,17 +65,19 @@ impl fmt::Debug for JsonContext<'_> {
 
 impl<'a> JsonContext<'a> {
     pub fn new(
-        builder: &'a mut RecordBuilder,
+        scratch: &'a mut JsonScratch,
         ids: &'a mut dyn PropertyIds,
         sink: &'a mut dyn RecordSink,
     ) -> Self {
         JsonContext {
-            builder,
+            builder: &mut scratch.builder,
+            webhook: &mut scratch.webhook,
             ids,
             sink,
             records: 0,
             started: false,
-            webhook: Webhook::default(),
+            limit: None,
+            stopped: false,
         }
     }
 }
@@ -92,6 +104,7 @@ fn explode_values<'de, R: serde_json::de::Read<'de>>(
         ctx.started = false;
         match Top(ctx).deserialize(&mut *de) {
             Ok(()) => {}
+            Err(_) if ctx.stopped => return Ok(()),
             Err(e) if e.is_eof() && !ctx.started => return Ok(()),
             Err(e) => return Err(e),
         }
@@ -345,13 +358,17 @@ fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Resu
         }
     }
     ctx.builder.finish(ids.resolve(), index, &mut *ctx.sink);
+    if ctx.limit.is_some_and(|limit| ctx.records >= limit) {
+        ctx.stopped = true;
+        return Err(de::Error::custom("record limit reached"));
+    }
     Ok(())
 }
 
 /// A webhook property change: one version built from the event's fields.
 fn webhook_version(ctx: &mut JsonContext<'_>, property: u32) {
     let b = &mut *ctx.builder;
-    let w = &ctx.webhook;
+    let w = &*ctx.webhook;
     b.begin_version(property);
     for (field, col) in [
         (StrField::Value, &w.value),
@@ -964,10 +981,10 @@ mod tests {
     }
 
     fn explode(text: &str) -> Out {
-        let mut builder = RecordBuilder::default();
+        let mut scratch = JsonScratch::default();
         let mut ids = LocalIds::default();
         let mut sink = CollectSink::default();
-        let mut ctx = JsonContext::new(&mut builder, &mut ids, &mut sink);
+        let mut ctx = JsonContext::new(&mut scratch, &mut ids, &mut sink);
         let error = explode_slice(text.as_bytes(), &mut ctx)
             .err()
             .map(|e| e.to_string());
@@ -1216,6 +1233,18 @@ mod tests {
         let values: Vec<_> = r.iter().skip(1).map(|r| r.3.clone().unwrap()).collect();
         assert_eq!(values, ["12.5", "true", "-7"]);
         assert_eq!(r[3].2, 4);
+    }
+
+    #[test]
+    fn a_record_limit_ends_the_text_quietly() {
+        let mut scratch = JsonScratch::default();
+        let mut ids = LocalIds::default();
+        let mut sink = CollectSink::default();
+        let mut ctx = JsonContext::new(&mut scratch, &mut ids, &mut sink);
+        ctx.limit = Some(2);
+        let text = r#"[{"vid": 1}, {"vid": 2}, {"vid": 3}, {"vid": "#;
+        assert!(explode_slice(text.as_bytes(), &mut ctx).is_ok());
+        assert_eq!(sink.records, 2);
     }
 
     #[test]

@@ -1,0 +1,317 @@
+//! Route: the mapper side of the partitioner.
+//!
+//! Takes each accepted record's rows from explode and gives them, batched per reducer, to the
+//! reducers' bounded channels: a row of object `o` and property `p` goes to
+//! `plan.route(p).reducer(object_hash(o))`.
+//!
+//! ```text
+//!   explode ──rows of one record──► Router ──Rows per reducer, flushed at BATCH_ROWS──► channel r
+//!                                     │ routes[p] (local copy, filled on first use)
+//!                                     ▼
+//!                               PropertyTable (shared: name ↔ id, plan routes; locked on a miss)
+//! ```
+//!
+//! Property names are interned once per run in the shared [`PropertyTable`]; each mapper keeps
+//! its own cache ([`MapperIds`]) so the lock is taken only the first time a mapper meets a
+//! name. The object hash is computed once per record, not per row.
+//!
+//! Memory: per mapper, one open batch per reducer (at most `BATCH_ROWS` rows); per channel, a
+//! bounded number of batches in flight. A full channel blocks the mapper (backpressure).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crossbeam_channel::Sender;
+use planner::{Plan, Route, object_hash};
+
+use crate::batch::Rows;
+use crate::explode::{PropertyIds, RecordSink};
+
+/// Rows per batch sent to a reducer: large enough to amortise the channel, small enough that
+/// `mappers × reducers` open batches stay a few MiB.
+pub const BATCH_ROWS: usize = 8 * 1024;
+/// Batches a reducer's channel holds before mappers wait.
+pub const CHANNEL_BATCHES: usize = 8;
+
+/// Every property name a run has met, its id and its route.
+#[derive(Debug)]
+pub struct PropertyTable {
+    plan: Arc<Plan>,
+    inner: Mutex<Names>,
+}
+
+#[derive(Debug, Default)]
+struct Names {
+    names: Vec<Arc<str>>,
+    ids: hashbrown::HashMap<Arc<str>, u32>,
+    routes: Vec<Route>,
+}
+
+impl PropertyTable {
+    pub fn new(plan: Arc<Plan>) -> Self {
+        PropertyTable {
+            plan,
+            inner: Mutex::default(),
+        }
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Names> {
+        // A panicking mapper cannot leave the table half-updated (each update is one push).
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The id of `name`, interning it (and computing its route) the first time.
+    pub fn intern(&self, name: &str) -> u32 {
+        let mut t = self.lock();
+        if let Some(&id) = t.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(t.names.len()).expect("fewer than 2^32 property names");
+        let name: Arc<str> = Arc::from(name);
+        t.routes.push(self.plan.route(&name));
+        t.names.push(name.clone());
+        t.ids.insert(name, id);
+        id
+    }
+
+    pub fn route(&self, id: u32) -> Route {
+        self.lock().routes[id as usize]
+    }
+
+    pub fn name(&self, id: u32) -> Arc<str> {
+        self.lock().names[id as usize].clone()
+    }
+
+    /// All names by id (a snapshot).
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.lock().names.clone()
+    }
+}
+
+/// A mapper's property ids: a local cache in front of the shared table.
+#[derive(Debug)]
+pub struct MapperIds<'t> {
+    table: &'t PropertyTable,
+    cache: hashbrown::HashMap<Box<str>, u32>,
+}
+
+impl<'t> MapperIds<'t> {
+    pub fn new(table: &'t PropertyTable) -> Self {
+        MapperIds {
+            table,
+            cache: hashbrown::HashMap::new(),
+        }
+    }
+}
+
+impl PropertyIds for MapperIds<'_> {
+    #[inline]
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.cache.get(name) {
+            return id;
+        }
+        let id = self.table.intern(name);
+        self.cache.insert(name.into(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> String {
+        self.table.name(id).to_string()
+    }
+}
+
+/// What a mapper counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapCounts {
+    /// Records accepted (exploded), including those without versions.
+    pub records: u64,
+    pub rejected: u64,
+    pub events_without_version: u64,
+    pub rows: u64,
+}
+
+/// A record that could not be read: where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// Input file, as given or found.
+    pub file: Arc<str>,
+    /// 1-based line of the record (or of the JSON text holding it), when known.
+    pub line: Option<u64>,
+    /// Byte offset of that line, when it is known before the line number.
+    pub offset: Option<u64>,
+    /// Row group, for Parquet input.
+    pub row_group: Option<usize>,
+    /// Which record of that line, text or row group (0-based).
+    pub record: u64,
+    pub reason: String,
+}
+
+/// Where the records being exploded come from, for rejects.
+#[derive(Clone, Debug, Default)]
+pub struct UnitLocation {
+    pub file: Arc<str>,
+    pub line: Option<u64>,
+    pub offset: Option<u64>,
+    pub row_group: Option<usize>,
+}
+
+/// A mapper's [`RecordSink`]: routes rows into per-reducer batches and sends full ones.
+pub struct Router<'t> {
+    table: &'t PropertyTable,
+    routes: Vec<Option<Route>>,
+    batches: Vec<Rows>,
+    senders: Vec<Sender<Rows>>,
+    pub counts: MapCounts,
+    pub rejects: Vec<Reject>,
+    /// Set by the input stage before each unit it explodes.
+    pub location: UnitLocation,
+    /// Set when a reducer has gone away (it failed): the mapper stops early.
+    pub disconnected: bool,
+}
+
+impl std::fmt::Debug for Router<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t> Router<'t> {
+    pub fn new(table: &'t PropertyTable, senders: Vec<Sender<Rows>>) -> Self {
+        let batches = senders.iter().map(|_| Rows::default()).collect();
+        Router {
+            table,
+            routes: Vec::new(),
+            batches,
+            senders,
+            counts: MapCounts::default(),
+            rejects: Vec::new(),
+            location: UnitLocation::default(),
+            disconnected: false,
+        }
+    }
+
+    #[inline]
+    fn route(&mut self, property: u32) -> Route {
+        let i = property as usize;
+        if i >= self.routes.len() {
+            self.routes.resize(i + 1, None);
+        }
+        match self.routes[i] {
+            Some(r) => r,
+            None => {
+                let r = self.table.route(property);
+                self.routes[i] = Some(r);
+                r
+            }
+        }
+    }
+
+    fn send(&mut self, reducer: usize) {
+        let full = std::mem::take(&mut self.batches[reducer]);
+        if self.senders[reducer].send(full).is_err() {
+            self.disconnected = true;
+        }
+    }
+
+    /// Sends every open batch; call once the mapper's input is done.
+    pub fn flush(&mut self) {
+        for r in 0..self.batches.len() {
+            if !self.batches[r].is_empty() {
+                self.send(r);
+            }
+        }
+    }
+}
+
+impl RecordSink for Router<'_> {
+    fn record(&mut self, rows: &Rows) {
+        self.counts.records += 1;
+        self.counts.rows += rows.len() as u64;
+        if rows.is_empty() {
+            return;
+        }
+        // A record is one object: hash its id once for all its rows.
+        let hash = object_hash(rows.object_id[0]);
+        for i in 0..rows.len() {
+            let reducer = self.route(rows.property[i]).reducer(hash) as usize;
+            let batch = &mut self.batches[reducer];
+            batch.push_from(rows, i);
+            if batch.len() >= BATCH_ROWS {
+                self.send(reducer);
+            }
+        }
+    }
+
+    fn reject(&mut self, index: u64, reason: &str) {
+        self.counts.rejected += 1;
+        self.rejects.push(Reject {
+            file: self.location.file.clone(),
+            line: self.location.line,
+            offset: self.location.offset,
+            row_group: self.location.row_group,
+            record: index,
+            reason: reason.to_string(),
+        });
+    }
+
+    fn event_without_version(&mut self) {
+        self.counts.events_without_version += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Row;
+    use planner::{History, PlanParams};
+
+    #[test]
+    fn rows_reach_the_reducer_the_plan_names() {
+        let plan = Arc::new(planner::plan(&History::default(), &PlanParams::new(3)).unwrap());
+        let table = PropertyTable::new(plan.clone());
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..3)
+            .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
+            .unzip();
+        let mut ids = MapperIds::new(&table);
+        let mut router = Router::new(&table, senders);
+        let email = ids.id("email");
+        assert_eq!(ids.id("email"), email);
+        let phone = ids.id("phone");
+
+        let mut rows = Rows::default();
+        for (p, ts) in [(email, 1), (phone, 2), (email, 3)] {
+            rows.push(&Row {
+                property: p,
+                object_id: 77,
+                timestamp: ts,
+                value: Some(b"v"),
+                source_type: None,
+                source_id: None,
+                source_label: None,
+                updated_by_user_id: None,
+            });
+        }
+        router.record(&rows);
+        router.reject(4, "bad");
+        router.flush();
+        drop(router);
+
+        let mut got = 0;
+        for (r, rx) in receivers.iter().enumerate() {
+            for batch in rx.try_iter() {
+                for i in 0..batch.len() {
+                    let name = table.name(batch.property[i]);
+                    assert_eq!(planner::reducer(&plan, &name, 77), r as u32);
+                    got += 1;
+                }
+            }
+        }
+        assert_eq!(got, 3);
+        assert_eq!(table.names().len(), 2);
+    }
+}

@@ -1,0 +1,491 @@
+//! Run: the whole job on one machine, wiring the stages together.
+//!
+//! ```text
+//!  discover + split ─► plan (history window, or a sample of the input)
+//!        │
+//!        ▼ splits (a shared queue)
+//!  M mapper threads: read split ─► explode ─► Router ══ R bounded channels ══► R reducer threads
+//!                                                                              buffer per property
+//!                                                   (when every mapper is done) sort, dedupe,
+//!                                                                              write to staging
+//!  publish staging ─► manifest, history record, rejects ─► summary
+//! ```
+//!
+//! Invariants checked before anything is published: every routed row reached a reducer, and
+//! `rows_exploded = rows_written + duplicates_dropped`; a mismatch is a bug, and the run fails
+//! without publishing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use planner::{Plan, PlanParams, RunRecord, Volume};
+
+use crate::batch::Rows;
+use crate::commit::{
+    self, Counts, FileEntry, InputEntry, Layout, Manifest, Mode, PlanEntry, ReducerEntry,
+};
+use crate::error::{Error, Result};
+use crate::input::{self, Format, InputFile, MapperScratch, Split};
+use crate::reduce::{Reducer, sort_dedupe};
+use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Reject, Router};
+use crate::sink::{SinkOptions, escape_partition_value, property_dir, write_property};
+use crate::units::{format_utc, now_ms};
+
+/// Everything a run needs, validated.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub inputs: Vec<String>,
+    pub output: PathBuf,
+    /// History to plan from; `None`: the dataset's own `_skewer/history`.
+    pub history: Option<PathBuf>,
+    pub params: PlanParams,
+    pub mappers: usize,
+    /// Hive partition prefix, `key=value[/key=value…]`.
+    pub partition: Option<String>,
+    pub mode: Mode,
+    pub sink: SinkOptions,
+    pub split_bytes: u64,
+}
+
+/// Where the plan came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanSource {
+    History { dir: PathBuf, runs: usize },
+    Sample { records: u64 },
+}
+
+/// What a run did, for the summary on screen.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub manifest: Manifest,
+    pub wall: Duration,
+    pub plan_source: PlanSource,
+    pub properties: usize,
+    pub bytes_written: u64,
+    pub input_bytes: u64,
+    pub predicted_max_over_mean: f64,
+    pub actual_max_over_mean: f64,
+    pub files_per_property: f64,
+    pub max_files_per_property: usize,
+}
+
+/// Checks a `--partition` value and returns the folder path it stands for.
+pub fn partition_path(partition: &str) -> Result<String> {
+    let mut parts = Vec::new();
+    for segment in partition.split('/') {
+        let (key, value) = segment.split_once('=').ok_or_else(|| {
+            Error::Config(format!(
+                "--partition {partition:?}: expected key=value, e.g. dt=2026-11-20"
+            ))
+        })?;
+        let key_ok = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !key_ok || value.is_empty() {
+            return Err(Error::Config(format!(
+                "--partition {partition:?}: {segment:?} needs a key of letters, digits and _ and a non-empty value"
+            )));
+        }
+        parts.push(format!("{key}={}", escape_partition_value(value)));
+    }
+    Ok(parts.join("/"))
+}
+
+/// A run id that sorts by start time and differs between runs started the same second.
+fn new_run_id(started_ms: i64) -> String {
+    let stamp = format_utc(started_ms).replace(['-', ':'], "");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let salt = planner::fmix64(u64::from(nanos) ^ (u64::from(std::process::id()) << 32)) & 0xffff;
+    format!("{stamp}-{salt:04x}")
+}
+
+/// Runs the job: reads `config.inputs`, writes and publishes the dataset.
+pub fn run(config: &RunConfig) -> Result<RunSummary> {
+    let t0 = Instant::now();
+    let started_ms = now_ms();
+    let run_id = new_run_id(started_ms);
+    let layout = Layout::new(&config.output);
+    let partition = config
+        .partition
+        .as_deref()
+        .map(partition_path)
+        .transpose()?;
+
+    let files = input::discover(&config.inputs)?;
+    if files.iter().any(|f| f.format == Format::Parquet) {
+        return Err(Error::Config(
+            "Parquet input is not supported yet (only JSON, NDJSON and their gzip/zstd forms)"
+                .into(),
+        ));
+    }
+    let splits = input::splits(&files, config.split_bytes, |_, _| Ok(Vec::new()))?;
+    let (plan, plan_source) = make_plan(config, &layout, &files, &splits)?;
+    let predicted = plan.stats().max_over_mean;
+    let plan = Arc::new(plan);
+    let table = PropertyTable::new(plan.clone());
+
+    let staging = layout.staging(&run_id);
+    let staged_root = match &partition {
+        Some(p) => staging.join(p),
+        None => staging.clone(),
+    };
+    let outcome = execute(config, &files, splits, &table, &staged_root, &run_id);
+    let (mapped, reduced) = match outcome {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+
+    let mut counts = Counts::default();
+    let mut rejects: Vec<Reject> = Vec::new();
+    for (c, r) in mapped {
+        counts.records_exploded += c.records + c.events_without_version;
+        counts.records_rejected += c.rejected;
+        counts.events_without_version += c.events_without_version;
+        counts.rows_exploded += c.rows;
+        rejects.extend(r);
+    }
+    counts.records_read = counts.records_exploded + counts.records_rejected;
+    let received: u64 = reduced.iter().map(|r| r.rows_in).sum();
+    counts.duplicates_dropped = reduced.iter().map(|r| r.duplicates).sum();
+    counts.rows_written = reduced
+        .iter()
+        .flat_map(|r| &r.properties)
+        .map(|p| p.1.rows)
+        .sum();
+    if received != counts.rows_exploded
+        || counts.rows_written + counts.duplicates_dropped != counts.rows_exploded
+    {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(Error::Bug(format!(
+            "rows do not add up: exploded {}, received by reducers {received}, written {} + duplicates {}",
+            counts.rows_exploded, counts.rows_written, counts.duplicates_dropped
+        )));
+    }
+
+    let replaced = commit::publish(&layout, &run_id, config.mode)?;
+    input::resolve_reject_lines(&mut rejects, &files)?;
+    rejects.sort_by(|a, b| {
+        (a.file.as_ref(), a.line, a.row_group, a.record).cmp(&(
+            b.file.as_ref(),
+            b.line,
+            b.row_group,
+            b.record,
+        ))
+    });
+    commit::write_rejects(&layout, &run_id, &rejects)?;
+
+    let names = table.names();
+    let mut files_out = Vec::new();
+    let mut volumes: std::collections::BTreeMap<String, Volume> = Default::default();
+    let mut files_per_property: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut reducers = Vec::new();
+    for r in &reduced {
+        let mut bytes = 0;
+        for (p, out) in &r.properties {
+            let name = names[*p as usize].as_ref();
+            let v = volumes.entry(name.to_string()).or_default();
+            v.rows += out.rows;
+            v.bytes += out.bytes;
+            v.objects += out.objects;
+            bytes += out.bytes;
+            *files_per_property.entry(name).or_default() += out.files.len();
+            for f in &out.files {
+                let rel = f.path.strip_prefix(&staging).unwrap_or(&f.path);
+                files_out.push(FileEntry {
+                    path: rel.to_string_lossy().into_owned(),
+                    property: name.to_string(),
+                    reducer: r.reducer,
+                    rows: f.rows,
+                    bytes: f.bytes,
+                });
+            }
+        }
+        reducers.push(ReducerEntry {
+            reducer: r.reducer,
+            rows: r.rows_in,
+            bytes,
+            wall_ms: r.wall.as_millis() as u64,
+        });
+    }
+    files_out.sort_by(|a, b| a.path.cmp(&b.path));
+    let finished_ms = now_ms();
+
+    let manifest = Manifest {
+        schema_version: commit::MANIFEST_SCHEMA_VERSION,
+        run_id: run_id.clone(),
+        state: "committed".into(),
+        started_at: format_utc(started_ms),
+        finished_at: format_utc(finished_ms),
+        mode: config.mode,
+        partition: partition.clone(),
+        inputs: files
+            .iter()
+            .map(|f| InputEntry {
+                path: f.name.to_string(),
+                bytes: f.size,
+                format: format!("{:?}", f.format).to_lowercase(),
+            })
+            .collect(),
+        plan: PlanEntry {
+            digest: plan.digest(),
+            reducers: plan.reducers(),
+            basis: plan.basis().clone(),
+            predicted_max_over_mean: predicted,
+        },
+        counts,
+        reducers: reducers.clone(),
+        files: files_out,
+        replaced,
+    };
+    commit::write_manifest(&layout, &manifest)?;
+    commit::write_history(
+        &layout,
+        &RunRecord {
+            schema_version: planner::HISTORY_SCHEMA_VERSION,
+            run_id: run_id.clone(),
+            started_at: format_utc(started_ms),
+            dataset: config
+                .output
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+            partition,
+            properties: volumes.clone(),
+            reducers: reducers
+                .iter()
+                .map(|r| planner::ReducerVolume {
+                    rows: r.rows,
+                    bytes: r.bytes,
+                    wall_ms: r.wall_ms,
+                })
+                .collect(),
+        },
+    )?;
+
+    let loads: Vec<u64> = reducers.iter().map(|r| r.rows).collect();
+    let mean = loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64;
+    let actual = if mean > 0.0 {
+        *loads.iter().max().unwrap_or(&0) as f64 / mean
+    } else {
+        1.0
+    };
+    let properties = volumes.len();
+    let file_count: usize = files_per_property.values().sum();
+    Ok(RunSummary {
+        bytes_written: manifest.files.iter().map(|f| f.bytes).sum(),
+        input_bytes: files.iter().map(|f| f.size).sum(),
+        manifest,
+        wall: t0.elapsed(),
+        plan_source,
+        properties,
+        predicted_max_over_mean: predicted,
+        actual_max_over_mean: actual,
+        files_per_property: if properties == 0 {
+            0.0
+        } else {
+            file_count as f64 / properties as f64
+        },
+        max_files_per_property: files_per_property.values().copied().max().unwrap_or(0),
+    })
+}
+
+fn make_plan(
+    config: &RunConfig,
+    layout: &Layout,
+    files: &[InputFile],
+    splits: &[Split],
+) -> Result<(Plan, PlanSource)> {
+    let dir = config
+        .history
+        .clone()
+        .unwrap_or_else(|| layout.history_dir());
+    let loaded = match crate::history::load(&dir) {
+        Ok(loaded) => Some(loaded),
+        // No history yet (a new dataset): plan from a sample of the input instead.
+        Err(Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound && config.history.is_none() =>
+        {
+            None
+        }
+        Err(Error::EmptyHistory { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let usage = |e: planner::PlanError| match e {
+        planner::PlanError::InvalidParams(msg) => Error::Config(msg),
+        other => Error::Bug(format!("planning: {other}")),
+    };
+    match loaded {
+        Some(loaded) => {
+            let runs = loaded.history.runs().len();
+            let plan = planner::plan(&loaded.history, &config.params).map_err(usage)?;
+            Ok((plan, PlanSource::History { dir, runs }))
+        }
+        None => {
+            let sample = crate::sample::sample(files, splits)?;
+            let records = sample.sampled_records;
+            let plan = planner::plan_from_sample(&sample, &config.params).map_err(usage)?;
+            Ok((plan, PlanSource::Sample { records }))
+        }
+    }
+}
+
+/// What one reducer did.
+struct Reduced {
+    reducer: u32,
+    rows_in: u64,
+    duplicates: u64,
+    /// (property id, output) per property written.
+    properties: Vec<(u32, crate::sink::PropertyOutput)>,
+    wall: Duration,
+}
+
+type Mapped = (MapCounts, Vec<Reject>);
+
+/// Runs the mappers and reducers; returns what each produced. Staged files are under
+/// `staged_root` when this returns `Ok`.
+fn execute(
+    config: &RunConfig,
+    files: &[InputFile],
+    splits: Vec<Split>,
+    table: &PropertyTable,
+    staged_root: &std::path::Path,
+    run_id: &str,
+) -> Result<(Vec<Mapped>, Vec<Reduced>)> {
+    let reducers = table.plan().reducers() as usize;
+    let (split_tx, split_rx) = crossbeam_channel::unbounded();
+    for s in splits {
+        split_tx.send(s).expect("the queue is open");
+    }
+    drop(split_tx);
+    let (senders, receivers): (Vec<Sender<Rows>>, Vec<Receiver<Rows>>) = (0..reducers)
+        .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
+        .unzip();
+
+    std::thread::scope(|scope| {
+        let reducer_handles: Vec<_> = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(r, rx)| {
+                let table = &*table;
+                scope.spawn(move || {
+                    reduce_thread(r as u32, rx, table, staged_root, run_id, &config.sink)
+                })
+            })
+            .collect();
+        let mapper_handles: Vec<_> = (0..config.mappers.max(1))
+            .map(|_| {
+                let senders = senders.clone();
+                let split_rx = split_rx.clone();
+                scope.spawn(move || map_thread(split_rx, files, table, senders))
+            })
+            .collect();
+        drop(senders);
+
+        let mut mapped = Vec::new();
+        let mut first_error = None;
+        for h in mapper_handles {
+            match joined(h.join(), "mapper") {
+                Ok(m) => mapped.push(m),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let mut reduced = Vec::new();
+        for h in reducer_handles {
+            match joined(h.join(), "reducer") {
+                Ok(r) => reduced.push(r),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok((mapped, reduced)),
+        }
+    })
+}
+
+fn joined<T>(result: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
+    match result {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Bug(format!("a {what} thread panicked: {msg}")))
+        }
+    }
+}
+
+fn map_thread(
+    splits: Receiver<Split>,
+    files: &[InputFile],
+    table: &PropertyTable,
+    senders: Vec<Sender<Rows>>,
+) -> Result<Mapped> {
+    let mut ids = MapperIds::new(table);
+    let mut router = Router::new(table, senders);
+    let mut scratch = MapperScratch::default();
+    for split in splits.iter() {
+        input::read_split(files, &split, &mut scratch, &mut ids, &mut router)?;
+        if router.disconnected {
+            break;
+        }
+    }
+    router.flush();
+    let Router {
+        counts, rejects, ..
+    } = router;
+    Ok((counts, rejects))
+}
+
+fn reduce_thread(
+    reducer: u32,
+    batches: Receiver<Rows>,
+    table: &PropertyTable,
+    staged_root: &std::path::Path,
+    run_id: &str,
+    sink: &SinkOptions,
+) -> Result<Reduced> {
+    let mut state = Reducer::default();
+    let mut first_row: Option<Instant> = None;
+    for batch in batches.iter() {
+        first_row.get_or_insert_with(Instant::now);
+        state.add(&batch);
+    }
+    let started = first_row.unwrap_or_else(Instant::now);
+    let rows_in = state.rows();
+    let names = table.names();
+    let mut properties = state.take_properties();
+    // Write in name order: files and manifests then come out the same every run.
+    properties.sort_by(|a, b| names[a.0 as usize].cmp(&names[b.0 as usize]));
+    let stem = format!("part-{run_id}-r{reducer}");
+    let mut duplicates = 0;
+    let mut written = Vec::with_capacity(properties.len());
+    for (p, rows) in properties {
+        let (order, dups) = sort_dedupe(&rows);
+        duplicates += dups;
+        let dir = staged_root.join(property_dir(&names[p as usize]));
+        written.push((p, write_property(&dir, &stem, rows, &order, sink)?));
+    }
+    Ok(Reduced {
+        reducer,
+        rows_in,
+        duplicates,
+        properties: written,
+        wall: started.elapsed(),
+    })
+}

@@ -1,0 +1,155 @@
+//! Cold start: per-property volumes estimated from a sample of the input, for a dataset that
+//! has no history yet (as Spark's range partitioner and Hadoop's `InputSampler` do).
+//!
+//! Takes up to [`SAMPLE_SPLITS`] splits spread over the input and reads the first
+//! [`SAMPLE_RECORDS`] records of each, counting rows and value bytes per property. The total
+//! is scaled by input bytes read against input bytes in all: the plan needs the properties'
+//! relative volumes above all, and those a few thousand records give well. Properties too rare
+//! to be sampled are unseen to the plan and go whole to its spare share.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::rc::Rc;
+
+use planner::{Sample, Volume};
+
+use crate::batch::Rows;
+use crate::error::{Error, Result};
+use crate::explode::json::{JsonContext, JsonScratch, explode_reader};
+use crate::explode::{LocalIds, PropertyIds, RecordSink};
+use crate::input::{Format, InputFile, Split};
+
+pub const SAMPLE_SPLITS: usize = 8;
+pub const SAMPLE_RECORDS: u64 = 2_000;
+/// Rough bytes per row beyond the value, for a first guess at output size.
+const ROW_OVERHEAD: u64 = 12;
+
+#[derive(Default)]
+struct Counting {
+    records: u64,
+    volumes: Vec<Volume>,
+}
+
+impl RecordSink for Counting {
+    fn record(&mut self, rows: &Rows) {
+        self.records += 1;
+        let mut last = None;
+        for i in 0..rows.len() {
+            let p = rows.property[i] as usize;
+            if p >= self.volumes.len() {
+                self.volumes.resize(p + 1, Volume::default());
+            }
+            let v = &mut self.volumes[p];
+            v.rows += 1;
+            v.bytes += ROW_OVERHEAD + rows.value.get(i).map_or(0, |b| b.len() as u64);
+            // A record's versions of one property arrive together: one object each time.
+            if last != Some(p) {
+                v.objects += 1;
+                last = Some(p);
+            }
+        }
+    }
+    fn reject(&mut self, _: u64, _: &str) {}
+    fn event_without_version(&mut self) {
+        self.records += 1;
+    }
+}
+
+/// Counts the bytes read through it (shared with the sampler, which owns the reader chain).
+struct CountingReader<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Samples `splits` of `files` (JSON ones; Parquet footers are read separately).
+pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
+    let json: Vec<&Split> = splits
+        .iter()
+        .filter(|s| !matches!(s, Split::RowGroups { .. }))
+        .collect();
+    let step = json.len().div_ceil(SAMPLE_SPLITS).max(1);
+    let mut ids = LocalIds::default();
+    let mut sink = Counting::default();
+    let mut scratch = JsonScratch::default();
+    let mut bytes_read = 0u64;
+    for split in json.iter().step_by(step) {
+        bytes_read += sample_split(files, split, &mut scratch, &mut ids, &mut sink)?;
+    }
+    let total_bytes: u64 = files
+        .iter()
+        .filter(|f| f.format != Format::Parquet)
+        .map(|f| f.size)
+        .sum();
+    let estimated = if bytes_read == 0 {
+        sink.records
+    } else {
+        let scaled = u128::from(sink.records) * u128::from(total_bytes) / u128::from(bytes_read);
+        u64::try_from(scaled).unwrap_or(u64::MAX).max(sink.records)
+    };
+    let properties: BTreeMap<String, Volume> = sink
+        .volumes
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.rows > 0)
+        .map(|(p, v)| (ids.name(p as u32), *v))
+        .collect();
+    Ok(Sample {
+        sampled_records: sink.records,
+        estimated_records: estimated,
+        properties,
+    })
+}
+
+/// Reads the first records of one split as one stream of JSON values (NDJSON lines, an array
+/// or pages alike); returns the input bytes that took.
+fn sample_split(
+    files: &[InputFile],
+    split: &Split,
+    scratch: &mut JsonScratch,
+    ids: &mut LocalIds,
+    sink: &mut Counting,
+) -> Result<u64> {
+    let (file, start) = match *split {
+        Split::Lines { file, start, .. } => (&files[file], start),
+        Split::Whole { file } => (&files[file], 0),
+        Split::RowGroups { .. } => return Ok(0),
+    };
+    let mut f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+    f.seek(SeekFrom::Start(start))
+        .map_err(|e| Error::io(&file.path, e))?;
+    let count = Rc::new(Cell::new(0));
+    let raw = CountingReader {
+        inner: f,
+        count: count.clone(),
+    };
+    let decoded: Box<dyn Read> = match file.format {
+        Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Format::Zstd => match zstd::stream::read::Decoder::new(raw) {
+            Ok(d) => Box::new(d),
+            // Not zstd after all: the run itself will reject the file.
+            Err(_) => return Ok(0),
+        },
+        _ => Box::new(raw),
+    };
+    let mut reader = BufReader::with_capacity(64 << 10, decoded);
+    if start > 0 {
+        // The line this split starts in belongs to the previous split.
+        let mut partial = Vec::new();
+        let _ = reader.read_until(b'\n', &mut partial);
+    }
+    let mut ctx = JsonContext::new(scratch, ids, sink);
+    ctx.limit = Some(SAMPLE_RECORDS);
+    // A syntax error only ends this split's sample early; the run reports it.
+    let _ = explode_reader(reader, &mut ctx);
+    Ok(count.get())
+}
