@@ -61,3 +61,29 @@ pub fn run(
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)
 }
+
+/// `skewer gen`: writes a synthetic dump and says what it wrote.
+pub fn generate(config: &crate::generate::GenConfig, out: &mut dyn Write) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let expected = crate::generate::generate(config)?;
+    let bytes: u64 = std::fs::read_dir(&config.out)
+        .map_err(|e| Error::io(&config.out, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('_'))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let text = format!(
+        "wrote {} objects, {} version rows of {} properties into {} files, {}, in {:.1} s\n\
+         expected rows and checksum: {}\n",
+        crate::units::format_count(expected.records),
+        crate::units::format_count(expected.rows),
+        expected.properties,
+        expected.files,
+        crate::units::format_bytes(bytes),
+        t0.elapsed().as_secs_f64(),
+        config.out.join(crate::generate::EXPECTED_FILE).display(),
+    );
+    out.write_all(text.as_bytes()).map_err(Error::Output)?;
+    out.flush().map_err(Error::Output)
+}

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use planner::{MAX_REDUCERS, MAX_SPARE, PlanParams, Split, Window};
 use skewer::app::{OutputFormat, PlanConfig};
 use skewer::commit::Mode;
+use skewer::generate::{Dialect, Format as GenFormat, GenConfig};
 use skewer::run::RunConfig;
 use skewer::sink::SinkOptions;
 
@@ -26,6 +27,105 @@ pub enum Command {
     /// Show the allocation a volume history gives: each property's share, slots and reducers,
     /// the predicted load per reducer and the files to expect.
     Plan(PlanArgs),
+    /// Generate a synthetic HubSpot-like dump (deterministic by --seed) with its expected row
+    /// count and checksum in <out>/_expected.json.
+    Gen(GenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Objects (contacts or deals) to generate.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub objects: u64,
+
+    /// Properties per object type (the top 20 hold ~90 % of the version rows).
+    #[arg(long, value_name = "N", default_value_t = 1280,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub properties: u32,
+
+    /// The HubSpot API shape to write.
+    #[arg(long, value_enum, default_value_t = DialectArg::V1)]
+    pub dialect: DialectArg,
+
+    #[arg(long, value_enum, default_value_t = FormatArg::Ndjson)]
+    pub format: FormatArg,
+
+    /// Compress each NDJSON file with gzip.
+    #[arg(long, conflicts_with = "parquet_map")]
+    pub gzip: bool,
+
+    /// Parquet: write `properties` as a MAP<name, {value, versions}> instead of a STRUCT.
+    #[arg(long)]
+    pub parquet_map: bool,
+
+    /// Parquet: versions also carry source-type, source-id, source-label, updated-by-user-id.
+    #[arg(long)]
+    pub parquet_sources: bool,
+
+    /// Directory to write (created if missing).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Files to spread the objects over.
+    #[arg(long, value_name = "K", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub files: u32,
+
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Writer threads [default: the number of CPU cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DialectArg {
+    /// v1 contacts (vid, versions with source-type and epoch-ms timestamps)
+    V1,
+    /// v1 deals (dealId, versions with source and sourceId)
+    V1Deals,
+    /// v3 objects (id as a string, propertiesWithHistory, ISO-8601 timestamps)
+    V3,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Ndjson,
+    /// Nested Parquet (properties STRUCT of {value, versions LIST<STRUCT>}), v1 style
+    Parquet,
+}
+
+impl GenArgs {
+    pub fn into_config(self) -> Result<GenConfig, String> {
+        let format = match self.format {
+            FormatArg::Ndjson => GenFormat::Ndjson,
+            FormatArg::Parquet => GenFormat::Parquet,
+        };
+        if format == GenFormat::Parquet && self.gzip {
+            return Err("--gzip applies to NDJSON; Parquet files are compressed inside".into());
+        }
+        if format == GenFormat::Ndjson && (self.parquet_map || self.parquet_sources) {
+            return Err("--parquet-map and --parquet-sources need --format parquet".into());
+        }
+        Ok(GenConfig {
+            objects: self.objects,
+            properties: self.properties as usize,
+            dialect: match self.dialect {
+                DialectArg::V1 => Dialect::V1,
+                DialectArg::V1Deals => Dialect::V1Deals,
+                DialectArg::V3 => Dialect::V3,
+            },
+            format,
+            gzip: self.gzip,
+            parquet_map: self.parquet_map,
+            parquet_sources: self.parquet_sources,
+            out: self.out,
+            files: self.files as usize,
+            seed: self.seed,
+            threads: self.threads.unwrap_or_else(cores) as usize,
+        })
+    }
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ pub mod commit;
 pub mod dataset;
 pub mod error;
 pub mod explode;
+pub mod generate;
 pub mod history;
 pub mod input;
 pub mod jsonfmt;

@@ -15,6 +15,15 @@ fn main() -> ExitCode {
         cli::Command::Plan(args) => {
             skewer::app::plan(&args.into_config(), &mut io::stdout().lock())
         }
+        cli::Command::Gen(args) => match args.into_config() {
+            Ok(config) => skewer::app::generate(&config, &mut io::stdout().lock()),
+            Err(msg) => {
+                use clap::CommandFactory;
+                cli::Cli::command()
+                    .error(clap::error::ErrorKind::ArgumentConflict, msg)
+                    .exit()
+            }
+        },
         cli::Command::Run(args) => {
             let (config, format) = args.into_config();
             skewer::app::run(&config, format, &mut io::stdout().lock())

@@ -5,3 +5,9 @@ mod util;
 
 /// `skewer plan`: tables and JSON on the sample histories, errors on bad ones.
 mod plan_cli;
+
+/// A naive explode and seeded random records, the reference for the real explode.
+mod reference;
+
+/// `skewer run` and `skewer gen`: every dialect end to end, output layout, determinism.
+mod run;

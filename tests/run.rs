@@ -1,0 +1,445 @@
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use skewer::commit::Mode;
+use skewer::generate::{Dialect, Format, GenConfig, generate, read_expected};
+use skewer::run::{PlanSource, RunConfig, RunSummary, run};
+
+use crate::reference::{Flat, Rng, explode_ndjson, explode_record, random_record};
+use crate::util::skewer as skewer_bin;
+
+fn gen_config(out: &Path, dialect: Dialect, format: Format) -> GenConfig {
+    GenConfig {
+        objects: 300,
+        properties: 80,
+        dialect,
+        format,
+        gzip: false,
+        parquet_map: false,
+        parquet_sources: false,
+        out: out.to_path_buf(),
+        files: 3,
+        seed: 7,
+        threads: 2,
+    }
+}
+
+fn run_config(inputs: &[&Path], output: &Path, reducers: u32) -> RunConfig {
+    let mut params = planner::PlanParams::new(reducers);
+    params.target_file_bytes = 512 << 20;
+    RunConfig {
+        inputs: inputs
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        output: output.to_path_buf(),
+        history: None,
+        params,
+        mappers: 2,
+        partition: None,
+        mode: Mode::Overwrite,
+        sink: skewer::sink::SinkOptions::default(),
+        // Small splits, so even test inputs are read by several mappers in parallel.
+        split_bytes: 64 << 10,
+    }
+}
+
+/// Every row of a dataset as plain data, sorted.
+fn dataset_rows(dir: &Path) -> Vec<Flat> {
+    let s = |b: Option<&[u8]>| b.map(|b| String::from_utf8(b.to_vec()).unwrap());
+    let mut out = Vec::new();
+    for f in skewer::dataset::files(dir).unwrap() {
+        let rows = skewer::dataset::read_rows(&f.path).unwrap();
+        for i in 0..rows.len() {
+            let r = rows.row(i);
+            out.push((
+                f.property.clone(),
+                r.object_id,
+                r.timestamp,
+                s(r.value),
+                s(r.source_type),
+                s(r.source_id),
+                s(r.source_label),
+                r.updated_by_user_id,
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn sorted_unique(mut rows: Vec<Flat>) -> Vec<Flat> {
+    rows.sort();
+    rows.dedup();
+    rows
+}
+
+fn input_text(dir: &Path) -> String {
+    let mut text = String::new();
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    for p in paths {
+        if !p.file_name().unwrap().to_string_lossy().starts_with('_') {
+            text += &fs::read_to_string(p).unwrap();
+        }
+    }
+    text
+}
+
+#[test]
+fn every_dialect_round_trips_with_the_generators_checksum() {
+    for dialect in [Dialect::V1, Dialect::V1Deals, Dialect::V3] {
+        for gzip in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let input = tmp.path().join("in");
+            let output = tmp.path().join("out");
+            let mut g = gen_config(&input, dialect, Format::Ndjson);
+            g.gzip = gzip;
+            let expected = generate(&g).unwrap();
+            assert!(
+                expected.rows > 10_000,
+                "{dialect:?}: a meaningful input ({} rows)",
+                expected.rows
+            );
+
+            let summary = run(&run_config(&[&input], &output, 3)).unwrap();
+            let c = summary.manifest.counts;
+            let ctx = format!("{dialect:?} gzip={gzip}");
+            assert_eq!(c.records_read, expected.records, "{ctx}");
+            assert_eq!(c.records_rejected, 0, "{ctx}");
+            assert_eq!(c.rows_written, expected.rows, "{ctx}");
+            assert_eq!(
+                skewer::checksum::dataset(&output).unwrap(),
+                expected.checksum,
+                "{ctx}"
+            );
+            assert_eq!(read_expected(&input).unwrap(), expected);
+
+            if !gzip {
+                // And the same rows as the naive reference explode of the same text.
+                let want = sorted_unique(explode_ndjson(&input_text(&input)));
+                assert_eq!(dataset_rows(&output), want, "{ctx}");
+            }
+        }
+    }
+}
+
+#[test]
+fn random_records_in_every_container_match_the_naive_explode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    let mut rng = Rng(20261121);
+    let mut records = Vec::new();
+    for i in 0..600 {
+        // Repeat some objects across records and files, and some whole records: duplicates
+        // must be dropped, and an object's versions may arrive from several places.
+        let object = 3_000_000_000 + (i % 450) as i64;
+        records.push(random_record(&mut rng, i % 3, object));
+        if i % 50 == 0 {
+            records.push(records[records.len() - 1].clone());
+        }
+    }
+    let chunk = records.len() / 5;
+    let parts: Vec<&[serde_json::Value]> = records.chunks(chunk).collect();
+    let ndjson =
+        |rs: &[serde_json::Value]| rs.iter().map(|r| r.to_string() + "\n").collect::<String>();
+    fs::write(input.join("a.ndjson"), ndjson(parts[0])).unwrap();
+    fs::write(
+        input.join("b.json"),
+        serde_json::to_string_pretty(&parts[1]).unwrap(),
+    )
+    .unwrap();
+    let page = serde_json::json!({"contacts": parts[2], "has-more": false, "vid-offset": 0});
+    fs::write(input.join("c.json"), page.to_string()).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(ndjson(parts[3]).as_bytes()).unwrap();
+    fs::write(input.join("d.ndjson.gz"), gz.finish().unwrap()).unwrap();
+    let results = serde_json::json!({"results": parts[4..].concat(), "paging": null});
+    fs::write(
+        input.join("e.json.zst"),
+        zstd::encode_all(results.to_string().as_bytes(), 3).unwrap(),
+    )
+    .unwrap();
+
+    let output = tmp.path().join("out");
+    let summary = run(&run_config(&[&input], &output, 4)).unwrap();
+    let want = sorted_unique(records.iter().flat_map(explode_record).collect());
+    let got = dataset_rows(&output);
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    let c = summary.manifest.counts;
+    assert_eq!(c.records_read, records.len() as u64);
+    assert_eq!(c.rows_written + c.duplicates_dropped, c.rows_exploded);
+    assert!(
+        c.duplicates_dropped > 0,
+        "the repeated records were dropped as duplicates"
+    );
+}
+
+#[test]
+fn output_files_have_the_schema_sorted_rows_and_one_property_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    let names = [
+        "a/b",
+        "x=y",
+        "..",
+        ".",
+        "ünïcødé 🚀",
+        "50%",
+        "tab\there",
+        "plain",
+        "q?#*",
+        "",
+    ];
+    let mut lines = String::new();
+    for (i, name) in names.iter().enumerate() {
+        for o in 0..20 {
+            let record = serde_json::json!({"vid": 3_000_000_000i64 + (o * 7919) % 20, "properties": {
+                *name: {"versions": [
+                    {"value": format!("v{i}-{o}"), "timestamp": 1_700_000_000_000i64 - o},
+                    {"value": null, "timestamp": 5},
+                    {"value": "", "timestamp": 5}]}}});
+            lines += &(record.to_string() + "\n");
+        }
+    }
+    fs::write(input.join("names.ndjson"), lines).unwrap();
+    let output = tmp.path().join("out");
+    run(&run_config(&[&input], &output, 3)).unwrap();
+
+    let files = skewer::dataset::files(&output).unwrap();
+    let mut seen: Vec<&str> = files.iter().map(|f| f.property.as_str()).collect();
+    seen.sort();
+    seen.dedup();
+    let mut want = names.to_vec();
+    want.sort();
+    assert_eq!(
+        seen, want,
+        "every name round-trips through its escaped folder"
+    );
+
+    let schema = parquet::schema::parser::parse_message_type(skewer::sink::SCHEMA).unwrap();
+    for f in &files {
+        // The folder is directly under the dataset and named by the property alone.
+        let folder = f.path.parent().unwrap();
+        assert_eq!(folder.parent().unwrap(), output);
+        let reader = SerializedFileReader::new(fs::File::open(&f.path).unwrap()).unwrap();
+        let meta = reader.metadata();
+        assert_eq!(meta.file_metadata().schema_descr().root_schema(), &schema);
+        for g in meta.row_groups() {
+            assert_eq!(g.sorting_columns().map(|s| s.len()), Some(3));
+            assert!(g.column(0).statistics().is_some());
+            assert_eq!(
+                g.column(0).compression(),
+                parquet::basic::Compression::ZSTD(Default::default())
+            );
+        }
+        let rows = skewer::dataset::read_rows(&f.path).unwrap();
+        for i in 1..rows.len() {
+            let key = |j: usize| (rows.object_id[j], rows.timestamp[j], rows.value.get(j));
+            assert!(
+                key(i - 1) <= key(i),
+                "{}: rows {} and {i} out of order",
+                f.path.display(),
+                i - 1
+            );
+        }
+    }
+}
+
+/// Files by dataset-relative path (with `run_id`, if given, replaced by `RUN`), and contents.
+fn files_by_content_name(dir: &Path, run_id: Option<&str>) -> BTreeMap<String, Vec<u8>> {
+    skewer::dataset::files(dir)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let mut rel = f
+                .path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if let Some(id) = run_id {
+                rel = rel.replace(id, "RUN");
+            }
+            (rel, fs::read(&f.path).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn same_input_and_plan_give_byte_identical_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&gen_config(&input, Dialect::V1, Format::Ndjson)).unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let first = run(&run_config(&[&input], &a, 3)).unwrap();
+    let second = run(&run_config(&[&input], &b, 3)).unwrap();
+    assert_eq!(first.manifest.plan.digest, second.manifest.plan.digest);
+    let (fa, fb) = (
+        files_by_content_name(&a, Some(&first.manifest.run_id)),
+        files_by_content_name(&b, Some(&second.manifest.run_id)),
+    );
+    assert!(fa.len() > 50);
+    assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
+    for (name, bytes) in &fa {
+        assert!(fb[name] == *bytes, "{name} differs between runs");
+    }
+}
+
+#[test]
+fn the_second_run_plans_from_the_first_runs_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let mut g = gen_config(&input, Dialect::V1, Format::Ndjson);
+    g.objects = 12_000;
+    g.properties = 1280;
+    g.files = 4;
+    let expected = generate(&g).unwrap();
+    let output = tmp.path().join("out");
+    let config = run_config(&[&input], &output, 4);
+
+    let first = run(&config).unwrap();
+    assert!(matches!(first.plan_source, PlanSource::Sample { .. }));
+    let second: RunSummary = run(&config).unwrap();
+    assert_eq!(
+        second.plan_source,
+        PlanSource::History {
+            dir: output.join("_skewer/history"),
+            runs: 1
+        }
+    );
+    assert_eq!(second.manifest.counts.rows_written, expected.rows);
+    assert!(
+        second.files_per_property <= 1.1,
+        "files per property {}",
+        second.files_per_property
+    );
+    assert!(
+        second.actual_max_over_mean <= 1.15,
+        "actual max/mean load {}",
+        second.actual_max_over_mean
+    );
+    assert!(
+        !second.manifest.replaced.is_empty(),
+        "the second run replaced the first's partitions"
+    );
+    assert_eq!(
+        skewer::checksum::dataset(&output).unwrap(),
+        expected.checksum
+    );
+}
+
+#[test]
+fn partitions_and_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let mut g = gen_config(&input, Dialect::V3, Format::Ndjson);
+    g.objects = 60;
+    g.properties = 12;
+    let expected = generate(&g).unwrap();
+    let output = tmp.path().join("out");
+    let mut config = run_config(&[&input], &output, 2);
+    for dt in ["2026-11-20", "2026-11-21"] {
+        config.partition = Some(format!("dt={dt}"));
+        run(&config).unwrap();
+    }
+    let partitions: std::collections::BTreeSet<Vec<String>> = skewer::dataset::files(&output)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.partitions)
+        .collect();
+    assert_eq!(partitions.len(), 2);
+    let before = files_by_content_name(&output, None);
+
+    // Overwriting one date leaves the other untouched, byte for byte.
+    config.partition = Some("dt=2026-11-21".into());
+    run(&config).unwrap();
+    let after = files_by_content_name(&output, None);
+    for (name, bytes) in &before {
+        if name.starts_with("dt=2026-11-20/") {
+            assert_eq!(after.get(name), Some(bytes), "{name}");
+        } else {
+            assert!(!after.contains_key(name), "{name} was replaced");
+        }
+    }
+    // Append adds a second copy of the rows beside the first.
+    config.mode = Mode::Append;
+    run(&config).unwrap();
+    let rows = dataset_rows(&output);
+    assert_eq!(rows.len() as u64, 3 * expected.rows);
+}
+
+#[test]
+fn the_binary_runs_gen_and_run_and_prints_a_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    let g = skewer_bin([
+        "gen",
+        "--objects",
+        "200",
+        "--properties",
+        "40",
+        "--dialect",
+        "v1-deals",
+        "--files",
+        "2",
+        "--out",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    assert!(g.stdout.contains("wrote 200 objects"), "{}", g.stdout);
+    let r = skewer_bin([
+        "run",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "-r",
+        "3",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for line in ["committed to", "read ", "wrote ", "plan ", "balance "] {
+        assert!(r.stdout.contains(line), "{line:?} in {}", r.stdout);
+    }
+    let j = skewer_bin([
+        "run",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(j.code, 0, "{}", j.stderr);
+    let report: serde_json::Value = serde_json::from_str(&j.stdout).unwrap();
+    let expected = read_expected(&input).unwrap();
+    assert_eq!(report["manifest"]["counts"]["rows_written"], expected.rows);
+    assert_eq!(report["manifest"]["state"], "committed");
+
+    let missing = skewer_bin(["run", "-i", "no/such/input", "-o", output.to_str().unwrap()]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("no/such/input"),
+        "{}",
+        missing.stderr
+    );
+    let bad = skewer_bin([
+        "run",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--partition",
+        "2026",
+    ]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
