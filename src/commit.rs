@@ -208,6 +208,8 @@ pub struct Counts {
     pub records_exploded: u64,
     /// Of those, webhook events that were not property changes (no version to explode).
     pub events_without_version: u64,
+    /// Versions rejected alone (Parquet input), not counted in `rows_exploded`.
+    pub versions_rejected: u64,
     pub rows_exploded: u64,
     pub duplicates_dropped: u64,
     /// `rows_exploded = rows_written + duplicates_dropped`.

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::explode::json::{JsonContext, JsonScratch, explode_reader, explode_slice};
 use crate::explode::{PropertyIds, RecordSink};
 use crate::route::{Router, UnitLocation};
+use parquet::file::reader::{FileReader, SerializedFileReader};
 
 /// Default bytes of NDJSON per split.
 pub const SPLIT_BYTES: u64 = 64 << 20;
@@ -177,13 +178,9 @@ fn is_ndjson(file: &InputFile) -> Result<bool> {
     Ok(!text.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok())
 }
 
-/// Cuts files into splits of about `split_bytes`. Parquet files are split by
-/// `parquet_splits`, which reads their footers.
-pub fn splits(
-    files: &[InputFile],
-    split_bytes: u64,
-    mut parquet_splits: impl FnMut(usize, &InputFile) -> Result<Vec<Split>>,
-) -> Result<Vec<Split>> {
+/// Cuts files into splits: NDJSON into ranges of about `split_bytes`, Parquet into its row
+/// groups (a file whose footer cannot be read becomes one split, rejected when read).
+pub fn splits(files: &[InputFile], split_bytes: u64) -> Result<Vec<Split>> {
     let mut out = Vec::new();
     for (i, f) in files.iter().enumerate() {
         match f.format {
@@ -204,7 +201,20 @@ pub fn splits(
                 start: 0,
                 end: f.size,
             }),
-            Format::Parquet => out.extend(parquet_splits(i, f)?),
+            Format::Parquet => {
+                let file = File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
+                match SerializedFileReader::new(file) {
+                    Ok(reader) => {
+                        let groups = reader.metadata().num_row_groups();
+                        out.extend((0..groups).map(|g| Split::RowGroups {
+                            file: i,
+                            start: g,
+                            end: g + 1,
+                        }));
+                    }
+                    Err(_) => out.push(Split::Whole { file: i }),
+                }
+            }
             _ => out.push(Split::Whole { file: i }),
         }
     }
@@ -215,6 +225,7 @@ pub fn splits(
 #[derive(Debug, Default)]
 pub struct MapperScratch {
     pub json: JsonScratch,
+    pub parquet: crate::explode::parquet::ParquetScratch,
     buf: Vec<u8>,
 }
 
@@ -232,10 +243,47 @@ pub fn read_split(
             read_lines(&files[file], start, end, scratch, ids, router)
         }
         Split::Whole { file } => read_whole(&files[file], scratch, ids, router),
-        Split::RowGroups { .. } => Err(Error::Bug(
-            "Parquet splits are read by the Parquet reader".into(),
-        )),
+        Split::RowGroups { file, start, end } => {
+            read_row_groups(&files[file], start..end, scratch, ids, router)
+        }
     }
+}
+
+/// Parquet row groups `groups`. A file that cannot be opened as a nested dump is rejected
+/// whole; a row group that fails mid-read is rejected from the failure on.
+fn read_row_groups(
+    file: &InputFile,
+    groups: std::ops::Range<usize>,
+    scratch: &mut MapperScratch,
+    ids: &mut dyn PropertyIds,
+    router: &mut Router<'_>,
+) -> Result<()> {
+    use crate::explode::parquet::{ParquetSink, explode_row_group, open};
+    let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+    let (reader, layout) = match open(f) {
+        Ok(v) => v,
+        Err(reason) => {
+            locate(router, file, None, None);
+            ParquetSink::reject(router, 0, &reason);
+            return Ok(());
+        }
+    };
+    for g in groups {
+        router.location = UnitLocation {
+            file: file.name.clone(),
+            line: None,
+            offset: None,
+            row_group: Some(g),
+        };
+        if let Err(e) = explode_row_group(&reader, &layout, g, ids, router, &mut scratch.parquet) {
+            let reason = format!("row group {g} could not be read to its end: {e}");
+            ParquetSink::reject(router, 0, &reason);
+        }
+        if router.disconnected {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn locate(router: &mut Router<'_>, file: &InputFile, line: Option<u64>, offset: Option<u64>) {
@@ -352,9 +400,13 @@ fn read_whole(
             }
         },
         Format::Parquet => {
-            return Err(Error::Bug(
-                "Parquet files are read by the Parquet reader".into(),
-            ));
+            // Only a file whose footer could not be read is split as a whole.
+            let reason = match crate::explode::parquet::open(f) {
+                Err(reason) => reason,
+                Ok(_) => "the file changed while it was being read".into(),
+            };
+            locate(router, file, None, None);
+            router.reject(0, &reason);
         }
     }
     Ok(())

@@ -131,6 +131,8 @@ pub struct MapCounts {
     pub rejected: u64,
     pub events_without_version: u64,
     pub rows: u64,
+    /// Versions rejected alone (Parquet input, where a record's other versions were kept).
+    pub versions_rejected: u64,
 }
 
 /// A record that could not be read: where, and why.
@@ -228,6 +230,53 @@ impl<'t> Router<'t> {
     }
 }
 
+impl Router<'_> {
+    fn push_reject(&mut self, index: u64, reason: &str) {
+        self.rejects.push(Reject {
+            file: self.location.file.clone(),
+            line: self.location.line,
+            offset: self.location.offset,
+            row_group: self.location.row_group,
+            record: index,
+            reason: reason.to_string(),
+        });
+    }
+}
+
+impl crate::explode::parquet::ParquetSink for Router<'_> {
+    fn rows(&mut self, rows: &Rows) {
+        self.counts.rows += rows.len() as u64;
+        for i in 0..rows.len() {
+            let hash = object_hash(rows.object_id[i]);
+            let reducer = self.route(rows.property[i]).reducer(hash) as usize;
+            let batch = &mut self.batches[reducer];
+            batch.push_from(rows, i);
+            if batch.len() >= BATCH_ROWS {
+                self.send(reducer);
+            }
+        }
+    }
+
+    fn records(&mut self, n: u64) {
+        self.counts.records += n;
+    }
+
+    fn reject(&mut self, index: u64, reason: &str) {
+        self.counts.rejected += 1;
+        self.push_reject(index, reason);
+    }
+
+    fn reject_versions(&mut self, index: u64, count: u64, reason: &str) {
+        self.counts.versions_rejected += count;
+        let reason = if count == 1 {
+            reason.to_string()
+        } else {
+            format!("{count} versions: {reason}")
+        };
+        self.push_reject(index, &reason);
+    }
+}
+
 impl RecordSink for Router<'_> {
     fn record(&mut self, rows: &Rows) {
         self.counts.records += 1;
@@ -249,14 +298,7 @@ impl RecordSink for Router<'_> {
 
     fn reject(&mut self, index: u64, reason: &str) {
         self.counts.rejected += 1;
-        self.rejects.push(Reject {
-            file: self.location.file.clone(),
-            line: self.location.line,
-            offset: self.location.offset,
-            row_group: self.location.row_group,
-            record: index,
-            reason: reason.to_string(),
-        });
+        self.push_reject(index, reason);
     }
 
     fn event_without_version(&mut self) {

@@ -27,7 +27,7 @@ use crate::commit::{
     self, Counts, FileEntry, InputEntry, Layout, Manifest, Mode, PlanEntry, ReducerEntry,
 };
 use crate::error::{Error, Result};
-use crate::input::{self, Format, InputFile, MapperScratch, Split};
+use crate::input::{self, InputFile, MapperScratch, Split};
 use crate::reduce::{Reducer, sort_dedupe};
 use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Reject, Router};
 use crate::sink::{SinkOptions, escape_partition_value, property_dir, write_property};
@@ -119,13 +119,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         .transpose()?;
 
     let files = input::discover(&config.inputs)?;
-    if files.iter().any(|f| f.format == Format::Parquet) {
-        return Err(Error::Config(
-            "Parquet input is not supported yet (only JSON, NDJSON and their gzip/zstd forms)"
-                .into(),
-        ));
-    }
-    let splits = input::splits(&files, config.split_bytes, |_, _| Ok(Vec::new()))?;
+    let splits = input::splits(&files, config.split_bytes)?;
     let (plan, plan_source) = make_plan(config, &layout, &files, &splits)?;
     let predicted = plan.stats().max_over_mean;
     let plan = Arc::new(plan);
@@ -151,6 +145,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         counts.records_exploded += c.records + c.events_without_version;
         counts.records_rejected += c.rejected;
         counts.events_without_version += c.events_without_version;
+        counts.versions_rejected += c.versions_rejected;
         counts.rows_exploded += c.rows;
         rejects.extend(r);
     }

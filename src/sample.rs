@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::rc::Rc;
 
+use parquet::file::reader::FileReader;
 use planner::{Sample, Volume};
 
 use crate::batch::Rows;
@@ -71,8 +72,101 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// Samples `splits` of `files` (JSON ones; Parquet footers are read separately).
+/// Estimates per-property volumes for the whole input: JSON from samples of its splits,
+/// nested Parquet from footers (exact) or, for the MAP form, from its first row group. The
+/// result is already scaled: `sampled_records == estimated_records`.
 pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
+    let json = sample_json(files, splits)?;
+    let scale = |x: u64, num: u64, den: u64| {
+        u64::try_from(u128::from(x) * u128::from(num) / u128::from(den.max(1))).unwrap_or(u64::MAX)
+    };
+    let mut records = json.estimated_records;
+    let mut volumes: BTreeMap<String, Volume> = json
+        .properties
+        .into_iter()
+        .map(|(name, v)| {
+            let (n, d) = (json.estimated_records, json.sampled_records);
+            let v = Volume {
+                rows: scale(v.rows, n, d),
+                bytes: scale(v.bytes, n, d),
+                objects: scale(v.objects, n, d),
+            };
+            (name, v)
+        })
+        .collect();
+    for file in files.iter().filter(|f| f.format == Format::Parquet) {
+        let Ok(handle) = File::open(&file.path) else {
+            continue;
+        };
+        // Unreadable files are rejected by the run itself; they add nothing to the plan.
+        let Ok((reader, layout)) = crate::explode::parquet::open(handle) else {
+            continue;
+        };
+        let rows = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+        records += rows;
+        if let Some(footer) = crate::explode::parquet::footer_volumes(&reader, &layout) {
+            for (name, versions, bytes) in footer {
+                let v = volumes.entry(name).or_default();
+                v.rows += versions;
+                v.bytes += bytes;
+                v.objects += versions.min(rows);
+            }
+        } else if reader.metadata().num_row_groups() > 0 {
+            let mut ids = LocalIds::default();
+            let mut counting = ParquetCounting::default();
+            let mut scratch = crate::explode::parquet::ParquetScratch::default();
+            let group_rows = reader.metadata().row_group(0).num_rows().max(1) as u64;
+            if crate::explode::parquet::explode_row_group(
+                &reader,
+                &layout,
+                0,
+                &mut ids,
+                &mut counting,
+                &mut scratch,
+            )
+            .is_ok()
+            {
+                for (p, v) in counting.0.volumes.iter().enumerate() {
+                    let e = volumes.entry(ids.name(p as u32)).or_default();
+                    e.rows += scale(v.rows, rows, group_rows);
+                    e.bytes += scale(v.bytes, rows, group_rows);
+                    e.objects += scale(v.objects, rows, group_rows);
+                }
+            }
+        }
+    }
+    volumes.retain(|_, v| v.rows > 0);
+    Ok(Sample {
+        sampled_records: records,
+        estimated_records: records,
+        properties: volumes,
+    })
+}
+
+/// Counts a Parquet row group's rows per property.
+#[derive(Default)]
+struct ParquetCounting(Counting);
+
+impl crate::explode::parquet::ParquetSink for ParquetCounting {
+    fn rows(&mut self, rows: &Rows) {
+        for i in 0..rows.len() {
+            let p = rows.property[i] as usize;
+            if p >= self.0.volumes.len() {
+                self.0.volumes.resize(p + 1, Volume::default());
+            }
+            let v = &mut self.0.volumes[p];
+            v.rows += 1;
+            v.bytes += ROW_OVERHEAD + rows.value.get(i).map_or(0, |b| b.len() as u64);
+            v.objects += 1;
+        }
+    }
+    fn records(&mut self, _: u64) {}
+    fn reject(&mut self, _: u64, _: &str) {}
+    fn reject_versions(&mut self, _: u64, _: u64, _: &str) {}
+}
+
+/// Samples the JSON splits: counts from their first records, and the input bytes that took.
+fn sample_json(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
     let json: Vec<&Split> = splits
         .iter()
         .filter(|s| !matches!(s, Split::RowGroups { .. }))

@@ -131,6 +131,41 @@ fn every_dialect_round_trips_with_the_generators_checksum() {
 }
 
 #[test]
+fn nested_parquet_struct_and_map_round_trip() {
+    for (map, sources) in [(false, false), (true, true), (false, true)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("in");
+        let output = tmp.path().join("out");
+        let mut g = gen_config(&input, Dialect::V1, Format::Parquet);
+        g.parquet_map = map;
+        g.parquet_sources = sources;
+        g.objects = 20_000; // two row groups per file for some files
+        g.files = 2;
+        let expected = generate(&g).unwrap();
+        let summary = run(&run_config(&[&input], &output, 3)).unwrap();
+        let ctx = format!("map={map} sources={sources}");
+        let c = summary.manifest.counts;
+        assert_eq!(
+            (c.records_read, c.records_rejected),
+            (expected.records, 0),
+            "{ctx}"
+        );
+        assert_eq!(c.rows_written, expected.rows, "{ctx}");
+        assert_eq!(
+            skewer::checksum::dataset(&output).unwrap(),
+            expected.checksum,
+            "{ctx}"
+        );
+        // Without history the plan came from the footers (or the first row group): balanced.
+        assert!(
+            summary.actual_max_over_mean < 1.15,
+            "{ctx}: {}",
+            summary.actual_max_over_mean
+        );
+    }
+}
+
+#[test]
 fn random_records_in_every_container_match_the_naive_explode() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");

@@ -13,6 +13,7 @@
 //! has a timestamp; `""` and `null` values stay distinct.
 
 pub mod json;
+pub mod parquet;
 pub mod timestamp;
 
 use crate::batch::{Rows, StrColumn};

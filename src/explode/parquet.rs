@@ -1,0 +1,805 @@
+//! Nested Parquet → version rows, by walking each leaf's definition and repetition levels.
+//!
+//! DESIGN §9: Arrow's nested assembly rebuilds validity bitmaps and list offsets for every
+//! column only for the explode to throw that structure away; reading each version leaf's
+//! levels and values through the column API and walking them directly is ~2.3× faster in a
+//! sixth of the memory. Only the version leaves are read (never the current `value`).
+//!
+//! A [`Layout`] is found from the schema alone, generically (names and nesting vary between
+//! writers: `list`/`element`, `array`, `bag`, two-level legacy lists):
+//!
+//! ```text
+//!  STRUCT form   properties.<p>.…versions….<field>   one set of leaves per property p
+//!  MAP form      properties.key_value.key            property names per map entry
+//!                properties.key_value.value.…versions….<field>   shared by all properties
+//!  object id     a top-level vid / canonical-vid / dealId / companyId / id / objectId,
+//!                else properties.hs_object_id.value
+//! ```
+//!
+//! Walking levels: a leaf holds one entry per slot. Repetition 0 starts a new object; in the
+//! MAP form 1 starts a new map entry. A version exists where the definition level reaches
+//! the version struct (`element_def`); its field is non-null where it reaches the leaf's
+//! maximum. Every leaf of one property (or of the map) has the same slot structure, so their
+//! entries align one for one.
+//!
+//! Rejects: an object whose id is missing or not a number is rejected whole (ids are read
+//! first). A version without a usable timestamp is rejected alone: versions are read property
+//! by property, so the object's other properties may already be on their way.
+
+use std::fs::File;
+
+use parquet::basic::{ConvertedType, LogicalType, Repetition, TimeUnit, Type as Physical};
+use parquet::column::reader::ColumnReader;
+use parquet::data_type::ByteArray;
+use parquet::errors::ParquetError;
+use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
+use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
+
+use super::{PropertyIds, timestamp};
+use crate::batch::Rows;
+
+/// What the Parquet explode reports besides rows.
+pub trait ParquetSink {
+    /// Rows of possibly many objects (each row routed by its own `object_id`).
+    fn rows(&mut self, rows: &Rows);
+    /// `n` records (objects) read whole (rejected ones are reported through `reject` instead).
+    fn records(&mut self, n: u64);
+    /// A whole record (object) rejected: `index` is its row in the row group.
+    fn reject(&mut self, index: u64, reason: &str);
+    /// `count` versions rejected (of record `index`, or of the whole row group).
+    fn reject_versions(&mut self, index: u64, count: u64, reason: &str);
+}
+
+/// The version fields skewer keeps, by the names any dialect gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Value,
+    Timestamp,
+    SourceType,
+    SourceId,
+    SourceLabel,
+    UpdatedBy,
+}
+
+fn field(name: &str) -> Option<Field> {
+    Some(match name {
+        "value" => Field::Value,
+        "timestamp" => Field::Timestamp,
+        "source-type" | "source" | "sourceType" | "changeSource" => Field::SourceType,
+        "source-id" | "sourceId" => Field::SourceId,
+        "source-label" | "sourceLabel" => Field::SourceLabel,
+        "updated-by-user-id" | "updatedByUserId" => Field::UpdatedBy,
+        _ => return None,
+    })
+}
+
+/// One leaf column to read.
+#[derive(Clone, Debug)]
+pub struct Leaf {
+    pub column: usize,
+    max_def: i16,
+    /// The definition level at which the version struct holding this leaf exists.
+    element_def: i16,
+    physical: Physical,
+    /// Divisor turning the stored integer into milliseconds (timestamps).
+    per_ms: i64,
+}
+
+impl Leaf {
+    fn new(index: usize, d: &ColumnDescPtr) -> Self {
+        let optional = d.self_type().get_basic_info().repetition() != Repetition::REQUIRED;
+        let per_ms = match d.logical_type_ref() {
+            Some(LogicalType::Timestamp(t)) => match t.unit {
+                TimeUnit::MILLIS => 1,
+                TimeUnit::MICROS => 1_000,
+                TimeUnit::NANOS => 1_000_000,
+            },
+            // Older writers mark the unit only with a converted type.
+            _ if d.converted_type() == ConvertedType::TIMESTAMP_MICROS => 1_000,
+            _ => 1,
+        };
+        Leaf {
+            column: index,
+            max_def: d.max_def_level(),
+            element_def: d.max_def_level() - i16::from(optional),
+            physical: d.physical_type(),
+            per_ms,
+        }
+    }
+}
+
+/// The leaves of one set of versions, by field (at most one leaf per field).
+#[derive(Clone, Debug, Default)]
+pub struct VersionLeaves {
+    fields: Vec<(Field, Leaf)>,
+}
+
+impl VersionLeaves {
+    fn add(&mut self, f: Field, leaf: Leaf) {
+        if !self.fields.iter().any(|(g, _)| *g == f) {
+            self.fields.push((f, leaf));
+        }
+    }
+
+    fn timestamp(&self) -> Option<&Leaf> {
+        self.fields
+            .iter()
+            .find(|(f, _)| *f == Field::Timestamp)
+            .map(|(_, l)| l)
+    }
+}
+
+/// How properties are laid out in the file.
+#[derive(Clone, Debug)]
+pub enum Form {
+    /// One group of leaves per property, named by the group.
+    Struct(Vec<(String, VersionLeaves)>),
+    /// One map: names from `key`, versions from shared leaves.
+    Map {
+        key: Leaf,
+        /// Definition level at which a map entry exists.
+        entry_def: i16,
+        versions: VersionLeaves,
+    },
+}
+
+/// What a file's schema says about where objects and versions are.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub id: Option<Leaf>,
+    pub form: Form,
+}
+
+const ID_COLUMNS: [&str; 6] = [
+    "vid",
+    "canonical-vid",
+    "dealId",
+    "companyId",
+    "id",
+    "objectId",
+];
+
+/// Finds the layout of a nested HubSpot dump, or says why the schema is not one.
+pub fn layout(schema: &SchemaDescriptor) -> Result<Layout, String> {
+    let mut ids: Vec<(usize, Leaf)> = Vec::new();
+    let mut structs: Vec<(String, VersionLeaves)> = Vec::new();
+    let mut map_key: Option<Leaf> = None;
+    let mut map_versions = VersionLeaves::default();
+    let mut map_entry_def = 0;
+    let mut container = None;
+    for (i, d) in schema.columns().iter().enumerate() {
+        let parts = d.path().parts();
+        if parts.len() == 1 && d.max_rep_level() == 0 {
+            if let Some(rank) = ID_COLUMNS.iter().position(|c| *c == parts[0]) {
+                ids.push((rank, Leaf::new(i, d)));
+            }
+            continue;
+        }
+        let top = parts[0].as_str();
+        if top != "properties" && top != "propertiesWithHistory" || parts.len() < 3 {
+            continue;
+        }
+        container.get_or_insert(top.to_string());
+        let last = parts[parts.len() - 1].as_str();
+        match d.max_rep_level() {
+            0 if parts.len() == 3 && parts[1] == "hs_object_id" && last == "value" => {
+                ids.push((ID_COLUMNS.len(), Leaf::new(i, d)));
+            }
+            1 if parts.len() == 3 && last == "key" => {
+                map_entry_def = d.max_def_level();
+                map_key = Some(Leaf::new(i, d));
+            }
+            1 => {
+                if let Some(f) = field(last) {
+                    let name = &parts[1];
+                    let at = match structs.iter().position(|(n, _)| n == name) {
+                        Some(at) => at,
+                        None => {
+                            structs.push((name.clone(), VersionLeaves::default()));
+                            structs.len() - 1
+                        }
+                    };
+                    structs[at].1.add(f, Leaf::new(i, d));
+                }
+            }
+            2 => {
+                if let Some(f) = field(last) {
+                    map_versions.add(f, Leaf::new(i, d));
+                }
+            }
+            _ => {}
+        }
+    }
+    ids.sort_by_key(|(rank, _)| *rank);
+    let id = ids.into_iter().next().map(|(_, l)| l);
+    let form = match map_key {
+        Some(key) => Form::Map {
+            key,
+            entry_def: map_entry_def,
+            versions: map_versions,
+        },
+        None if !structs.is_empty() => Form::Struct(structs),
+        None => {
+            return Err(match container {
+                Some(c) => format!("no version lists under {c:?} (expected <property>.versions[] with value and timestamp)"),
+                None => "not a nested HubSpot dump: no top-level \"properties\" (or \"propertiesWithHistory\") group".into(),
+            });
+        }
+    };
+    Ok(Layout { id, form })
+}
+
+/// A leaf column of one row group: levels and values.
+#[derive(Debug, Default)]
+struct Column {
+    def: Vec<i16>,
+    rep: Vec<i16>,
+    bytes: Vec<ByteArray>,
+    ints: Vec<i64>,
+    ints32: Vec<i32>,
+    floats: Vec<f64>,
+    floats32: Vec<f32>,
+    bools: Vec<bool>,
+}
+
+impl Column {
+    fn read(
+        &mut self,
+        group: &dyn RowGroupReader,
+        leaf: &Leaf,
+        rows: usize,
+    ) -> Result<(), ParquetError> {
+        self.def.clear();
+        self.rep.clear();
+        self.bytes.clear();
+        self.ints.clear();
+        self.ints32.clear();
+        self.floats.clear();
+        self.floats32.clear();
+        self.bools.clear();
+        let (def, rep) = (Some(&mut self.def), Some(&mut self.rep));
+        let read = match group.get_column_reader(leaf.column)? {
+            ColumnReader::ByteArrayColumnReader(mut r) => {
+                r.read_records(rows, def, rep, &mut self.bytes)?
+            }
+            ColumnReader::Int64ColumnReader(mut r) => {
+                r.read_records(rows, def, rep, &mut self.ints)?
+            }
+            ColumnReader::Int32ColumnReader(mut r) => {
+                r.read_records(rows, def, rep, &mut self.ints32)?
+            }
+            ColumnReader::DoubleColumnReader(mut r) => {
+                r.read_records(rows, def, rep, &mut self.floats)?
+            }
+            ColumnReader::FloatColumnReader(mut r) => {
+                r.read_records(rows, def, rep, &mut self.floats32)?
+            }
+            ColumnReader::BoolColumnReader(mut r) => {
+                r.read_records(rows, def, rep, &mut self.bools)?
+            }
+            _ => {
+                return Err(ParquetError::General(format!(
+                    "column {} has type {}, which skewer does not read",
+                    leaf.column, leaf.physical
+                )));
+            }
+        };
+        if read.0 != rows {
+            return Err(ParquetError::General(format!(
+                "column {} holds {} records, the row group {rows}",
+                leaf.column, read.0
+            )));
+        }
+        // A required leaf writes no levels: every slot is defined.
+        if leaf.max_def == 0 {
+            self.def.resize(read.2, 0);
+        }
+        if self.rep.is_empty() {
+            self.rep.resize(read.2, 0);
+        }
+        Ok(())
+    }
+
+    /// Appends value `k` to `out` as text (numbers and booleans as their text).
+    fn text(&self, physical: Physical, k: usize, out: &mut crate::batch::StrColumn) {
+        match physical {
+            Physical::BYTE_ARRAY | Physical::FIXED_LEN_BYTE_ARRAY => {
+                out.push(Some(self.bytes[k].data()))
+            }
+            Physical::INT64 => out.push_fmt(format_args!("{}", self.ints[k])),
+            Physical::INT32 => out.push_fmt(format_args!("{}", self.ints32[k])),
+            Physical::DOUBLE => out.push_fmt(format_args!("{}", self.floats[k])),
+            Physical::FLOAT => out.push_fmt(format_args!("{}", self.floats32[k])),
+            _ => out.push(Some(if self.bools[k] { b"true" } else { b"false" })),
+        }
+    }
+
+    /// Value `k` as an integer (ids, user ids, timestamps); `None` if it is not one.
+    fn int(&self, leaf: &Leaf, k: usize) -> Option<i64> {
+        match leaf.physical {
+            Physical::INT64 => Some(self.ints[k].div_euclid(leaf.per_ms)),
+            Physical::INT32 => Some(i64::from(self.ints32[k])),
+            Physical::BYTE_ARRAY => std::str::from_utf8(self.bytes[k].data()).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Value `k` as a timestamp in ms: integers (by their unit), or text (digits, ISO-8601).
+    fn timestamp(&self, leaf: &Leaf, k: usize) -> Option<i64> {
+        match leaf.physical {
+            Physical::BYTE_ARRAY => timestamp::parse(self.bytes[k].data()),
+            Physical::DOUBLE => timestamp::from_f64(self.floats[k]),
+            _ => self.int(leaf, k),
+        }
+    }
+}
+
+/// Buffers reused across row groups (one per mapper).
+#[derive(Debug, Default)]
+pub struct ParquetScratch {
+    ids: Vec<Option<i64>>,
+    columns: Vec<Column>,
+    keys: Column,
+    rows: Rows,
+}
+
+/// Rows handed to the sink at a time.
+const FLUSH_ROWS: usize = 16 * 1024;
+
+/// Opens a file and reads its layout.
+pub fn open(file: File) -> Result<(SerializedFileReader<File>, Layout), String> {
+    let reader = SerializedFileReader::new(file)
+        .map_err(|e| format!("cannot read the Parquet footer: {e}"))?;
+    let layout = layout(reader.metadata().file_metadata().schema_descr())?;
+    Ok((reader, layout))
+}
+
+/// Explodes row group `g`. `Err` is a read error (a corrupt page): rows before it were
+/// delivered; the caller rejects the rest of the row group.
+pub fn explode_row_group(
+    reader: &SerializedFileReader<File>,
+    layout: &Layout,
+    g: usize,
+    ids: &mut dyn PropertyIds,
+    sink: &mut dyn ParquetSink,
+    scratch: &mut ParquetScratch,
+) -> Result<(), ParquetError> {
+    let group = reader.get_row_group(g)?;
+    let rows = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
+    read_ids(&*group, layout, rows, scratch)?;
+    let rejected = scratch.ids.iter().filter(|id| id.is_none()).count();
+    sink.records((rows - rejected) as u64);
+    for (i, id) in scratch.ids.iter().enumerate() {
+        if id.is_none() {
+            let reason = match &layout.id {
+                None => {
+                    "no object id column (vid, canonical-vid, dealId, companyId, id, objectId or properties.hs_object_id.value)"
+                }
+                Some(_) => "the object id is null or not a whole number",
+            };
+            sink.reject(i as u64, reason);
+        }
+    }
+    match &layout.form {
+        Form::Struct(properties) => {
+            for (name, leaves) in properties {
+                let property = ids.id(name);
+                explode_versions(
+                    &*group,
+                    leaves,
+                    rows,
+                    Names::One(property),
+                    ids,
+                    sink,
+                    scratch,
+                )?;
+            }
+        }
+        Form::Map {
+            key,
+            entry_def,
+            versions,
+        } => {
+            let mut keys = std::mem::take(&mut scratch.keys);
+            let result = keys.read(&*group, key, rows).and_then(|()| {
+                explode_versions(
+                    &*group,
+                    versions,
+                    rows,
+                    Names::Map {
+                        keys: &keys,
+                        entry_def: *entry_def,
+                    },
+                    ids,
+                    sink,
+                    scratch,
+                )
+            });
+            scratch.keys = keys;
+            result?;
+        }
+    }
+    if !scratch.rows.is_empty() {
+        sink.rows(&scratch.rows);
+        scratch.rows.clear();
+    }
+    Ok(())
+}
+
+fn read_ids(
+    group: &dyn RowGroupReader,
+    layout: &Layout,
+    rows: usize,
+    scratch: &mut ParquetScratch,
+) -> Result<(), ParquetError> {
+    scratch.ids.clear();
+    let Some(leaf) = &layout.id else {
+        scratch.ids.resize(rows, None);
+        return Ok(());
+    };
+    if scratch.columns.is_empty() {
+        scratch.columns.push(Column::default());
+    }
+    let col = &mut scratch.columns[0];
+    col.read(group, leaf, rows)?;
+    let mut k = 0;
+    for i in 0..col.def.len() {
+        if col.def[i] == leaf.max_def {
+            // Ids are whole numbers whatever the column's unit annotation.
+            let id = match leaf.physical {
+                Physical::INT64 => Some(col.ints[k]),
+                _ => col.int(leaf, k),
+            };
+            scratch.ids.push(id);
+            k += 1;
+        } else {
+            scratch.ids.push(None);
+        }
+    }
+    Ok(())
+}
+
+/// Where a walk gets property ids from.
+enum Names<'a> {
+    One(u32),
+    Map { keys: &'a Column, entry_def: i16 },
+}
+
+/// Walks one set of version leaves of a row group, emitting a row per version.
+fn explode_versions(
+    group: &dyn RowGroupReader,
+    leaves: &VersionLeaves,
+    rows: usize,
+    names: Names<'_>,
+    ids: &mut dyn PropertyIds,
+    sink: &mut dyn ParquetSink,
+    scratch: &mut ParquetScratch,
+) -> Result<(), ParquetError> {
+    let Some(ts_leaf) = leaves.timestamp() else {
+        // Versions without a timestamp field cannot be placed; count them once per row group.
+        let leaf = &leaves.fields[0].1;
+        let mut col = Column::default();
+        col.read(group, leaf, rows)?;
+        let n = col.def.iter().filter(|&&d| d >= leaf.element_def).count() as u64;
+        if n > 0 {
+            sink.reject_versions(0, n, "versions have no timestamp field");
+        }
+        return Ok(());
+    };
+    let n = leaves.fields.len();
+    while scratch.columns.len() < n + 1 {
+        scratch.columns.push(Column::default());
+    }
+    // Column 0 holds the ids; version leaves use 1..=n.
+    for (i, (_, leaf)) in leaves.fields.iter().enumerate() {
+        scratch.columns[i + 1].read(group, leaf, rows)?;
+    }
+    let ts_index = 1 + leaves
+        .fields
+        .iter()
+        .position(|(f, _)| *f == Field::Timestamp)
+        .expect("has a timestamp leaf");
+    let slots = scratch.columns[ts_index].def.len();
+    if let Some(bad) = (1..=n).find(|&i| scratch.columns[i].def.len() != slots) {
+        return Err(ParquetError::General(format!(
+            "version leaves of one property disagree on their structure ({} and {slots} slots)",
+            scratch.columns[bad].def.len()
+        )));
+    }
+    let element_def = ts_leaf.element_def;
+    let ParquetScratch {
+        ids: object_ids,
+        columns,
+        rows: out,
+        ..
+    } = scratch;
+    // Per leaf, the next value to take (values are stored for non-null slots only).
+    let mut cursor = vec![0usize; n + 1];
+    let mut record: usize = 0;
+    let mut entries = 0usize;
+    let mut property = match names {
+        Names::One(p) => p,
+        Names::Map { .. } => 0,
+    };
+    for slot in 0..slots {
+        let (rep, def) = (columns[ts_index].rep[slot], columns[ts_index].def[slot]);
+        if rep == 0 && slot > 0 {
+            record += 1;
+        }
+        if let Names::Map { keys, entry_def } = &names {
+            // A map entry starts at repetition 0 or 1 where the entry exists; keys are required
+            // within an entry, so the n-th existing entry has the n-th key.
+            if rep <= 1 && def >= *entry_def {
+                let key = keys.bytes.get(entries).map_or(&b""[..], |b| b.data());
+                property = ids.id(&String::from_utf8_lossy(key));
+                entries += 1;
+            }
+        }
+        if def < element_def {
+            continue;
+        }
+        // A version: take each present field's value, advancing that leaf's cursor.
+        let (mut ts, mut user) = (None, None);
+        let mut strings: [Option<(usize, usize)>; 4] = [None; 4];
+        for (i, (f, leaf)) in leaves.fields.iter().enumerate() {
+            let col = &columns[i + 1];
+            if col.def[slot] != leaf.max_def {
+                continue;
+            }
+            let k = cursor[i + 1];
+            cursor[i + 1] += 1;
+            match f {
+                Field::Timestamp => ts = col.timestamp(leaf, k),
+                Field::UpdatedBy => user = col.int(leaf, k),
+                Field::Value => strings[0] = Some((i, k)),
+                Field::SourceType => strings[1] = Some((i, k)),
+                Field::SourceId => strings[2] = Some((i, k)),
+                Field::SourceLabel => strings[3] = Some((i, k)),
+            }
+        }
+        let Some(object) = object_ids.get(record).copied().flatten() else {
+            continue; // the object was rejected whole
+        };
+        let Some(ms) = ts else {
+            sink.reject_versions(
+                record as u64,
+                1,
+                "a version has no timestamp, or one that is not a time",
+            );
+            continue;
+        };
+        out.property.push(property);
+        out.object_id.push(object);
+        out.timestamp.push(ms);
+        out.updated_by.push(user.unwrap_or(0));
+        out.updated_by_valid.push(user.is_some());
+        let targets = [
+            &mut out.value,
+            &mut out.source_type,
+            &mut out.source_id,
+            &mut out.source_label,
+        ];
+        for (s, target) in strings.iter().zip(targets) {
+            match *s {
+                Some((i, k)) => columns[i + 1].text(leaves.fields[i].1.physical, k, target),
+                None => target.push(None),
+            }
+        }
+        if out.len() >= FLUSH_ROWS {
+            sink.rows(out);
+            out.clear();
+        }
+    }
+    Ok(())
+}
+
+/// Versions and bytes per property from the footer alone (STRUCT form): the planner's exact
+/// input for this file, read in microseconds (DESIGN §9). `None` for the MAP form, whose
+/// properties share their leaves.
+pub fn footer_volumes(
+    reader: &SerializedFileReader<File>,
+    layout: &Layout,
+) -> Option<Vec<(String, u64, u64)>> {
+    let Form::Struct(properties) = &layout.form else {
+        return None;
+    };
+    let meta = reader.metadata();
+    let mut out = Vec::with_capacity(properties.len());
+    for (name, leaves) in properties {
+        let Some(ts) = leaves.timestamp() else {
+            continue;
+        };
+        let (mut versions, mut bytes) = (0u64, 0u64);
+        for g in meta.row_groups() {
+            let chunk = g.column(ts.column);
+            versions += match chunk.definition_level_histogram() {
+                // Exact: slots whose level reaches the version struct.
+                Some(h) => h
+                    .values()
+                    .iter()
+                    .skip(ts.element_def as usize)
+                    .sum::<i64>()
+                    .max(0) as u64,
+                // Close: slots with a non-null timestamp.
+                None => {
+                    let nulls = chunk
+                        .statistics()
+                        .and_then(|s| s.null_count_opt())
+                        .unwrap_or(0);
+                    (chunk.num_values().max(0) as u64).saturating_sub(nulls)
+                }
+            };
+            for (_, leaf) in &leaves.fields {
+                bytes += g.column(leaf.column).uncompressed_size().max(0) as u64;
+            }
+        }
+        out.push((name.clone(), versions, bytes));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::schema::parser::parse_message_type;
+
+    fn layout_of(schema: &str) -> Result<Layout, String> {
+        let t = parse_message_type(schema).unwrap();
+        layout(&SchemaDescriptor::new(std::sync::Arc::new(t)))
+    }
+
+    #[test]
+    fn finds_struct_map_and_legacy_layouts() {
+        let l = layout_of(
+            "message m { required int64 vid; optional group properties {
+               optional group email { optional binary value (STRING);
+                 optional group versions (LIST) { repeated group list { optional group element {
+                   optional binary value (STRING); optional int64 timestamp; } } } }
+               optional group hs_object_id { optional binary value (STRING); } } }",
+        )
+        .unwrap();
+        assert_eq!(l.id.as_ref().unwrap().column, 0);
+        let Form::Struct(props) = &l.form else {
+            panic!("struct")
+        };
+        assert_eq!(props.len(), 1);
+        assert_eq!(props[0].0, "email");
+        let ts = props[0].1.timestamp().unwrap();
+        assert_eq!((ts.max_def, ts.element_def), (6, 5));
+
+        // Legacy two-level list, id only inside properties.
+        let l = layout_of(
+            "message m { optional group properties { optional group email {
+               repeated group versions { required binary value (UTF8); required int64 timestamp; } }
+               optional group hs_object_id { optional binary value (UTF8); } } }",
+        )
+        .unwrap();
+        assert_eq!(l.id.unwrap().column, 2);
+        let Form::Struct(props) = &l.form else {
+            panic!("struct")
+        };
+        let ts = props[0].1.timestamp().unwrap();
+        assert_eq!((ts.max_def, ts.element_def), (3, 3));
+
+        let l = layout_of(
+            "message m { required binary id (STRING); optional group properties (MAP) {
+               repeated group key_value { required binary key (STRING); optional group value {
+                 optional group versions (LIST) { repeated group list { optional group element {
+                   optional binary value (STRING); optional int64 timestamp (TIMESTAMP(MICROS,true)); } } } } } } }",
+        )
+        .unwrap();
+        let Form::Map {
+            entry_def,
+            versions,
+            ..
+        } = &l.form
+        else {
+            panic!("map")
+        };
+        assert_eq!(*entry_def, 2);
+        assert_eq!(versions.timestamp().unwrap().per_ms, 1000);
+    }
+
+    #[derive(Default)]
+    struct Collect {
+        rows: Rows,
+        records: u64,
+        rejects: Vec<(u64, u64, String)>,
+    }
+
+    impl ParquetSink for Collect {
+        fn rows(&mut self, rows: &Rows) {
+            for i in 0..rows.len() {
+                self.rows.push_from(rows, i);
+            }
+        }
+        fn records(&mut self, n: u64) {
+            self.records += n;
+        }
+        fn reject(&mut self, index: u64, reason: &str) {
+            self.rejects.push((index, 0, reason.into()));
+        }
+        fn reject_versions(&mut self, index: u64, count: u64, reason: &str) {
+            self.rejects.push((index, count, reason.into()));
+        }
+    }
+
+    /// A file from another writer: a legacy two-level list, string ids (one null), microsecond
+    /// timestamps (one null), an integer `value` column.
+    #[test]
+    fn reads_another_writers_shape_and_rejects_precisely() {
+        use parquet::data_type::{ByteArrayType, Int64Type};
+        use parquet::file::writer::SerializedFileWriter;
+        let schema = parse_message_type(
+            "message m { optional binary id (STRING); optional group properties {
+               optional group views { repeated group versions {
+                 optional int64 value; optional int64 timestamp (TIMESTAMP(MICROS,true)); } } } }",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        let mut w = SerializedFileWriter::new(
+            File::create(&path).unwrap(),
+            std::sync::Arc::new(schema),
+            Default::default(),
+        )
+        .unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        // Three objects: "10" with versions (7 @ 1000 µs, 8 @ null), null id with one version,
+        // "12" with no versions (the group is there, the list empty).
+        let mut c = rg.next_column().unwrap().unwrap();
+        let ids = [ByteArray::from("10"), ByteArray::from("12")];
+        c.typed::<ByteArrayType>()
+            .write_batch(&ids, Some(&[1, 0, 1]), None)
+            .unwrap();
+        c.close().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<Int64Type>()
+            .write_batch(&[7, 8, 9], Some(&[4, 4, 4, 2]), Some(&[0, 1, 0, 0]))
+            .unwrap();
+        c.close().unwrap();
+        let mut c = rg.next_column().unwrap().unwrap();
+        c.typed::<Int64Type>()
+            .write_batch(
+                &[1_000_000, 5_000],
+                Some(&[4, 3, 4, 2]),
+                Some(&[0, 1, 0, 0]),
+            )
+            .unwrap();
+        c.close().unwrap();
+        rg.close().unwrap();
+        w.close().unwrap();
+
+        let (reader, layout) = open(File::open(&path).unwrap()).unwrap();
+        let mut ids = crate::explode::LocalIds::default();
+        let mut sink = Collect::default();
+        explode_row_group(
+            &reader,
+            &layout,
+            0,
+            &mut ids,
+            &mut sink,
+            &mut ParquetScratch::default(),
+        )
+        .unwrap();
+        assert_eq!(sink.records, 2);
+        assert_eq!(sink.rows.len(), 1);
+        let r = sink.rows.row(0);
+        assert_eq!(
+            (r.object_id, r.timestamp, r.value),
+            (10, 1_000, Some(&b"7"[..]))
+        );
+        assert_eq!(sink.rejects.len(), 2);
+        assert_eq!((sink.rejects[0].0, sink.rejects[0].1), (1, 0)); // the object without an id
+        assert_eq!((sink.rejects[1].0, sink.rejects[1].1), (0, 1)); // object 10's untimed version
+        assert_eq!(ids.names, ["views"]);
+    }
+
+    #[test]
+    fn explains_schemas_that_are_not_dumps() {
+        let e = layout_of("message m { required int64 a; }").unwrap_err();
+        assert!(e.contains("no top-level \"properties\""), "{e}");
+        let e = layout_of("message m { optional group properties { optional group p { optional binary value; } } }").unwrap_err();
+        assert!(e.contains("no version lists"), "{e}");
+    }
+}
