@@ -358,12 +358,11 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> Str
             crate::run::PlanSource::History { dir, runs } => {
                 format!("{runs} history runs in {}", dir.display())
             }
-            crate::run::PlanSource::Sample { records } => {
-                format!(
-                    "a sample of {} input records (no history yet)",
-                    format_count(*records)
-                )
-            }
+            crate::run::PlanSource::Sample { sampled, estimated } => format!(
+                "a sample of {} of ~{} input records (no history yet)",
+                format_count(*sampled),
+                format_count(*estimated)
+            ),
         };
         writeln!(
             out,

@@ -52,8 +52,15 @@ pub struct RunConfig {
 /// Where the plan came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlanSource {
-    History { dir: PathBuf, runs: usize },
-    Sample { records: u64 },
+    History {
+        dir: PathBuf,
+        runs: usize,
+    },
+    /// Counted on `sampled` records (footers count as read), scaled to `estimated`.
+    Sample {
+        sampled: u64,
+        estimated: u64,
+    },
 }
 
 /// What a run did, for the summary on screen.
@@ -326,9 +333,10 @@ fn make_plan(
         }
         None => {
             let sample = crate::sample::sample(files, splits)?;
-            let records = sample.sampled_records;
+            let (sample, sampled) = sample;
+            let estimated = sample.estimated_records;
             let plan = planner::plan_from_sample(&sample, &config.params).map_err(usage)?;
-            Ok((plan, PlanSource::Sample { records }))
+            Ok((plan, PlanSource::Sample { sampled, estimated }))
         }
     }
 }

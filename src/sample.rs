@@ -74,13 +74,15 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Estimates per-property volumes for the whole input: JSON from samples of its splits,
 /// nested Parquet from footers (exact) or, for the MAP form, from its first row group. The
-/// result is already scaled: `sampled_records == estimated_records`.
-pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
+/// volumes are already scaled to the whole input, so `sampled_records == estimated_records`
+/// in the [`Sample`]; the records actually read are returned beside it.
+pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
     let json = sample_json(files, splits)?;
     let scale = |x: u64, num: u64, den: u64| {
         u64::try_from(u128::from(x) * u128::from(num) / u128::from(den.max(1))).unwrap_or(u64::MAX)
     };
     let mut records = json.estimated_records;
+    let mut read = json.sampled_records;
     let mut volumes: BTreeMap<String, Volume> = json
         .properties
         .into_iter()
@@ -104,6 +106,7 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
         };
         let rows = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
         records += rows;
+        read += rows;
         if let Some(footer) = crate::explode::parquet::footer_volumes(&reader, &layout) {
             for (name, versions, bytes) in footer {
                 let v = volumes.entry(name).or_default();
@@ -136,11 +139,12 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
         }
     }
     volumes.retain(|_, v| v.rows > 0);
-    Ok(Sample {
+    let sample = Sample {
         sampled_records: records,
         estimated_records: records,
         properties: volumes,
-    })
+    };
+    Ok((sample, read))
 }
 
 /// Counts a Parquet row group's rows per property.

@@ -132,18 +132,23 @@ fn every_dialect_round_trips_with_the_generators_checksum() {
 
 #[test]
 fn nested_parquet_struct_and_map_round_trip() {
-    for (map, sources) in [(false, false), (true, true), (false, true)] {
+    for (dialect, map, sources) in [
+        (Dialect::V1, false, false),
+        (Dialect::V1, true, true),
+        (Dialect::V1Deals, false, true),
+        (Dialect::V3, true, false),
+    ] {
         let tmp = tempfile::tempdir().unwrap();
         let input = tmp.path().join("in");
         let output = tmp.path().join("out");
-        let mut g = gen_config(&input, Dialect::V1, Format::Parquet);
+        let mut g = gen_config(&input, dialect, Format::Parquet);
         g.parquet_map = map;
         g.parquet_sources = sources;
         g.objects = 20_000; // two row groups per file for some files
         g.files = 2;
         let expected = generate(&g).unwrap();
         let summary = run(&run_config(&[&input], &output, 3)).unwrap();
-        let ctx = format!("map={map} sources={sources}");
+        let ctx = format!("{dialect:?} map={map} sources={sources}");
         let c = summary.manifest.counts;
         assert_eq!(
             (c.records_read, c.records_rejected),

@@ -346,7 +346,7 @@ pub(crate) fn versions(
         1
     } else {
         // Geometric-like tail around the mean, capped.
-        1 + ((-(1.0 - rng.unit()).ln() * extra) as u64).min(2_000)
+        1 + ((-(1.0 - rng.unit()).ln() * extra).round() as u64).min(2_000)
     };
     let mut ts = NOW_MS - rng.below(86_400_000) as i64;
     for _ in 0..n {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! message hubspot {
-//!   required int64 vid;
+//!   required int64 vid;                              -- dealId (deals), binary id (v3)
 //!   optional group properties {                      -- or, with --parquet-map:
 //!     optional group <property> {                    --   optional group properties (MAP) {
 //!       optional binary value (STRING);              --     repeated group key_value {
@@ -102,7 +102,16 @@ fn property_type(name: &str, sources: bool) -> TypePtr {
     )
 }
 
-fn schema(model: &Model, map: bool, sources: bool) -> TypePtr {
+/// The object id column of each dialect: v1 `vid`, deals `dealId`, v3 `id` as a string.
+fn id_column(dialect: super::Dialect) -> (&'static str, Physical) {
+    match dialect {
+        super::Dialect::V1 => ("vid", Physical::INT64),
+        super::Dialect::V1Deals => ("dealId", Physical::INT64),
+        super::Dialect::V3 => ("id", Physical::BYTE_ARRAY),
+    }
+}
+
+fn schema(model: &Model, dialect: super::Dialect, map: bool, sources: bool) -> TypePtr {
     let properties = if map {
         let key = leaf("key", Physical::BYTE_ARRAY, Repetition::REQUIRED);
         let key_value = group(
@@ -133,7 +142,10 @@ fn schema(model: &Model, map: bool, sources: bool) -> TypePtr {
     Arc::new(
         Type::group_type_builder("hubspot")
             .with_fields(vec![
-                leaf("vid", Physical::INT64, Repetition::REQUIRED),
+                {
+                    let (name, physical) = id_column(dialect);
+                    leaf(name, physical, Repetition::REQUIRED)
+                },
                 properties,
             ])
             .build()
@@ -273,7 +285,12 @@ pub(super) fn write(
             .set_compression(Compression::SNAPPY)
             .build(),
     );
-    let schema = schema(model, config.parquet_map, config.parquet_sources);
+    let schema = schema(
+        model,
+        config.dialect,
+        config.parquet_map,
+        config.parquet_sources,
+    );
     let mut writer = SerializedFileWriter::new(file, schema, props).map_err(pq)?;
     let fields = version_fields(config.parquet_sources);
     let mut sum = Checksum::default();
@@ -283,11 +300,20 @@ pub(super) fn write(
         let end = (start + OBJECTS_PER_GROUP).min(objects.end);
         let g = build_group(config, model, start..end, &mut sum);
         let mut rg = writer.next_row_group().map_err(pq)?;
-        let mut vid = rg.next_column().map_err(pq)?.expect("vid column");
-        vid.typed::<Int64Type>()
-            .write_batch(&g.ids, None, None)
-            .map_err(pq)?;
-        vid.close().map_err(pq)?;
+        let mut id = rg.next_column().map_err(pq)?.expect("id column");
+        match id_column(config.dialect).1 {
+            Physical::INT64 => id.typed::<Int64Type>().write_batch(&g.ids, None, None),
+            _ => {
+                let text: Vec<ByteArray> = g
+                    .ids
+                    .iter()
+                    .map(|i| ByteArray::from(i.to_string().into_bytes()))
+                    .collect();
+                id.typed::<ByteArrayType>().write_batch(&text, None, None)
+            }
+        }
+        .map_err(pq)?;
+        id.close().map_err(pq)?;
         let mut emit = |leaf: &Leaf, physical: Physical| -> parquet::errors::Result<()> {
             let mut col = rg.next_column()?.expect("schema column");
             let (def, rep) = (Some(&leaf.def[..]), Some(&leaf.rep[..]));
