@@ -62,6 +62,11 @@ pub struct GenArgs {
     #[arg(long)]
     pub parquet_sources: bool,
 
+    /// Parquet: objects per row group (the default makes row groups of a few tens of MiB).
+    #[arg(long, value_name = "N", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub row_group_objects: u64,
+
     /// Directory to write (created if missing).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: PathBuf,
@@ -120,6 +125,7 @@ impl GenArgs {
             gzip: self.gzip,
             parquet_map: self.parquet_map,
             parquet_sources: self.parquet_sources,
+            row_group_objects: self.row_group_objects,
             out: self.out,
             files: self.files as usize,
             seed: self.seed,

@@ -326,19 +326,15 @@ fn read_lines(
             continue;
         }
         // Line numbers are resolved from offsets only for rejects, after the run.
-        locate(router, file, None, Some(offset));
-        let mut ctx = JsonContext::new(&mut scratch.json, ids, router);
-        if let Err(e) = explode_slice(text, &mut ctx) {
-            let records = ctx.records;
-            router.reject(
-                records,
-                &format!(
-                    "invalid JSON at column {}: {}",
-                    e.column(),
-                    strip_position(&e)
-                ),
-            );
-        }
+        explode_line(
+            file,
+            text,
+            None,
+            Some(offset),
+            &mut scratch.json,
+            ids,
+            router,
+        );
     }
     Ok(())
 }
@@ -410,6 +406,29 @@ fn read_whole(
         }
     }
     Ok(())
+}
+
+/// One NDJSON line: its records, or a reject if it is not valid JSON.
+fn explode_line(
+    file: &InputFile,
+    text: &[u8],
+    line: Option<u64>,
+    offset: Option<u64>,
+    json: &mut JsonScratch,
+    ids: &mut dyn PropertyIds,
+    router: &mut Router<'_>,
+) {
+    locate(router, file, line, offset);
+    let mut ctx = JsonContext::new(json, ids, router);
+    if let Err(e) = explode_slice(text, &mut ctx) {
+        let records = ctx.records;
+        let reason = format!(
+            "invalid JSON at column {}: {}",
+            e.column(),
+            strip_position(&e)
+        );
+        router.reject(records, &reason);
+    }
 }
 
 /// Reports a whole text's syntax error (if any) as a reject of the rest of the text.
@@ -501,19 +520,15 @@ fn read_stream(
         let line = buf.strip_suffix(b"\n").unwrap_or(buf);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if !line.trim_ascii().is_empty() {
-            locate(router, file, Some(line_no), None);
-            let mut ctx = JsonContext::new(&mut scratch.json, ids, router);
-            if let Err(e) = explode_slice(line, &mut ctx) {
-                let records = ctx.records;
-                router.reject(
-                    records,
-                    &format!(
-                        "invalid JSON at column {}: {}",
-                        e.column(),
-                        strip_position(&e)
-                    ),
-                );
-            }
+            explode_line(
+                file,
+                line,
+                Some(line_no),
+                None,
+                &mut scratch.json,
+                ids,
+                router,
+            );
         }
         buf.clear();
         match reader.read_until(b'\n', buf) {

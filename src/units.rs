@@ -113,7 +113,7 @@ mod tests {
         ] {
             let text = format_utc(ms);
             assert_eq!(
-                planner::parse_rfc3339_ms(&text),
+                planner::parse_iso8601_ms(text.as_bytes()),
                 Some(ms.div_euclid(1000) * 1000),
                 "{text}"
             );

@@ -173,7 +173,7 @@ fn bad_history_files_are_named_with_line_and_column() {
         (
             "bad_time",
             "{\"schema_version\": 1, \"run_id\": \"r\", \"started_at\": \"yesterday\", \"properties\": {}}",
-            &["bad_time.json: run \"r\": started_at \"yesterday\" is not an RFC 3339 time"],
+            &["bad_time.json: run \"r\": started_at \"yesterday\" is not an ISO-8601 time"],
         ),
         (
             "empty_name",

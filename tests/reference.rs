@@ -26,13 +26,44 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// ISO times go through the planner's strict RFC 3339 parser, an implementation separate
-/// from the explode's lenient one.
+/// `YYYY-MM-DDTHH:MM:SS[.fff]Z` by counting days year by year and month by month: slow and
+/// obviously right, and independent of the calendar arithmetic under test.
+fn slow_utc_ms(s: &str) -> i64 {
+    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let mut days = 0;
+    for year in 1970..y {
+        days += if leap(year) { 366 } else { 365 };
+    }
+    let lengths = [
+        31,
+        if leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    days += lengths[..(m - 1) as usize].iter().sum::<i64>() + d - 1;
+    let millis = if s.as_bytes()[19] == b'.' {
+        n(20, 23)
+    } else {
+        0
+    };
+    ((days * 24 + n(11, 13)) * 60 + n(14, 16)) * 60_000 + n(17, 19) * 1000 + millis
+}
+
 fn millis(v: &Value) -> i64 {
     match v {
         Value::Number(n) => n.as_i64().expect("integral ms"),
         Value::String(s) if s.bytes().all(|b| b.is_ascii_digit()) => s.parse().unwrap(),
-        Value::String(s) => planner::parse_rfc3339_ms(s).expect("ISO time"),
+        Value::String(s) => slow_utc_ms(s),
         _ => panic!("timestamp {v}"),
     }
 }
@@ -205,4 +236,82 @@ pub fn random_record(rng: &mut Rng, d: u64, object: i64) -> Value {
         _ => json!({"id": object.to_string(), "properties": {"email": "current"},
             "propertiesWithHistory": props}),
     }
+}
+
+/// Explodes a nested Parquet dump through the parquet crate's own record assembly (its row
+/// API), a path independent of skewer's level walking. Struct and map forms.
+pub fn explode_parquet(path: &std::path::Path) -> Vec<Flat> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::{Field, Row};
+
+    fn text(f: &Field) -> Option<String> {
+        match f {
+            Field::Null => None,
+            Field::Str(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+    fn versions(name: &str, object: i64, property: &Row, out: &mut Vec<Flat>) {
+        for (key, f) in property.get_column_iter() {
+            let Field::ListInternal(list) = f else {
+                continue;
+            };
+            if key != "versions" {
+                continue;
+            }
+            for element in list.elements() {
+                let Field::Group(v) = element else {
+                    panic!("a version is a struct")
+                };
+                let mut row: Flat = (name.into(), object, 0, None, None, None, None, None);
+                for (k, f) in v.get_column_iter() {
+                    match (k.as_str(), f) {
+                        ("value", f) => row.3 = text(f),
+                        ("timestamp", Field::Long(t)) => row.2 = *t,
+                        ("source-type", f) => row.4 = text(f),
+                        ("source-id", f) => row.5 = text(f),
+                        ("source-label", f) => row.6 = text(f),
+                        ("updated-by-user-id", Field::Long(u)) => row.7 = Some(*u),
+                        _ => {}
+                    }
+                }
+                out.push(row);
+            }
+        }
+    }
+
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for row in reader.get_row_iter(None).unwrap() {
+        let row = row.unwrap();
+        let mut object = None;
+        let mut properties = None;
+        for (name, f) in row.get_column_iter() {
+            match (name.as_str(), f) {
+                ("vid" | "dealId", Field::Long(i)) => object = Some(*i),
+                ("id", Field::Str(s)) => object = Some(s.parse().unwrap()),
+                ("properties", f) => properties = Some(f.clone()),
+                _ => {}
+            }
+        }
+        let object = object.expect("an id");
+        match properties {
+            Some(Field::Group(props)) => {
+                for (name, p) in props.get_column_iter() {
+                    if let Field::Group(p) = p {
+                        versions(name, object, p, &mut out);
+                    }
+                }
+            }
+            Some(Field::MapInternal(map)) => {
+                for (k, v) in map.entries() {
+                    if let (Field::Str(name), Field::Group(p)) = (k, v) {
+                        versions(name, object, p, &mut out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }

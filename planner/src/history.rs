@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::PlanError;
-use crate::time::parse_rfc3339_ms;
+use crate::time::parse_iso8601_ms;
 
 /// The history record format this planner reads and writes.
 pub const HISTORY_SCHEMA_VERSION: u32 = 1;
@@ -43,7 +43,7 @@ pub struct ReducerVolume {
 pub struct RunRecord {
     pub schema_version: u32,
     pub run_id: String,
-    /// RFC 3339 start time; runs are ordered by it.
+    /// ISO-8601 start time (`2026-11-20T02:00:00Z`); runs are ordered by it.
     pub started_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<String>,
@@ -77,9 +77,9 @@ impl RunRecord {
         if self.properties.contains_key("") {
             return Err(bad("a property has an empty name".into()));
         }
-        parse_rfc3339_ms(&self.started_at).ok_or_else(|| {
+        parse_iso8601_ms(self.started_at.as_bytes()).ok_or_else(|| {
             bad(format!(
-                "started_at {:?} is not an RFC 3339 time such as 2026-11-20T02:00:00Z",
+                "started_at {:?} is not an ISO-8601 time such as 2026-11-20T02:00:00Z",
                 self.started_at
             ))
         })

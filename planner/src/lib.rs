@@ -51,4 +51,4 @@ pub use plan::{
     Plan, PlanParams, PropertySlot, Sample, Split, plan, plan_from_sample, reducer,
 };
 pub use stats::{PlanStats, ReducerLoad};
-pub use time::{days_from_civil, days_in_month, parse_rfc3339_ms};
+pub use time::{days_from_civil, parse_iso8601_ms};

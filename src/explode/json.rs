@@ -166,6 +166,30 @@ keys!(VersionKey {
     UpdatedBy = "updated-by-user-id" | "updatedByUserId",
 });
 
+/// The scalar visits a visitor does not expect, each handed to `self.$handler(what)` with
+/// what was found ("a string", "a number", …).
+macro_rules! unexpected_scalars {
+    ($handler:ident: $($kind:ident),+) => { $(unexpected_scalars!(@ $handler $kind);)+ };
+    (@ $h:ident str) => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> { self.$h("a string") }
+    };
+    (@ $h:ident bool) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> { self.$h("a boolean") }
+    };
+    (@ $h:ident i64) => {
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> { self.$h("a number") }
+    };
+    (@ $h:ident u64) => {
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> { self.$h("a number") }
+    };
+    (@ $h:ident f64) => {
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> { self.$h("a number") }
+    };
+    (@ $h:ident unit) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> { self.$h("null") }
+    };
+}
+
 /// One top-level value: a record, an array of them, or a page.
 struct Top<'c, 'a>(&'c mut JsonContext<'a>);
 
@@ -193,24 +217,7 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
         records(seq, self.0)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        self.not_a_record("a boolean")
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        self.not_a_record("a number")
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        self.not_a_record("a number")
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        self.not_a_record("a number")
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        self.not_a_record("a string")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.not_a_record("null")
-    }
+    unexpected_scalars!(not_a_record: str, bool, i64, u64, f64, unit);
 }
 
 impl Top<'_, '_> {
@@ -398,6 +405,13 @@ impl<'de> DeserializeSeed<'de> for Page<'_, '_> {
     }
 }
 
+impl Page<'_, '_> {
+    /// Anything but an array under a page key is just another field.
+    fn not_records<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
 impl<'de> Visitor<'de> for Page<'_, '_> {
     type Value = bool;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -413,24 +427,8 @@ impl<'de> Visitor<'de> for Page<'_, '_> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(false)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_unit<E>(self) -> Result<bool, E> {
-        Ok(false)
-    }
+
+    unexpected_scalars!(not_records: str, bool, i64, u64, f64, unit);
 }
 
 /// `properties`: v1 `{name: {value, versions}}`, or v3 `{name: current value}` (ignored but
@@ -444,6 +442,15 @@ impl<'de> DeserializeSeed<'de> for Properties<'_, '_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
+    }
+}
+
+impl Properties<'_, '_, '_> {
+    fn fail<E>(self, what: &str) -> Result<(), E> {
+        self.ctx
+            .builder
+            .fail(|| format!("properties is {what}, not an object"));
+        Ok(())
     }
 }
 
@@ -471,41 +478,10 @@ impl<'de> Visitor<'de> for Properties<'_, '_, '_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        self.ctx
-            .builder
-            .fail(|| "properties is an array, not an object".into());
-        Ok(())
+        self.fail("an array")
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.ctx
-            .builder
-            .fail(|| "properties is a string, not an object".into());
-        Ok(())
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.ctx
-            .builder
-            .fail(|| "properties is a boolean, not an object".into());
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.ctx
-            .builder
-            .fail(|| "properties is a number, not an object".into());
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.ctx
-            .builder
-            .fail(|| "properties is a number, not an object".into());
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.ctx
-            .builder
-            .fail(|| "properties is a number, not an object".into());
-        Ok(())
-    }
+
+    unexpected_scalars!(fail: str, bool, i64, u64, f64);
 }
 
 /// A property name as a map key: interned on the spot. Also says whether it is
@@ -691,21 +667,8 @@ impl<'de> Visitor<'de> for Versions<'_, '_> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         self.fail("an object")
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.fail("a string")
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.fail("a number")
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.fail("a number")
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.fail("a number")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.fail("a boolean")
-    }
+
+    unexpected_scalars!(fail: str, bool, i64, u64, f64);
 }
 
 impl Versions<'_, '_> {
@@ -786,24 +749,8 @@ impl<'de> Visitor<'de> for Version<'_, '_> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         self.fail("an array")
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        self.fail("a string")
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        self.fail("a number")
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        self.fail("a number")
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        self.fail("a number")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        self.fail("a boolean")
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        self.fail("null")
-    }
+
+    unexpected_scalars!(fail: str, bool, i64, u64, f64, unit);
 }
 
 impl Version<'_, '_> {

@@ -69,6 +69,8 @@ pub struct GenConfig {
     /// Parquet: versions also carry `source-type`, `source-id`, `source-label` and
     /// `updated-by-user-id` (by default only `value` and `timestamp`, as in the field report).
     pub parquet_sources: bool,
+    /// Parquet: objects per row group.
+    pub row_group_objects: u64,
     pub out: PathBuf,
     pub files: usize,
     pub seed: u64,

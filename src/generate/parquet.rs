@@ -34,9 +34,6 @@ use crate::batch::Row;
 use crate::checksum::Checksum;
 use crate::error::{Error, Result};
 
-/// Objects per row group (a few tens of MiB at the default model).
-const OBJECTS_PER_GROUP: u64 = 16_384;
-
 /// The version fields written, in schema order.
 fn version_fields(sources: bool) -> Vec<(&'static str, Physical)> {
     let mut f = vec![
@@ -297,7 +294,7 @@ pub(super) fn write(
     let mut leaf = Leaf::default();
     let mut start = objects.start;
     while start < objects.end {
-        let end = (start + OBJECTS_PER_GROUP).min(objects.end);
+        let end = (start + config.row_group_objects.max(1)).min(objects.end);
         let g = build_group(config, model, start..end, &mut sum);
         let mut rg = writer.next_row_group().map_err(pq)?;
         let mut id = rg.next_column().map_err(pq)?.expect("id column");
