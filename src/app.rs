@@ -87,3 +87,20 @@ pub fn generate(config: &crate::generate::GenConfig, out: &mut dyn Write) -> Res
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)
 }
+
+/// `skewer recover`: rolls interrupted publishes forward and removes unpublished staging.
+pub fn recover(dataset: &std::path::Path, out: &mut dyn Write) -> Result<()> {
+    if !dataset.join("_skewer").is_dir() {
+        return Err(Error::Config(format!(
+            "{}: not a skewer dataset (no _skewer folder)",
+            dataset.display()
+        )));
+    }
+    let layout = crate::commit::Layout::new(dataset);
+    let lock = crate::commit::lock(&layout, "recover")?;
+    let done = crate::commit::recover(&layout)?;
+    drop(lock);
+    let text = report::recovery(&done, dataset);
+    out.write_all(text.as_bytes()).map_err(Error::Output)?;
+    out.flush().map_err(Error::Output)
+}

@@ -8,7 +8,7 @@ use planner::{MAX_REDUCERS, MAX_SPARE, PlanParams, Split, Window};
 use skewer::app::{OutputFormat, PlanConfig};
 use skewer::commit::Mode;
 use skewer::generate::{Dialect, Format as GenFormat, GenConfig};
-use skewer::run::RunConfig;
+use skewer::run::{BadRecordLimit, RunConfig};
 use skewer::sink::SinkOptions;
 
 /// Explodes CRM property histories into a property-partitioned Parquet dataset, with a
@@ -24,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Explode a dump into the dataset: read, plan, route, sort, write, publish.
     Run(RunArgs),
+    /// Finish a publish that a crashed run left halfway, and remove what unfinished runs
+    /// staged (`run` does this itself before it starts).
+    Recover(RecoverArgs),
     /// Show the allocation a volume history gives: each property's share, slots and reducers,
     /// the predicted load per reducer and the files to expect.
     Plan(PlanArgs),
@@ -211,9 +214,22 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 
+    /// Unreadable records allowed, as a count (100) or a share of those read (2.5%); past it
+    /// the run publishes nothing and exits with 3. Every rejected record is listed, with its
+    /// place and reason, in <output>/_skewer/rejects/<run>.ndjson.
+    #[arg(long, value_name = "N|P%", default_value = "1%", value_parser = BadRecordLimit::parse)]
+    pub max_bad_records: BadRecordLimit,
+
     /// Print the run's manifest and figures as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The dataset.
+    #[arg(value_name = "DATASET")]
+    pub dataset: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -281,6 +297,7 @@ impl RunArgs {
                 ..SinkOptions::default()
             },
             split_bytes: skewer::input::SPLIT_BYTES,
+            max_bad_records: self.max_bad_records,
             params,
         };
         let format = if self.json {

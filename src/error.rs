@@ -35,6 +35,17 @@ pub enum Error {
     /// Writing the command's output failed (a closed pipe, a full disk).
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    /// Another run holds the dataset.
+    #[error("{}: the dataset is locked by {owner}; if that run is no longer alive on its host, remove this file", path.display())]
+    Locked { path: PathBuf, owner: String },
+    /// More records were unreadable than `--max-bad-records` allows; nothing was published.
+    #[error("{bad} of {read} records could not be read, more than --max-bad-records {limit} allows; nothing was published (the rejects, with reasons: {})", rejects.display())]
+    TooManyBadRecords {
+        bad: u64,
+        read: u64,
+        limit: String,
+        rejects: PathBuf,
+    },
     /// The configuration is invalid (a usage error).
     #[error("{0}")]
     Config(String),
@@ -65,10 +76,11 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error: 2 for usage, 1 for bad input or failure.
+    /// The process exit code: 2 for usage, 3 for too many bad records, 1 for any other failure.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => 2,
+            Error::TooManyBadRecords { .. } => 3,
             _ => 1,
         }
     }

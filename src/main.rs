@@ -24,6 +24,9 @@ fn main() -> ExitCode {
                     .exit()
             }
         },
+        cli::Command::Recover(args) => {
+            skewer::app::recover(&args.dataset, &mut io::stdout().lock())
+        }
         cli::Command::Run(args) => {
             let (config, format) = args.into_config();
             skewer::app::run(&config, format, &mut io::stdout().lock())

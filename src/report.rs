@@ -310,6 +310,12 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> Str
             .as_deref()
             .map(|p| format!(" under {p}"))
             .unwrap_or_default();
+        for run in &s.recovery.rolled_forward {
+            writeln!(
+                out,
+                "recovered: finished the interrupted publish of run {run} first"
+            )?;
+        }
         writeln!(
             out,
             "run {} committed to {}{prefix} ({mode})",
@@ -386,6 +392,28 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> Str
         }
         Ok(())
     })();
+    out
+}
+
+/// What recovery did, one line per run.
+pub fn recovery(done: &crate::commit::Recovery, dataset: &std::path::Path) -> String {
+    let mut out = String::new();
+    for run in &done.rolled_forward {
+        let _ = writeln!(
+            out,
+            "finished the interrupted publish of run {run} in {}",
+            dataset.display()
+        );
+    }
+    for run in &done.discarded {
+        let _ = writeln!(
+            out,
+            "removed the unpublished files of run {run} (it stopped before publishing)"
+        );
+    }
+    if out.is_empty() {
+        let _ = writeln!(out, "{}: nothing to recover", dataset.display());
+    }
     out
 }
 

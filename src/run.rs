@@ -15,6 +15,7 @@
 //! `rows_exploded = rows_written + duplicates_dropped`; a mismatch is a bug, and the run fails
 //! without publishing.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +48,56 @@ pub struct RunConfig {
     pub mode: Mode,
     pub sink: SinkOptions,
     pub split_bytes: u64,
+    /// Unreadable records (and versions) allowed before the run aborts unpublished.
+    pub max_bad_records: BadRecordLimit,
+}
+
+/// How many unreadable records a run tolerates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BadRecordLimit {
+    Count(u64),
+    /// A percentage of the records read.
+    Percent(f64),
+}
+
+impl Default for BadRecordLimit {
+    /// Up to 1 % of the records: a malformed record here and there is expected, a dump that
+    /// is mostly unreadable (a changed export format, a wrong path) should stop the night.
+    fn default() -> Self {
+        BadRecordLimit::Percent(1.0)
+    }
+}
+
+impl BadRecordLimit {
+    /// Parses `100` or `2.5%`.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let t = text.trim();
+        let bad =
+            || format!("{text:?} is not a count (100) or a percentage (2.5%) of the records read");
+        match t.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(v) if (0.0..=100.0).contains(&v) => Ok(BadRecordLimit::Percent(v)),
+                _ => Err(bad()),
+            },
+            None => t.parse().map(BadRecordLimit::Count).map_err(|_| bad()),
+        }
+    }
+
+    pub fn exceeded(&self, bad: u64, read: u64) -> bool {
+        match *self {
+            BadRecordLimit::Count(n) => bad > n,
+            BadRecordLimit::Percent(p) => bad as f64 > p / 100.0 * read as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for BadRecordLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadRecordLimit::Count(n) => write!(f, "{n}"),
+            BadRecordLimit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// Where the plan came from.
@@ -67,6 +118,8 @@ pub enum PlanSource {
 #[derive(Clone, Debug)]
 pub struct RunSummary {
     pub manifest: Manifest,
+    /// What the run found to finish or discard from earlier runs before it started.
+    pub recovery: commit::Recovery,
     pub wall: Duration,
     pub plan_source: PlanSource,
     pub properties: usize,
@@ -124,8 +177,12 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         .as_deref()
         .map(partition_path)
         .transpose()?;
-
     let files = input::discover(&config.inputs)?;
+
+    let lock = commit::lock(&layout, &run_id)?;
+    // Finish what an earlier run left half-published before planning from its history.
+    let recovery = commit::recover(&layout)?;
+
     let splits = input::splits(&files, config.split_bytes)?;
     let (plan, plan_source) = make_plan(config, &layout, &files, &splits)?;
     let predicted = plan.stats().max_over_mean;
@@ -137,14 +194,12 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         Some(p) => staging.join(p),
         None => staging.clone(),
     };
-    let outcome = execute(config, &files, splits, &table, &staged_root, &run_id);
-    let (mapped, reduced) = match outcome {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+    let discard = |e: Error| {
+        let _ = std::fs::remove_dir_all(&staging);
+        e
     };
+    let (mapped, reduced) =
+        execute(config, &files, splits, &table, &staged_root, &run_id).map_err(discard)?;
 
     let mut counts = Counts::default();
     let mut rejects: Vec<Reject> = Vec::new();
@@ -167,15 +222,13 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     if received != counts.rows_exploded
         || counts.rows_written + counts.duplicates_dropped != counts.rows_exploded
     {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(Error::Bug(format!(
+        return Err(discard(Error::Bug(format!(
             "rows do not add up: exploded {}, received by reducers {received}, written {} + duplicates {}",
             counts.rows_exploded, counts.rows_written, counts.duplicates_dropped
-        )));
+        ))));
     }
 
-    let replaced = commit::publish(&layout, &run_id, config.mode)?;
-    input::resolve_reject_lines(&mut rejects, &files)?;
+    input::resolve_reject_lines(&mut rejects, &files).map_err(discard)?;
     rejects.sort_by(|a, b| {
         (a.file.as_ref(), a.line, a.row_group, a.record).cmp(&(
             b.file.as_ref(),
@@ -184,12 +237,21 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             b.record,
         ))
     });
-    commit::write_rejects(&layout, &run_id, &rejects)?;
+    commit::write_rejects(&layout, &run_id, &rejects).map_err(discard)?;
+    let bad = counts.records_rejected + counts.versions_rejected;
+    if config.max_bad_records.exceeded(bad, counts.records_read) {
+        return Err(discard(Error::TooManyBadRecords {
+            bad,
+            read: counts.records_read,
+            limit: config.max_bad_records.to_string(),
+            rejects: layout.rejects(&run_id),
+        }));
+    }
 
     let names = table.names();
     let mut files_out = Vec::new();
-    let mut volumes: std::collections::BTreeMap<String, Volume> = Default::default();
-    let mut files_per_property: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut volumes: BTreeMap<String, Volume> = BTreeMap::new();
+    let mut files_per_property: BTreeMap<&str, usize> = BTreeMap::new();
     let mut reducers = Vec::new();
     for r in &reduced {
         let mut bytes = 0;
@@ -220,14 +282,37 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         });
     }
     files_out.sort_by(|a, b| a.path.cmp(&b.path));
-    let finished_ms = now_ms();
 
-    let manifest = Manifest {
+    commit::stage_history(
+        &layout,
+        &RunRecord {
+            schema_version: planner::HISTORY_SCHEMA_VERSION,
+            run_id: run_id.clone(),
+            started_at: format_utc(started_ms),
+            dataset: config
+                .output
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+            partition: partition.clone(),
+            properties: volumes.clone(),
+            reducers: reducers
+                .iter()
+                .map(|r| planner::ReducerVolume {
+                    rows: r.rows,
+                    bytes: r.bytes,
+                    wall_ms: r.wall_ms,
+                })
+                .collect(),
+        },
+    )
+    .map_err(discard)?;
+    let (partitions, replaced) = commit::prepare(&layout, &run_id, config.mode).map_err(discard)?;
+    let mut manifest = Manifest {
         schema_version: commit::MANIFEST_SCHEMA_VERSION,
         run_id: run_id.clone(),
-        state: "committed".into(),
+        state: String::new(),
         started_at: format_utc(started_ms),
-        finished_at: format_utc(finished_ms),
+        finished_at: format_utc(now_ms()),
         mode: config.mode,
         partition: partition.clone(),
         inputs: files
@@ -246,32 +331,13 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         },
         counts,
         reducers: reducers.clone(),
+        partitions,
         files: files_out,
         replaced,
     };
-    commit::write_manifest(&layout, &manifest)?;
-    commit::write_history(
-        &layout,
-        &RunRecord {
-            schema_version: planner::HISTORY_SCHEMA_VERSION,
-            run_id: run_id.clone(),
-            started_at: format_utc(started_ms),
-            dataset: config
-                .output
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned()),
-            partition,
-            properties: volumes.clone(),
-            reducers: reducers
-                .iter()
-                .map(|r| planner::ReducerVolume {
-                    rows: r.rows,
-                    bytes: r.bytes,
-                    wall_ms: r.wall_ms,
-                })
-                .collect(),
-        },
-    )?;
+    // From here on, a failure leaves a manifest the next run or `skewer recover` completes.
+    commit::publish(&layout, &mut manifest)?;
+    drop(lock);
 
     let loads: Vec<u64> = reducers.iter().map(|r| r.rows).collect();
     let mean = loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64;
@@ -288,6 +354,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         manifest,
         wall: t0.elapsed(),
         plan_source,
+        recovery,
         properties,
         predicted_max_over_mean: predicted,
         actual_max_over_mean: actual,

@@ -45,6 +45,7 @@ fn run_config(inputs: &[&Path], output: &Path, reducers: u32) -> RunConfig {
         sink: skewer::sink::SinkOptions::default(),
         // Small splits, so even test inputs are read by several mappers in parallel.
         split_bytes: 64 << 10,
+        max_bad_records: skewer::run::BadRecordLimit::Count(0),
     }
 }
 

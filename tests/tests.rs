@@ -11,3 +11,6 @@ mod reference;
 
 /// `skewer run` and `skewer gen`: every dialect end to end, output layout, determinism.
 mod run;
+
+/// Writing safely: crash at every publish step, recovery, the lock, bad-record limits.
+mod publish;
