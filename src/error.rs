@@ -39,7 +39,7 @@ pub enum Error {
     #[error("{}: the dataset is locked by {owner}; if that run is no longer alive on its host, remove this file", path.display())]
     Locked { path: PathBuf, owner: String },
     /// More records were unreadable than `--max-bad-records` allows; nothing was published.
-    #[error("{bad} of {read} records could not be read, more than --max-bad-records {limit} allows; nothing was published (the rejects, with reasons: {})", rejects.display())]
+    #[error("{bad} of {read} records (and versions) could not be read, more than --max-bad-records {limit} allows; nothing was published (the rejects, with reasons: {})", rejects.display())]
     TooManyBadRecords {
         bad: u64,
         read: u64,

@@ -203,8 +203,8 @@ pub fn splits(files: &[InputFile], split_bytes: u64) -> Result<Vec<Split>> {
             }),
             Format::Parquet => {
                 let file = File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
-                match SerializedFileReader::new(file) {
-                    Ok(reader) => {
+                match contain_panic(|| SerializedFileReader::new(file)) {
+                    Ok(Ok(reader)) => {
                         let groups = reader.metadata().num_row_groups();
                         out.extend((0..groups).map(|g| Split::RowGroups {
                             file: i,
@@ -212,7 +212,7 @@ pub fn splits(files: &[InputFile], split_bytes: u64) -> Result<Vec<Split>> {
                             end: g + 1,
                         }));
                     }
-                    Err(_) => out.push(Split::Whole { file: i }),
+                    _ => out.push(Split::Whole { file: i }),
                 }
             }
             _ => out.push(Split::Whole { file: i }),
@@ -260,7 +260,7 @@ fn read_row_groups(
 ) -> Result<()> {
     use crate::explode::parquet::{ParquetSink, explode_row_group, open};
     let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-    let (reader, layout) = match open(f) {
+    let (reader, layout) = match contain_panic(|| open(f)).and_then(|r| r) {
         Ok(v) => v,
         Err(reason) => {
             locate(router, file, None, None);
@@ -275,7 +275,13 @@ fn read_row_groups(
             offset: None,
             row_group: Some(g),
         };
-        if let Err(e) = explode_row_group(&reader, &layout, g, ids, router, &mut scratch.parquet) {
+        let result = contain_panic(|| {
+            explode_row_group(&reader, &layout, g, ids, router, &mut scratch.parquet)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = result.and_then(|r| r) {
+            // Whatever the decoder left half-built belongs to the failed row group.
+            scratch.parquet = Default::default();
             let reason = format!("row group {g} could not be read to its end: {e}");
             ParquetSink::reject(router, 0, &reason);
         }
@@ -284,6 +290,37 @@ fn read_row_groups(
         }
     }
     Ok(())
+}
+
+/// Runs `f`, turning a panic (a third-party decoder meeting input it does not expect) into an
+/// error: one corrupt file must not end the run. skewer's own invariants are checked before
+/// publishing (rows must add up), so a bug caught here still cannot publish wrong data.
+/// Panics inside `f` are not printed (they become rejects with the panic's message); every
+/// other panic still reaches the default hook.
+pub(crate) fn contain_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    thread_local! {
+        static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINED.with(|c| c.get()) {
+                previous(info);
+            }
+        }));
+    });
+    CONTAINED.with(|c| c.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(false));
+    result.map_err(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        format!("the Parquet decoder failed: {msg}")
+    })
 }
 
 fn locate(router: &mut Router<'_>, file: &InputFile, line: Option<u64>, offset: Option<u64>) {
@@ -397,9 +434,9 @@ fn read_whole(
         },
         Format::Parquet => {
             // Only a file whose footer could not be read is split as a whole.
-            let reason = match crate::explode::parquet::open(f) {
-                Err(reason) => reason,
-                Ok(_) => "the file changed while it was being read".into(),
+            let reason = match contain_panic(|| crate::explode::parquet::open(f)) {
+                Ok(Err(reason)) | Err(reason) => reason,
+                Ok(Ok(_)) => "the file changed while it was being read".into(),
             };
             locate(router, file, None, None);
             router.reject(0, &reason);

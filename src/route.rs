@@ -43,7 +43,23 @@ pub struct PropertyTable {
 struct Names {
     names: Vec<Arc<str>>,
     ids: hashbrown::HashMap<Arc<str>, u32>,
-    routes: Vec<Route>,
+    /// Per id: where its rows go, or why they cannot be written.
+    routes: Vec<Result<Route, Arc<str>>>,
+}
+
+/// The longest property name a partition folder can hold once escaped: file systems allow
+/// 255 bytes per name, of which `property_name=` takes 14.
+pub const MAX_ESCAPED_NAME_BYTES: usize = 255 - 14;
+
+/// Why rows of `name` cannot be written, if they cannot.
+fn unwritable(name: &str) -> Option<String> {
+    let escaped = crate::sink::escape_partition_value(name).len();
+    (escaped > MAX_ESCAPED_NAME_BYTES).then(|| {
+        format!(
+            "property name {:?}… is {escaped} bytes once escaped, too long for a folder (at most {MAX_ESCAPED_NAME_BYTES})",
+            name.chars().take(40).collect::<String>()
+        )
+    })
 }
 
 impl PropertyTable {
@@ -71,14 +87,19 @@ impl PropertyTable {
         }
         let id = u32::try_from(t.names.len()).expect("fewer than 2^32 property names");
         let name: Arc<str> = Arc::from(name);
-        t.routes.push(self.plan.route(&name));
+        let route = match unwritable(&name) {
+            Some(reason) => Err(Arc::from(reason)),
+            None => Ok(self.plan.route(&name)),
+        };
+        t.routes.push(route);
         t.names.push(name.clone());
         t.ids.insert(name, id);
         id
     }
 
-    pub fn route(&self, id: u32) -> Route {
-        self.lock().routes[id as usize]
+    /// Where rows of property `id` go, or why they cannot be written.
+    pub fn route(&self, id: u32) -> Result<Route, Arc<str>> {
+        self.lock().routes[id as usize].clone()
     }
 
     pub fn name(&self, id: u32) -> Arc<str> {
@@ -163,7 +184,7 @@ pub struct UnitLocation {
 /// A mapper's [`RecordSink`]: routes rows into per-reducer batches and sends full ones.
 pub struct Router<'t> {
     table: &'t PropertyTable,
-    routes: Vec<Option<Route>>,
+    routes: Vec<Option<Result<Route, Arc<str>>>>,
     batches: Vec<Rows>,
     senders: Vec<Sender<Rows>>,
     pub counts: MapCounts,
@@ -198,18 +219,17 @@ impl<'t> Router<'t> {
     }
 
     #[inline]
-    fn route(&mut self, property: u32) -> Route {
+    fn route(&mut self, property: u32) -> Result<Route, &str> {
         let i = property as usize;
         if i >= self.routes.len() {
             self.routes.resize(i + 1, None);
         }
-        match self.routes[i] {
-            Some(r) => r,
-            None => {
-                let r = self.table.route(property);
-                self.routes[i] = Some(r);
-                r
-            }
+        if self.routes[i].is_none() {
+            self.routes[i] = Some(self.table.route(property));
+        }
+        match self.routes[i].as_ref().expect("filled above") {
+            Ok(r) => Ok(*r),
+            Err(reason) => Err(reason),
         }
     }
 
@@ -245,10 +265,17 @@ impl Router<'_> {
 
 impl crate::explode::parquet::ParquetSink for Router<'_> {
     fn rows(&mut self, rows: &Rows) {
-        self.counts.rows += rows.len() as u64;
         for i in 0..rows.len() {
             let hash = object_hash(rows.object_id[i]);
-            let reducer = self.route(rows.property[i]).reducer(hash) as usize;
+            let reducer = match self.route(rows.property[i]) {
+                Ok(route) => route.reducer(hash) as usize,
+                Err(reason) => {
+                    let reason = reason.to_string();
+                    crate::explode::parquet::ParquetSink::reject_versions(self, 0, 1, &reason);
+                    continue;
+                }
+            };
+            self.counts.rows += 1;
             let batch = &mut self.batches[reducer];
             batch.push_from(rows, i);
             if batch.len() >= BATCH_ROWS {
@@ -278,7 +305,15 @@ impl crate::explode::parquet::ParquetSink for Router<'_> {
 }
 
 impl RecordSink for Router<'_> {
-    fn record(&mut self, rows: &Rows) {
+    fn record(&mut self, index: u64, rows: &Rows) {
+        // A record is read whole or rejected whole: check every row can be written first.
+        for i in 0..rows.len() {
+            if let Err(reason) = self.route(rows.property[i]) {
+                let reason = reason.to_string();
+                RecordSink::reject(self, index, &reason);
+                return;
+            }
+        }
         self.counts.records += 1;
         self.counts.rows += rows.len() as u64;
         if rows.is_empty() {
@@ -287,7 +322,10 @@ impl RecordSink for Router<'_> {
         // A record is one object: hash its id once for all its rows.
         let hash = object_hash(rows.object_id[0]);
         for i in 0..rows.len() {
-            let reducer = self.route(rows.property[i]).reducer(hash) as usize;
+            let Ok(route) = self.route(rows.property[i]) else {
+                continue; // checked above
+            };
+            let reducer = route.reducer(hash) as usize;
             let batch = &mut self.batches[reducer];
             batch.push_from(rows, i);
             if batch.len() >= BATCH_ROWS {
@@ -338,7 +376,7 @@ mod tests {
                 updated_by_user_id: None,
             });
         }
-        router.record(&rows);
+        router.record(0, &rows);
         router.reject(4, "bad");
         router.flush();
         drop(router);

@@ -238,11 +238,13 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         ))
     });
     commit::write_rejects(&layout, &run_id, &rejects).map_err(discard)?;
+    // Records and (Parquet) versions are each a unit that can be rejected.
     let bad = counts.records_rejected + counts.versions_rejected;
-    if config.max_bad_records.exceeded(bad, counts.records_read) {
+    let total = counts.records_read + counts.versions_rejected;
+    if config.max_bad_records.exceeded(bad, total) {
         return Err(discard(Error::TooManyBadRecords {
             bad,
-            read: counts.records_read,
+            read: total,
             limit: config.max_bad_records.to_string(),
             rejects: layout.rejects(&run_id),
         }));

@@ -34,7 +34,7 @@ struct Counting {
 }
 
 impl RecordSink for Counting {
-    fn record(&mut self, rows: &Rows) {
+    fn record(&mut self, _: u64, rows: &Rows) {
         self.records += 1;
         let mut last = None;
         for i in 0..rows.len() {
@@ -101,7 +101,9 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
             continue;
         };
         // Unreadable files are rejected by the run itself; they add nothing to the plan.
-        let Ok((reader, layout)) = crate::explode::parquet::open(handle) else {
+        let Ok(Ok((reader, layout))) =
+            crate::input::contain_panic(|| crate::explode::parquet::open(handle))
+        else {
             continue;
         };
         let rows = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
@@ -119,15 +121,17 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
             let mut counting = ParquetCounting::default();
             let mut scratch = crate::explode::parquet::ParquetScratch::default();
             let group_rows = reader.metadata().row_group(0).num_rows().max(1) as u64;
-            if crate::explode::parquet::explode_row_group(
-                &reader,
-                &layout,
-                0,
-                &mut ids,
-                &mut counting,
-                &mut scratch,
-            )
-            .is_ok()
+            if crate::input::contain_panic(|| {
+                crate::explode::parquet::explode_row_group(
+                    &reader,
+                    &layout,
+                    0,
+                    &mut ids,
+                    &mut counting,
+                    &mut scratch,
+                )
+            })
+            .is_ok_and(|r| r.is_ok())
             {
                 for (p, v) in counting.0.volumes.iter().enumerate() {
                     let e = volumes.entry(ids.name(p as u32)).or_default();

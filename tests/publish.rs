@@ -280,7 +280,7 @@ fn too_many_bad_records_publish_nothing_and_exit_3() {
     assert!(
         too_many
             .stderr
-            .contains("4 of 10 records could not be read"),
+            .contains("4 of 10 records (and versions) could not be read"),
         "{}",
         too_many.stderr
     );

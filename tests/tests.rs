@@ -14,3 +14,9 @@ mod run;
 
 /// Writing safely: crash at every publish step, recovery, the lock, bad-record limits.
 mod publish;
+
+/// Bad input of every kind: rejected with its place and reason, never a panic.
+mod malformed;
+
+/// Seeded mutation fuzzing of the JSON parser and of whole runs over corrupt files.
+mod fuzz;

@@ -737,7 +737,7 @@ impl<'de> Visitor<'de> for Version<'_, '_> {
                 }
             };
             if let Err(e) = map.next_value_seed(Text(b.str_column(field)))? {
-                b.fail(|| format!("{}: {field:?} {e}", quoted(ctx.ids, self.property)));
+                b.fail(|| format!("{}: {} {e}", quoted(ctx.ids, self.property), field.name()));
             }
         }
         let ids = &*ctx.ids;
@@ -1137,7 +1137,7 @@ mod tests {
             "beyond the 64-bit signed range",
             "timestamp \"soon\" is not epoch milliseconds",
             "has no timestamp",
-            "Value is an object",
+            "value is an object",
             "are a string, not an array",
             "no object id",
             "expected a JSON object (a record), found a number",

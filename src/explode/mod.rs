@@ -27,8 +27,9 @@ pub trait PropertyIds {
 
 /// Where explode's output goes.
 pub trait RecordSink {
-    /// One accepted record: its rows (possibly none), with `object_id` filled.
-    fn record(&mut self, rows: &Rows);
+    /// One record read whole (`index` as for `reject`): its rows (possibly none), with
+    /// `object_id` filled. The sink may still reject it (a property it cannot write).
+    fn record(&mut self, index: u64, rows: &Rows);
     /// One record that could not be read: `index` is its position in the unit being parsed
     /// (an NDJSON line holds one, a JSON array or page many), `reason` says why.
     fn reject(&mut self, index: u64, reason: &str);
@@ -44,6 +45,18 @@ pub enum StrField {
     SourceType,
     SourceId,
     SourceLabel,
+}
+
+impl StrField {
+    /// The output column's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrField::Value => "value",
+            StrField::SourceType => "source_type",
+            StrField::SourceId => "source_id",
+            StrField::SourceLabel => "source_label",
+        }
+    }
 }
 
 /// Builds one record's rows. Reused across records: [`RecordBuilder::begin`] clears it.
@@ -165,7 +178,7 @@ impl RecordBuilder {
         match object_id {
             Ok(id) => {
                 self.rows.object_id.fill(id);
-                sink.record(&self.rows);
+                sink.record(index, &self.rows);
             }
             Err(reason) => sink.reject(index, &reason),
         }
@@ -187,7 +200,7 @@ pub struct CollectSink {
 }
 
 impl RecordSink for CollectSink {
-    fn record(&mut self, rows: &Rows) {
+    fn record(&mut self, _: u64, rows: &Rows) {
         self.records += 1;
         for i in 0..rows.len() {
             self.rows.push_from(rows, i);

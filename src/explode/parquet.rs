@@ -297,7 +297,32 @@ impl Column {
         if self.rep.is_empty() {
             self.rep.resize(read.2, 0);
         }
+        // Values are stored for defined slots only; a file that disagrees is corrupt, and
+        // checking once here keeps every later index in bounds.
+        let defined = self.def.iter().filter(|&&d| d == leaf.max_def).count();
+        let values = self.bytes.len()
+            + self.ints.len()
+            + self.ints32.len()
+            + self.floats.len()
+            + self.floats32.len()
+            + self.bools.len();
+        if defined != values || self.def.len() != self.rep.len() {
+            return Err(ParquetError::General(format!(
+                "column {} has {values} values for {defined} defined slots",
+                leaf.column
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether string value `k` is valid UTF-8 (non-string columns always are).
+    fn valid_text(&self, physical: Physical, k: usize) -> bool {
+        match physical {
+            Physical::BYTE_ARRAY | Physical::FIXED_LEN_BYTE_ARRAY => {
+                std::str::from_utf8(self.bytes[k].data()).is_ok()
+            }
+            _ => true,
+        }
     }
 
     /// Appends value `k` to `out` as text (numbers and booleans as their text).
@@ -518,8 +543,8 @@ fn explode_versions(
     let mut record: usize = 0;
     let mut entries = 0usize;
     let mut property = match names {
-        Names::One(p) => p,
-        Names::Map { .. } => 0,
+        Names::One(p) => Some(p),
+        Names::Map { .. } => None,
     };
     for slot in 0..slots {
         let (rep, def) = (columns[ts_index].rep[slot], columns[ts_index].def[slot]);
@@ -531,7 +556,10 @@ fn explode_versions(
             // within an entry, so the n-th existing entry has the n-th key.
             if rep <= 1 && def >= *entry_def {
                 let key = keys.bytes.get(entries).map_or(&b""[..], |b| b.data());
-                property = ids.id(&String::from_utf8_lossy(key));
+                property = match std::str::from_utf8(key) {
+                    Ok(name) => Some(ids.id(name)),
+                    Err(_) => None,
+                };
                 entries += 1;
             }
         }
@@ -568,6 +596,26 @@ fn explode_versions(
             );
             continue;
         };
+        let Some(property) = property else {
+            sink.reject_versions(
+                record as u64,
+                1,
+                "a map key (property name) is not valid UTF-8",
+            );
+            continue;
+        };
+        let invalid_text = strings
+            .iter()
+            .flatten()
+            .any(|&(i, k)| !columns[i + 1].valid_text(leaves.fields[i].1.physical, k));
+        if invalid_text {
+            sink.reject_versions(
+                record as u64,
+                1,
+                "a version's value or source is not valid UTF-8",
+            );
+            continue;
+        }
         out.property.push(property);
         out.object_id.push(object);
         out.timestamp.push(ms);
