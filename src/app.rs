@@ -104,3 +104,44 @@ pub fn recover(dataset: &std::path::Path, out: &mut dyn Write) -> Result<()> {
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)
 }
+
+/// `skewer checksum`: the dataset's row count and checksum, optionally checked against a
+/// generated dump's answer key.
+pub fn checksum(
+    dataset: &std::path::Path,
+    expected: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let sum = crate::checksum::dataset(dataset)?;
+    let mut text = format!(
+        "{{\"rows\": {}, \"sum\": \"{:016x}\"}}\n",
+        sum.rows, sum.sum
+    );
+    let mut mismatch = None;
+    if let Some(path) = expected {
+        let dir = if path.is_dir() {
+            path
+        } else {
+            path.parent().unwrap_or(path)
+        };
+        let want = crate::generate::read_expected(dir)?;
+        if want.checksum == sum {
+            text.push_str("matches the generator's rows and checksum\n");
+        } else {
+            mismatch = Some(format!(
+                "{}: {} rows, checksum {:016x}; the generator wrote {} rows, checksum {:016x}",
+                dataset.display(),
+                sum.rows,
+                sum.sum,
+                want.checksum.rows,
+                want.checksum.sum
+            ));
+        }
+    }
+    out.write_all(text.as_bytes()).map_err(Error::Output)?;
+    out.flush().map_err(Error::Output)?;
+    match mismatch {
+        Some(msg) => Err(Error::Mismatch(msg)),
+        None => Ok(()),
+    }
+}

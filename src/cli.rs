@@ -33,6 +33,20 @@ pub enum Command {
     /// Generate a synthetic HubSpot-like dump (deterministic by --seed) with its expected row
     /// count and checksum in <out>/_expected.json.
     Gen(GenArgs),
+    /// Count a dataset's rows and checksum them (order-independent); with --expected, check
+    /// them against what `gen` wrote (exit 1 if they differ).
+    Checksum(ChecksumArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChecksumArgs {
+    /// The dataset.
+    #[arg(value_name = "DATASET")]
+    pub dataset: PathBuf,
+
+    /// A generated dump's _expected.json (or its folder) to compare with.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub expected: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +78,10 @@ pub struct GenArgs {
     /// Parquet: versions also carry source-type, source-id, source-label, updated-by-user-id.
     #[arg(long)]
     pub parquet_sources: bool,
+
+    /// Give the first property this share of all rows (e.g. 0.6): extreme skew.
+    #[arg(long, value_name = "F", value_parser = parse_hot_share)]
+    pub hot_share: Option<f64>,
 
     /// Parquet: objects per row group (the default makes row groups of a few tens of MiB).
     #[arg(long, value_name = "N", default_value_t = 16_384,
@@ -129,6 +147,7 @@ impl GenArgs {
             parquet_map: self.parquet_map,
             parquet_sources: self.parquet_sources,
             row_group_objects: self.row_group_objects,
+            hot_share: self.hot_share,
             out: self.out,
             files: self.files as usize,
             seed: self.seed,
@@ -220,6 +239,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N|P%", default_value = "1%", value_parser = BadRecordLimit::parse)]
     pub max_bad_records: BadRecordLimit,
 
+    /// Memory the run may use (e.g. 1GiB, 512MiB); past it reducers spill sorted runs to disk
+    /// under the dataset's _skewer/staging [default: a quarter of this machine's memory].
+    #[arg(long, value_name = "SIZE", value_parser = skewer::units::parse_size)]
+    pub memory_limit: Option<u64>,
+
     /// Print the run's manifest and figures as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -298,6 +322,9 @@ impl RunArgs {
             },
             split_bytes: skewer::input::SPLIT_BYTES,
             max_bad_records: self.max_bad_records,
+            memory_limit: self
+                .memory_limit
+                .unwrap_or_else(skewer::run::default_memory_limit),
             params,
         };
         let format = if self.json {
@@ -323,6 +350,10 @@ fn parse_fraction(s: &str, what: &str, lo_inclusive: bool, hi: f64) -> Result<f6
         let open = if lo_inclusive { '[' } else { '(' };
         Err(format!("{what} must be in {open}0, {hi}], got {s}"))
     }
+}
+
+fn parse_hot_share(s: &str) -> Result<f64, String> {
+    parse_fraction(s, "the hot share", false, 0.99)
 }
 
 fn parse_decay(s: &str) -> Result<f64, String> {

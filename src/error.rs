@@ -46,6 +46,9 @@ pub enum Error {
         limit: String,
         rejects: PathBuf,
     },
+    /// A dataset does not hold what it should (`skewer checksum --expected`).
+    #[error("{0}")]
+    Mismatch(String),
     /// The configuration is invalid (a usage error).
     #[error("{0}")]
     Config(String),

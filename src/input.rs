@@ -33,8 +33,9 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 pub const SPLIT_BYTES: u64 = 64 << 20;
 /// Bytes read at a time from an NDJSON range.
 const CHUNK: usize = 4 << 20;
-/// Whole (non-NDJSON) texts up to this size are read into memory and parsed as a slice.
-const SLURP_LIMIT: u64 = 256 << 20;
+/// Whole (non-NDJSON) texts up to this size are read into memory and parsed as a slice
+/// (faster); larger ones are streamed, so memory stays bounded.
+const SLURP_LIMIT: u64 = 16 << 20;
 
 /// How a file's bytes are encoded, from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

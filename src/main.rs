@@ -24,6 +24,11 @@ fn main() -> ExitCode {
                     .exit()
             }
         },
+        cli::Command::Checksum(args) => skewer::app::checksum(
+            &args.dataset,
+            args.expected.as_deref(),
+            &mut io::stdout().lock(),
+        ),
         cli::Command::Recover(args) => {
             skewer::app::recover(&args.dataset, &mut io::stdout().lock())
         }

@@ -1,39 +1,122 @@
-//! Reduce: a reducer's rows → per-property rows in output order, exact duplicates removed.
+//! Reduce: a reducer's rows → per-property rows in output order, exact duplicates removed,
+//! within a memory budget.
 //!
 //! Takes the batches routed to one reducer (any mix of properties, in whatever order the
-//! mappers delivered them) and keeps them per property. At the end each property is sorted
-//! by the whole row, `(object_id, timestamp, value, source_type, source_id, source_label,
-//! updated_by_user_id)` with nulls first, and rows equal in every column are dropped.
+//! mappers delivered them) and keeps them per property. Output order is the whole row,
+//! `(object_id, timestamp, value, source_type, source_id, source_label, updated_by_user_id)`
+//! with nulls first, and rows equal in every column are dropped. Sorting by the whole row,
+//! not just the sort key, is what makes output independent of arrival order: parallel mappers
+//! deliver rows in a different order every run, yet the same input gives the same files.
 //!
-//! Sorting by the whole row, not just the sort key, is what makes output independent of
-//! arrival order: parallel mappers deliver rows in a different order every run, yet the same
-//! input always gives the same files, byte for byte.
+//! ```text
+//!  add(batch) ──► per-property columns ──(past the budget)──► spill: each property sorted,
+//!                        │                                     de-duplicated, appended to
+//!                        │                                     spill-<n>.bin as one segment
+//!                        ▼ finish, per property in name order
+//!               no segments: sort, dedupe ──────────────────► PropertyWriter
+//!               segments:    sort the rest, k-way merge it with its segments, dedupe ──► "
+//! ```
 //!
-//! Memory: every row routed to this reducer, columnar (spilling past a budget is the next
-//! step), plus a `u32` permutation per property while it is sorted.
+//! Memory: the buffered rows, capped by `budget` (capacity, not just length, is counted), plus
+//! a `u32` permutation while one property sorts; merging holds one row per segment and one
+//! row group.
 
 use std::cmp::Ordering;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
-use crate::batch::{Rows, StrColumn};
+use crate::batch::{Row, Rows, StrColumn};
+use crate::error::{Error, Result};
+use crate::sink::{PropertyOutput, PropertyWriter};
 
-/// One reducer's rows, per property id.
-#[derive(Debug, Default)]
-pub struct Reducer {
-    by_property: Vec<Rows>,
+/// A sorted run of one property in a spill file.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    file: usize,
+    offset: u64,
     rows: u64,
 }
 
+/// One reducer's rows, per property id, spilled to disk past its budget.
+#[derive(Debug)]
+pub struct Reducer {
+    by_property: Vec<Rows>,
+    /// Heap bytes held per property (as of its last update) and in all.
+    heap: Vec<usize>,
+    bytes: usize,
+    budget: usize,
+    /// Properties touched by the current batch (`mark[p] == generation`).
+    mark: Vec<u32>,
+    generation: u32,
+    touched: Vec<u32>,
+    spill_dir: PathBuf,
+    spill_files: Vec<PathBuf>,
+    segments: Vec<Vec<Segment>>,
+    rows: u64,
+    duplicates: u64,
+    spilled_bytes: u64,
+}
+
+/// What a reducer wrote.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// (property id, output), in the order written.
+    pub properties: Vec<(u32, PropertyOutput)>,
+    pub duplicates: u64,
+    /// Bytes written to spill files.
+    pub spilled_bytes: u64,
+}
+
 impl Reducer {
-    /// Files a batch's rows under their properties.
-    pub fn add(&mut self, batch: &Rows) {
+    /// A reducer that spills to files under `spill_dir` once its rows take `budget` bytes.
+    pub fn new(budget: usize, spill_dir: PathBuf) -> Self {
+        Reducer {
+            by_property: Vec::new(),
+            heap: Vec::new(),
+            bytes: 0,
+            budget,
+            mark: Vec::new(),
+            generation: 1,
+            touched: Vec::new(),
+            spill_dir,
+            spill_files: Vec::new(),
+            segments: Vec::new(),
+            rows: 0,
+            duplicates: 0,
+            spilled_bytes: 0,
+        }
+    }
+
+    /// Files a batch's rows under their properties; spills if that passes the budget.
+    pub fn add(&mut self, batch: &Rows) -> Result<()> {
         for i in 0..batch.len() {
             let p = batch.property[i] as usize;
             if p >= self.by_property.len() {
                 self.by_property.resize_with(p + 1, Rows::default);
+                self.heap.resize(p + 1, 0);
+                self.mark.resize(p + 1, 0);
+                self.segments.resize_with(p + 1, Vec::new);
+            }
+            if self.mark[p] != self.generation {
+                self.mark[p] = self.generation;
+                self.touched.push(p as u32);
             }
             self.by_property[p].push_from(batch, i);
         }
         self.rows += batch.len() as u64;
+        for &p in &self.touched {
+            let p = p as usize;
+            let now = self.by_property[p].heap_bytes();
+            self.bytes = self.bytes + now - self.heap[p];
+            self.heap[p] = now;
+        }
+        self.touched.clear();
+        self.generation = self.generation.wrapping_add(1).max(1);
+        if self.bytes > self.budget {
+            self.spill()?;
+        }
+        Ok(())
     }
 
     /// Rows received so far.
@@ -41,13 +124,87 @@ impl Reducer {
         self.rows
     }
 
-    /// The properties that received rows, with their rows (taken out of the reducer).
-    pub fn take_properties(&mut self) -> Vec<(u32, Rows)> {
-        std::mem::take(&mut self.by_property)
-            .into_iter()
-            .enumerate()
-            .filter(|(_, rows)| !rows.is_empty())
-            .map(|(p, rows)| (p as u32, rows))
+    /// Writes every buffered property as a sorted, de-duplicated segment of a new spill file,
+    /// and frees the buffers.
+    fn spill(&mut self) -> Result<()> {
+        std::fs::create_dir_all(&self.spill_dir).map_err(|e| Error::io(&self.spill_dir, e))?;
+        let path = self
+            .spill_dir
+            .join(format!("spill-{}.bin", self.spill_files.len()));
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut offset = 0u64;
+        let mut encoded = Vec::new();
+        let index = self.spill_files.len();
+        for p in 0..self.by_property.len() {
+            if self.by_property[p].is_empty() {
+                continue;
+            }
+            let rows = std::mem::take(&mut self.by_property[p]);
+            let (order, duplicates) = sort_dedupe(&rows);
+            self.duplicates += duplicates;
+            let start = offset;
+            for &i in &order {
+                encoded.clear();
+                encode(&rows.row(i as usize), &mut encoded);
+                out.write_all(&encoded).map_err(|e| Error::io(&path, e))?;
+                offset += encoded.len() as u64;
+            }
+            self.segments[p].push(Segment {
+                file: index,
+                offset: start,
+                rows: order.len() as u64,
+            });
+            self.heap[p] = 0;
+        }
+        out.flush().map_err(|e| Error::io(&path, e))?;
+        self.spilled_bytes += offset;
+        self.spill_files.push(path);
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// Writes every property, in the order `order_by` gives (name order keeps runs
+    /// reproducible), through the writer `writer_for` makes for it.
+    pub fn finish(
+        mut self,
+        mut ids: Vec<u32>,
+        mut writer_for: impl FnMut(u32) -> PropertyWriter,
+    ) -> Result<Finished> {
+        ids.retain(|&p| {
+            let p = p as usize;
+            p < self.by_property.len()
+                && (!self.by_property[p].is_empty() || !self.segments[p].is_empty())
+        });
+        let mut done = Finished::default();
+        for p in ids {
+            let rows = std::mem::take(&mut self.by_property[p as usize]);
+            let (order, duplicates) = sort_dedupe(&rows);
+            self.duplicates += duplicates;
+            let mut writer = writer_for(p);
+            if self.segments[p as usize].is_empty() {
+                writer.write(&rows, &order)?;
+            } else {
+                let segments = std::mem::take(&mut self.segments[p as usize]);
+                self.duplicates += merge(&rows, &order, &segments, &self.spill_files, &mut writer)?;
+            }
+            done.properties.push((p, writer.finish()?));
+        }
+        done.duplicates = self.duplicates;
+        done.spilled_bytes = self.spilled_bytes;
+        for f in &self.spill_files {
+            let _ = std::fs::remove_file(f);
+        }
+        let _ = std::fs::remove_dir(&self.spill_dir);
+        Ok(done)
+    }
+
+    /// Every property id that received rows.
+    pub fn properties(&self) -> Vec<u32> {
+        (0..self.by_property.len() as u32)
+            .filter(|&p| {
+                !self.by_property[p as usize].is_empty() || !self.segments[p as usize].is_empty()
+            })
             .collect()
     }
 }
@@ -62,7 +219,7 @@ pub fn sort_dedupe(rows: &Rows) -> (Vec<u32>, u64) {
     (order, duplicates)
 }
 
-/// The whole-row order (nulls first). `Equal` means the rows are identical.
+/// The whole-row order (nulls first) on columns. `Equal` means the rows are identical.
 fn compare(rows: &Rows, a: usize, b: usize) -> Ordering {
     rows.object_id[a]
         .cmp(&rows.object_id[b])
@@ -83,10 +240,262 @@ fn compare_str(col: &StrColumn, a: usize, b: usize) -> Ordering {
     col.get(a).cmp(&col.get(b))
 }
 
+/// The same order on row views (what the merge compares).
+fn compare_rows(a: &Row<'_>, b: &Row<'_>) -> Ordering {
+    (
+        a.object_id,
+        a.timestamp,
+        a.value,
+        a.source_type,
+        a.source_id,
+        a.source_label,
+        a.updated_by_user_id,
+    )
+        .cmp(&(
+            b.object_id,
+            b.timestamp,
+            b.value,
+            b.source_type,
+            b.source_id,
+            b.source_label,
+            b.updated_by_user_id,
+        ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Spill encoding: object_id, timestamp (i64 LE), a flags byte (bits 0–3: the strings are
+// present, bit 4: updated_by is), each present string as u32 LE length + bytes, updated_by.
+// ---------------------------------------------------------------------------------------
+
+fn encode(row: &Row<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&row.object_id.to_le_bytes());
+    out.extend_from_slice(&row.timestamp.to_le_bytes());
+    let strings = [row.value, row.source_type, row.source_id, row.source_label];
+    let mut flags = 0u8;
+    for (k, s) in strings.iter().enumerate() {
+        if s.is_some() {
+            flags |= 1 << k;
+        }
+    }
+    if row.updated_by_user_id.is_some() {
+        flags |= 1 << 4;
+    }
+    out.push(flags);
+    for s in strings.into_iter().flatten() {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s);
+    }
+    if let Some(u) = row.updated_by_user_id {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+}
+
+/// One row decoded from a spill segment, into buffers reused row after row.
+#[derive(Debug, Default)]
+struct OwnedRow {
+    object_id: i64,
+    timestamp: i64,
+    strings: [Vec<u8>; 4],
+    present: [bool; 4],
+    updated_by: Option<i64>,
+}
+
+impl OwnedRow {
+    fn as_row(&self) -> Row<'_> {
+        let s = |k: usize| self.present[k].then_some(&self.strings[k][..]);
+        Row {
+            property: 0,
+            object_id: self.object_id,
+            timestamp: self.timestamp,
+            value: s(0),
+            source_type: s(1),
+            source_id: s(2),
+            source_label: s(3),
+            updated_by_user_id: self.updated_by,
+        }
+    }
+
+    fn copy_from(&mut self, row: &Row<'_>) {
+        self.object_id = row.object_id;
+        self.timestamp = row.timestamp;
+        for (k, s) in [row.value, row.source_type, row.source_id, row.source_label]
+            .into_iter()
+            .enumerate()
+        {
+            self.present[k] = s.is_some();
+            self.strings[k].clear();
+            self.strings[k].extend_from_slice(s.unwrap_or_default());
+        }
+        self.updated_by = row.updated_by_user_id;
+    }
+}
+
+/// Reads one segment row by row.
+struct Cursor {
+    reader: BufReader<std::io::Take<File>>,
+    left: u64,
+    head: OwnedRow,
+    path: PathBuf,
+}
+
+impl Cursor {
+    fn open(path: &Path, segment: &Segment) -> Result<Option<Self>> {
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        file.seek(SeekFrom::Start(segment.offset))
+            .map_err(|e| Error::io(path, e))?;
+        let mut c = Cursor {
+            reader: BufReader::with_capacity(64 << 10, file.take(u64::MAX)),
+            left: segment.rows,
+            head: OwnedRow::default(),
+            path: path.to_path_buf(),
+        };
+        Ok(if c.advance()? { Some(c) } else { None })
+    }
+
+    /// Decodes the next row into `head`; false at the segment's end.
+    fn advance(&mut self) -> Result<bool> {
+        if self.left == 0 {
+            return Ok(false);
+        }
+        self.left -= 1;
+        let io = |e| Error::io(&self.path, e);
+        let mut b8 = [0u8; 8];
+        self.reader.read_exact(&mut b8).map_err(io)?;
+        self.head.object_id = i64::from_le_bytes(b8);
+        self.reader.read_exact(&mut b8).map_err(io)?;
+        self.head.timestamp = i64::from_le_bytes(b8);
+        let mut flags = [0u8; 1];
+        self.reader.read_exact(&mut flags).map_err(io)?;
+        for k in 0..4 {
+            self.head.present[k] = flags[0] & (1 << k) != 0;
+            self.head.strings[k].clear();
+            if self.head.present[k] {
+                let mut len = [0u8; 4];
+                self.reader.read_exact(&mut len).map_err(io)?;
+                let len = u32::from_le_bytes(len) as usize;
+                self.head.strings[k].resize(len, 0);
+                self.reader
+                    .read_exact(&mut self.head.strings[k])
+                    .map_err(io)?;
+            }
+        }
+        self.head.updated_by = if flags[0] & (1 << 4) != 0 {
+            self.reader.read_exact(&mut b8).map_err(io)?;
+            Some(i64::from_le_bytes(b8))
+        } else {
+            None
+        };
+        Ok(true)
+    }
+}
+
+/// Merges the in-memory run (`rows` in `order`) with spilled segments into `writer`, a row
+/// group at a time, dropping rows equal to the one before. Returns the duplicates dropped.
+fn merge(
+    rows: &Rows,
+    order: &[u32],
+    segments: &[Segment],
+    files: &[PathBuf],
+    writer: &mut PropertyWriter,
+) -> Result<u64> {
+    let mut cursors: Vec<Cursor> = Vec::with_capacity(segments.len());
+    for s in segments {
+        if let Some(c) = Cursor::open(&files[s.file], s)? {
+            cursors.push(c);
+        }
+    }
+    // Source 0 is the in-memory run; 1.. are the cursors. A binary heap of source indices
+    // ordered by their heads (smallest on top).
+    let mut mem = 0usize;
+    fn head_of<'a>(
+        i: usize,
+        mem: usize,
+        rows: &'a Rows,
+        order: &[u32],
+        cursors: &'a [Cursor],
+    ) -> Option<Row<'a>> {
+        if i == 0 {
+            order.get(mem).map(|&r| rows.row(r as usize))
+        } else {
+            Some(cursors[i - 1].head.as_row())
+        }
+    }
+    let mut heap: Vec<usize> = (0..=cursors.len())
+        .filter(|&i| i > 0 || !order.is_empty())
+        .collect();
+    let less = |a: usize, b: usize, mem: usize, cursors: &[Cursor]| {
+        let x = head_of(a, mem, rows, order, cursors).expect("live");
+        let y = head_of(b, mem, rows, order, cursors).expect("live");
+        compare_rows(&x, &y).then(a.cmp(&b)) == Ordering::Less
+    };
+    for i in (0..heap.len() / 2).rev() {
+        sift_down(&mut heap, i, &|a, b| less(a, b, mem, &cursors));
+    }
+
+    let group_rows = writer.row_group_rows().max(1);
+    let identity: Vec<u32> = (0..group_rows as u32).collect();
+    let mut group = Rows::default();
+    let mut last = OwnedRow::default();
+    let mut have_last = false;
+    let mut duplicates = 0u64;
+    while let Some(&top) = heap.first() {
+        {
+            let row = head_of(top, mem, rows, order, &cursors).expect("live");
+            if have_last && compare_rows(&row, &last.as_row()) == Ordering::Equal {
+                duplicates += 1;
+            } else {
+                group.push(&row);
+                last.copy_from(&row);
+                have_last = true;
+            }
+        }
+        if group.len() == group_rows {
+            writer.write_group(&group, &identity)?;
+            group.clear();
+        }
+        // Advance the source on top; drop it from the heap when it runs out.
+        let alive = if top == 0 {
+            mem += 1;
+            mem < order.len()
+        } else {
+            cursors[top - 1].advance()?
+        };
+        if alive {
+            sift_down(&mut heap, 0, &|a, b| less(a, b, mem, &cursors));
+        } else {
+            let last_index = heap.len() - 1;
+            heap.swap(0, last_index);
+            heap.pop();
+            if !heap.is_empty() {
+                sift_down(&mut heap, 0, &|a, b| less(a, b, mem, &cursors));
+            }
+        }
+    }
+    writer.write_group(&group, &identity[..group.len()])?;
+    Ok(duplicates)
+}
+
+fn sift_down(heap: &mut [usize], mut i: usize, less: &dyn Fn(usize, usize) -> bool) {
+    loop {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        let mut smallest = i;
+        if l < heap.len() && less(heap[l], heap[smallest]) {
+            smallest = l;
+        }
+        if r < heap.len() && less(heap[r], heap[smallest]) {
+            smallest = r;
+        }
+        if smallest == i {
+            return;
+        }
+        heap.swap(i, smallest);
+        i = smallest;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Row;
 
     fn row(object_id: i64, timestamp: i64, value: Option<&'static [u8]>) -> Row<'static> {
         Row {
@@ -142,20 +551,67 @@ mod tests {
     }
 
     #[test]
-    fn reducer_files_rows_by_property() {
-        let mut batch = Rows::default();
-        for (p, o) in [(3, 1), (0, 2), (3, 3)] {
-            batch.push(&Row {
-                property: p,
-                ..row(o, 0, None)
+    fn column_and_row_orders_agree() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = planner::fmix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            seed
+        };
+        let values: [Option<&[u8]>; 4] = [None, Some(b""), Some(b"a"), Some(b"ab")];
+        let mut rows = Rows::default();
+        for _ in 0..400 {
+            rows.push(&Row {
+                property: 0,
+                object_id: (next() % 3) as i64,
+                timestamp: (next() % 3) as i64 - 1,
+                value: values[(next() % 4) as usize],
+                source_type: values[(next() % 4) as usize],
+                source_id: values[(next() % 4) as usize],
+                source_label: values[(next() % 4) as usize],
+                updated_by_user_id: [None, Some(-1), Some(0)][(next() % 3) as usize],
             });
         }
-        let mut r = Reducer::default();
-        r.add(&batch);
-        r.add(&batch);
-        assert_eq!(r.rows(), 6);
-        let props = r.take_properties();
-        let sizes: Vec<(u32, usize)> = props.iter().map(|(p, rows)| (*p, rows.len())).collect();
-        assert_eq!(sizes, [(0, 2), (3, 4)]);
+        for a in 0..rows.len() {
+            for b in 0..rows.len() {
+                assert_eq!(
+                    compare(&rows, a, b),
+                    compare_rows(&rows.row(a), &rows.row(b))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn spill_encoding_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.bin");
+        let rows = [
+            Row {
+                property: 0,
+                object_id: -5,
+                timestamp: i64::MAX,
+                value: Some(b"v\n\0"),
+                source_type: None,
+                source_id: Some(b""),
+                source_label: Some("ü".as_bytes()),
+                updated_by_user_id: Some(i64::MIN),
+            },
+            row(3_000_000_000, 0, None),
+        ];
+        let mut bytes = Vec::new();
+        for r in &rows {
+            encode(r, &mut bytes);
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let segment = Segment {
+            file: 0,
+            offset: 0,
+            rows: 2,
+        };
+        let mut c = Cursor::open(&path, &segment).unwrap().unwrap();
+        assert_eq!(c.head.as_row(), rows[0]);
+        assert!(c.advance().unwrap());
+        assert_eq!(c.head.as_row(), rows[1]);
+        assert!(!c.advance().unwrap());
     }
 }

@@ -381,6 +381,13 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> Str
             "balance  max/mean reducer load {:.3} predicted, {:.3} actual",
             s.predicted_max_over_mean, s.actual_max_over_mean
         )?;
+        if s.spilled_bytes > 0 {
+            writeln!(
+                out,
+                "memory   spilled {} to disk to stay within the memory limit",
+                format_bytes(s.spilled_bytes)
+            )?;
+        }
         if c.records_rejected > 0 {
             writeln!(
                 out,

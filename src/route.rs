@@ -5,7 +5,7 @@
 //! `plan.route(p).reducer(object_hash(o))`.
 //!
 //! ```text
-//!   explode ──rows of one record──► Router ──Rows per reducer, flushed at BATCH_ROWS──► channel r
+//!   explode ──rows of one record──► Router ──Rows per reducer, flushed at batch_rows──► channel r
 //!                                     │ routes[p] (local copy, filled on first use)
 //!                                     ▼
 //!                               PropertyTable (shared: name ↔ id, plan routes; locked on a miss)
@@ -15,7 +15,7 @@
 //! its own cache ([`MapperIds`]) so the lock is taken only the first time a mapper meets a
 //! name. The object hash is computed once per record, not per row.
 //!
-//! Memory: per mapper, one open batch per reducer (at most `BATCH_ROWS` rows); per channel, a
+//! Memory: per mapper, one open batch per reducer (at most `batch_rows` rows); per channel, a
 //! bounded number of batches in flight. A full channel blocks the mapper (backpressure).
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,9 +26,6 @@ use planner::{Plan, Route, object_hash};
 use crate::batch::Rows;
 use crate::explode::{PropertyIds, RecordSink};
 
-/// Rows per batch sent to a reducer: large enough to amortise the channel, small enough that
-/// `mappers × reducers` open batches stay a few MiB.
-pub const BATCH_ROWS: usize = 8 * 1024;
 /// Batches a reducer's channel holds before mappers wait.
 pub const CHANNEL_BATCHES: usize = 8;
 
@@ -184,6 +181,9 @@ pub struct UnitLocation {
 /// A mapper's [`RecordSink`]: routes rows into per-reducer batches and sends full ones.
 pub struct Router<'t> {
     table: &'t PropertyTable,
+    /// Rows per batch: large enough to amortise the channel, small enough that every batch in
+    /// flight fits the memory plan.
+    batch_rows: usize,
     routes: Vec<Option<Result<Route, Arc<str>>>>,
     batches: Vec<Rows>,
     senders: Vec<Sender<Rows>>,
@@ -204,10 +204,11 @@ impl std::fmt::Debug for Router<'_> {
 }
 
 impl<'t> Router<'t> {
-    pub fn new(table: &'t PropertyTable, senders: Vec<Sender<Rows>>) -> Self {
+    pub fn new(table: &'t PropertyTable, senders: Vec<Sender<Rows>>, batch_rows: usize) -> Self {
         let batches = senders.iter().map(|_| Rows::default()).collect();
         Router {
             table,
+            batch_rows: batch_rows.max(1),
             routes: Vec::new(),
             batches,
             senders,
@@ -278,7 +279,7 @@ impl crate::explode::parquet::ParquetSink for Router<'_> {
             self.counts.rows += 1;
             let batch = &mut self.batches[reducer];
             batch.push_from(rows, i);
-            if batch.len() >= BATCH_ROWS {
+            if batch.len() >= self.batch_rows {
                 self.send(reducer);
             }
         }
@@ -328,7 +329,7 @@ impl RecordSink for Router<'_> {
             let reducer = route.reducer(hash) as usize;
             let batch = &mut self.batches[reducer];
             batch.push_from(rows, i);
-            if batch.len() >= BATCH_ROWS {
+            if batch.len() >= self.batch_rows {
                 self.send(reducer);
             }
         }
@@ -358,7 +359,7 @@ mod tests {
             .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
             .unzip();
         let mut ids = MapperIds::new(&table);
-        let mut router = Router::new(&table, senders);
+        let mut router = Router::new(&table, senders, 8192);
         let email = ids.id("email");
         assert_eq!(ids.id("email"), email);
         let phone = ids.id("phone");

@@ -29,9 +29,9 @@ use crate::commit::{
 };
 use crate::error::{Error, Result};
 use crate::input::{self, InputFile, MapperScratch, Split};
-use crate::reduce::{Reducer, sort_dedupe};
+use crate::reduce::Reducer;
 use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Reject, Router};
-use crate::sink::{SinkOptions, escape_partition_value, property_dir, write_property};
+use crate::sink::{PropertyWriter, SinkOptions, escape_partition_value, property_dir};
 use crate::units::{format_utc, now_ms};
 
 /// Everything a run needs, validated.
@@ -50,6 +50,83 @@ pub struct RunConfig {
     pub split_bytes: u64,
     /// Unreadable records (and versions) allowed before the run aborts unpublished.
     pub max_bad_records: BadRecordLimit,
+    /// Bytes the run may hold in memory; reducers spill to disk to stay within it.
+    pub memory_limit: u64,
+}
+
+/// A quarter of this machine's memory: the default `--memory-limit`.
+pub fn default_memory_limit() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    total_kib.map_or(2 << 30, |k| k * 1024 / 4)
+}
+
+/// How a run divides its memory limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Rows a reducer may buffer (by heap bytes) before it spills.
+    pub reducer_budget: usize,
+    /// Rows per batch a mapper sends a reducer.
+    pub batch_rows: usize,
+}
+
+impl MemoryPlan {
+    /// The process itself: code, allocator, thread stacks, small tables.
+    const BASE: u64 = 48 << 20;
+    /// A mapper's input buffers (an NDJSON chunk, a small JSON text, a Parquet column chunk).
+    const PER_MAPPER: u64 = 40 << 20;
+    /// A reducer's output side: one row group while merging, gather chunks, writer pages.
+    const PER_REDUCER: u64 = 40 << 20;
+    /// Buffered rows below which spilling would be constant.
+    const MIN_REDUCER_BUDGET: u64 = 4 << 20;
+    /// Heap bytes a routed row takes in a batch (columns, offsets, flags; values are extra).
+    const ROW_BYTES: u64 = 64;
+
+    fn batch_rows(limit: u64, in_flight: u64) -> u64 {
+        (limit / 8 / (in_flight * Self::ROW_BYTES)).clamp(256, 8 * 1024)
+    }
+
+    fn fixed(limit: u64, m: u64, r: u64) -> u64 {
+        // Batches in flight: one open per (mapper, reducer) and a channel's worth per reducer.
+        let in_flight = (m + CHANNEL_BATCHES as u64) * r;
+        let batch = Self::batch_rows(limit, in_flight) * Self::ROW_BYTES;
+        Self::BASE + m * Self::PER_MAPPER + r * Self::PER_REDUCER + in_flight * batch
+    }
+
+    /// The smallest limit a run with these threads accepts (each reducer then buffers the
+    /// minimum before it spills).
+    pub fn minimum(mappers: usize, reducers: usize) -> u64 {
+        let (m, r) = (mappers as u64, reducers as u64);
+        // The batch size grows with the limit, so find the fixed point from below.
+        let mut limit = Self::fixed(0, m, r) + r * Self::MIN_REDUCER_BUDGET;
+        while limit < Self::fixed(limit, m, r) + r * Self::MIN_REDUCER_BUDGET {
+            limit = Self::fixed(limit, m, r) + r * Self::MIN_REDUCER_BUDGET;
+        }
+        limit
+    }
+
+    pub fn new(limit: u64, mappers: usize, reducers: usize) -> Result<Self> {
+        let (m, r) = (mappers as u64, reducers as u64);
+        let in_flight = (m + CHANNEL_BATCHES as u64) * r;
+        let batch_rows = Self::batch_rows(limit, in_flight);
+        let fixed = Self::fixed(limit, m, r);
+        let needed = fixed + r * Self::MIN_REDUCER_BUDGET;
+        if limit < needed {
+            return Err(Error::Config(format!(
+                "--memory-limit {} is too small for {mappers} mapper threads and {reducers} reducers: \
+                 give at least {} (or fewer threads or reducers)",
+                crate::units::format_bytes(limit),
+                crate::units::format_bytes(needed)
+            )));
+        }
+        Ok(MemoryPlan {
+            reducer_budget: ((limit - fixed) / r) as usize,
+            batch_rows: batch_rows as usize,
+        })
+    }
 }
 
 /// How many unreadable records a run tolerates.
@@ -120,6 +197,8 @@ pub struct RunSummary {
     pub manifest: Manifest,
     /// What the run found to finish or discard from earlier runs before it started.
     pub recovery: commit::Recovery,
+    /// Bytes the reducers spilled to disk to stay within the memory limit.
+    pub spilled_bytes: u64,
     pub wall: Duration,
     pub plan_source: PlanSource,
     pub properties: usize,
@@ -198,8 +277,18 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         let _ = std::fs::remove_dir_all(&staging);
         e
     };
-    let (mapped, reduced) =
-        execute(config, &files, splits, &table, &staged_root, &run_id).map_err(discard)?;
+    let spill_dir = staging.join("_spill");
+    let (mapped, reduced) = execute(
+        config,
+        &files,
+        splits,
+        &table,
+        &staged_root,
+        &spill_dir,
+        &run_id,
+    )
+    .map_err(discard)?;
+    let spilled_bytes = reduced.iter().map(|r| r.spilled_bytes).sum();
 
     let mut counts = Counts::default();
     let mut rejects: Vec<Reject> = Vec::new();
@@ -357,6 +446,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         wall: t0.elapsed(),
         plan_source,
         recovery,
+        spilled_bytes,
         properties,
         predicted_max_over_mean: predicted,
         actual_max_over_mean: actual,
@@ -415,6 +505,7 @@ struct Reduced {
     reducer: u32,
     rows_in: u64,
     duplicates: u64,
+    spilled_bytes: u64,
     /// (property id, output) per property written.
     properties: Vec<(u32, crate::sink::PropertyOutput)>,
     wall: Duration,
@@ -430,9 +521,11 @@ fn execute(
     splits: Vec<Split>,
     table: &PropertyTable,
     staged_root: &std::path::Path,
+    spill_dir: &std::path::Path,
     run_id: &str,
 ) -> Result<(Vec<Mapped>, Vec<Reduced>)> {
     let reducers = table.plan().reducers() as usize;
+    let memory = MemoryPlan::new(config.memory_limit, config.mappers.max(1), reducers)?;
     let (split_tx, split_rx) = crossbeam_channel::unbounded();
     for s in splits {
         split_tx.send(s).expect("the queue is open");
@@ -449,7 +542,18 @@ fn execute(
             .map(|(r, rx)| {
                 let table = &*table;
                 scope.spawn(move || {
-                    reduce_thread(r as u32, rx, table, staged_root, run_id, &config.sink)
+                    let sink = &config.sink;
+                    let budget = memory.reducer_budget;
+                    reduce_thread(
+                        r as u32,
+                        rx,
+                        table,
+                        staged_root,
+                        spill_dir,
+                        run_id,
+                        sink,
+                        budget,
+                    )
                 })
             })
             .collect();
@@ -457,7 +561,7 @@ fn execute(
             .map(|_| {
                 let senders = senders.clone();
                 let split_rx = split_rx.clone();
-                scope.spawn(move || map_thread(split_rx, files, table, senders))
+                scope.spawn(move || map_thread(split_rx, files, table, senders, memory.batch_rows))
             })
             .collect();
         drop(senders);
@@ -507,9 +611,10 @@ fn map_thread(
     files: &[InputFile],
     table: &PropertyTable,
     senders: Vec<Sender<Rows>>,
+    batch_rows: usize,
 ) -> Result<Mapped> {
     let mut ids = MapperIds::new(table);
-    let mut router = Router::new(table, senders);
+    let mut router = Router::new(table, senders, batch_rows);
     let mut scratch = MapperScratch::default();
     for split in splits.iter() {
         input::read_split(files, &split, &mut scratch, &mut ids, &mut router)?;
@@ -524,40 +629,44 @@ fn map_thread(
     Ok((counts, rejects))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn reduce_thread(
     reducer: u32,
     batches: Receiver<Rows>,
     table: &PropertyTable,
     staged_root: &std::path::Path,
+    spill_dir: &std::path::Path,
     run_id: &str,
     sink: &SinkOptions,
+    budget: usize,
 ) -> Result<Reduced> {
-    let mut state = Reducer::default();
+    let mut state = Reducer::new(budget, spill_dir.join(format!("r{reducer}")));
     let mut first_row: Option<Instant> = None;
     for batch in batches.iter() {
         first_row.get_or_insert_with(Instant::now);
-        state.add(&batch);
+        // On an error (a full spill disk) the receiver drops: mappers stop, the run fails.
+        state.add(&batch)?;
     }
     let started = first_row.unwrap_or_else(Instant::now);
     let rows_in = state.rows();
     let names = table.names();
-    let mut properties = state.take_properties();
     // Write in name order: files and manifests then come out the same every run.
-    properties.sort_by(|a, b| names[a.0 as usize].cmp(&names[b.0 as usize]));
+    let mut ids = state.properties();
+    ids.sort_by(|a, b| names[*a as usize].cmp(&names[*b as usize]));
     let stem = format!("part-{run_id}-r{reducer}");
-    let mut duplicates = 0;
-    let mut written = Vec::with_capacity(properties.len());
-    for (p, rows) in properties {
-        let (order, dups) = sort_dedupe(&rows);
-        duplicates += dups;
-        let dir = staged_root.join(property_dir(&names[p as usize]));
-        written.push((p, write_property(&dir, &stem, rows, &order, sink)?));
-    }
+    let finished = state.finish(ids, |p| {
+        PropertyWriter::new(
+            &staged_root.join(property_dir(&names[p as usize])),
+            &stem,
+            sink,
+        )
+    })?;
     Ok(Reduced {
         reducer,
         rows_in,
-        duplicates,
-        properties: written,
+        duplicates: finished.duplicates,
+        spilled_bytes: finished.spilled_bytes,
+        properties: finished.properties,
         wall: started.elapsed(),
     })
 }

@@ -9,7 +9,7 @@
 //! Property names become Hive partition folders, `property_name=<escaped>`, escaped the way
 //! Hive and Spark do: no name can leave its folder, and Hive readers decode the same value.
 //!
-//! Memory: one open writer (this reducer's) at a time; one row group of gathered columns.
+//! Memory: one open writer (this reducer's) at a time, and one gather chunk of values.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
 
-use crate::batch::{Rows, StrColumn};
+use crate::batch::Rows;
 use crate::error::{Error, Result};
 
 /// The output schema (DESIGN §4). The property is in the path, Hive-style.
@@ -56,7 +56,8 @@ impl Default for SinkOptions {
     fn default() -> Self {
         SinkOptions {
             target_file_bytes: planner::DEFAULT_TARGET_FILE_BYTES,
-            row_group_rows: 1 << 20,
+            // ~256k rows: a few MiB per row group compressed, and bounded buffers when merging.
+            row_group_rows: 256 * 1024,
             zstd_level: 3,
         }
     }
@@ -106,31 +107,212 @@ fn writer_properties(options: &SinkOptions) -> Arc<WriterProperties> {
     )
 }
 
-/// A string column frozen into one shared buffer, so values are slices, not copies.
-struct Frozen {
-    ends: Vec<u32>,
-    data: Bytes,
-    valid: Vec<bool>,
+/// Rows gathered per `write_batch` call: bounds the gather buffers whatever the row group size
+/// (a column chunk may be written in several batches).
+const GATHER_ROWS: usize = 64 * 1024;
+
+/// Writes one property's rows, already in output order, into `<stem>.parquet`,
+/// `<stem>-1.parquet`, … under `dir`, a row group at a time: a new file starts once the open
+/// one has passed the target size. One open file at a time; memory is one gather chunk.
+pub struct PropertyWriter {
+    dir: PathBuf,
+    stem: String,
+    options: SinkOptions,
+    schema: Arc<Type>,
+    properties: Arc<WriterProperties>,
+    open: Option<(SerializedFileWriter<File>, PathBuf, u64)>,
+    output: PropertyOutput,
+    last_object: Option<i64>,
+    ints: Vec<i64>,
+    defs: Vec<i16>,
+    strings: Vec<ByteArray>,
+    bytes: Vec<u8>,
 }
 
-impl Frozen {
-    fn new(col: StrColumn) -> Self {
-        let (ends, data, valid) = col.into_parts();
-        Frozen {
-            ends,
-            data: Bytes::from(data),
-            valid,
+impl std::fmt::Debug for PropertyWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PropertyWriter")
+            .field("dir", &self.dir)
+            .field("stem", &self.stem)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PropertyWriter {
+    pub fn new(dir: &Path, stem: &str, options: &SinkOptions) -> Self {
+        PropertyWriter {
+            dir: dir.to_path_buf(),
+            stem: stem.to_string(),
+            options: options.clone(),
+            schema: schema(),
+            properties: writer_properties(options),
+            open: None,
+            output: PropertyOutput::default(),
+            last_object: None,
+            ints: Vec::new(),
+            defs: Vec::new(),
+            strings: Vec::new(),
+            bytes: Vec::new(),
         }
     }
 
-    fn get(&self, i: usize) -> Option<ByteArray> {
-        if !self.valid[i] {
-            return None;
+    /// Rows per row group this writer is configured for.
+    pub fn row_group_rows(&self) -> usize {
+        self.options.row_group_rows
+    }
+
+    /// Writes `rows` in `order` (sorted, duplicates removed) as row groups.
+    pub fn write(&mut self, rows: &Rows, order: &[u32]) -> Result<()> {
+        for group in order.chunks(self.options.row_group_rows.max(1)) {
+            self.write_group(rows, group)?;
         }
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        Some(ByteArray::from(
-            self.data.slice(start..self.ends[i] as usize),
-        ))
+        Ok(())
+    }
+
+    /// Writes one row group of `rows` in `order`; starts a new file if none is open.
+    pub fn write_group(&mut self, rows: &Rows, order: &[u32]) -> Result<()> {
+        if order.is_empty() {
+            return Ok(());
+        }
+        for &i in order {
+            let o = rows.object_id[i as usize];
+            if self.last_object != Some(o) {
+                self.output.objects += 1;
+                self.last_object = Some(o);
+            }
+        }
+        if self.open.is_none() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+            let n = self.output.files.len();
+            let path = self.dir.join(if n == 0 {
+                format!("{}.parquet", self.stem)
+            } else {
+                format!("{}-{n}.parquet", self.stem)
+            });
+            let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+            let writer =
+                SerializedFileWriter::new(file, self.schema.clone(), self.properties.clone())
+                    .map_err(|source| Error::Parquet {
+                        path: path.clone(),
+                        source,
+                    })?;
+            self.open = Some((writer, path, 0));
+        }
+        let (mut writer, path, written) = self.open.take().expect("opened above");
+        let result = self.write_row_group(&mut writer, rows, order);
+        if let Err(source) = result {
+            return Err(Error::Parquet { path, source });
+        }
+        let written = written + order.len() as u64;
+        if writer.bytes_written() as u64 >= self.options.target_file_bytes {
+            self.close(writer, path, written)?;
+        } else {
+            self.open = Some((writer, path, written));
+        }
+        Ok(())
+    }
+
+    fn write_row_group(
+        &mut self,
+        writer: &mut SerializedFileWriter<File>,
+        rows: &Rows,
+        order: &[u32],
+    ) -> parquet::errors::Result<()> {
+        let mut rg = writer.next_row_group()?;
+        for source in [&rows.object_id, &rows.timestamp] {
+            let mut col = rg.next_column()?.expect("schema column");
+            for chunk in order.chunks(GATHER_ROWS) {
+                self.ints.clear();
+                self.ints.extend(chunk.iter().map(|&i| source[i as usize]));
+                col.typed::<Int64Type>()
+                    .write_batch(&self.ints, None, None)?;
+            }
+            col.close()?;
+        }
+        for source in [
+            &rows.value,
+            &rows.source_type,
+            &rows.source_id,
+            &rows.source_label,
+        ] {
+            let mut col = rg.next_column()?.expect("schema column");
+            for chunk in order.chunks(GATHER_ROWS) {
+                // One copy of the chunk's bytes into a shared buffer, then slices of it: no
+                // allocation per value.
+                self.bytes.clear();
+                self.defs.clear();
+                let mut ends = Vec::with_capacity(chunk.len());
+                for &i in chunk {
+                    match source.get(i as usize) {
+                        Some(v) => {
+                            self.bytes.extend_from_slice(v);
+                            ends.push(self.bytes.len());
+                            self.defs.push(1);
+                        }
+                        None => self.defs.push(0),
+                    }
+                }
+                let shared = Bytes::from(std::mem::take(&mut self.bytes));
+                self.strings.clear();
+                let mut start = 0;
+                for end in ends {
+                    self.strings.push(ByteArray::from(shared.slice(start..end)));
+                    start = end;
+                }
+                col.typed::<ByteArrayType>()
+                    .write_batch(&self.strings, Some(&self.defs), None)?;
+                self.strings.clear();
+                // Take the buffer back for the next chunk when no slice still holds it.
+                self.bytes = Vec::from(shared);
+            }
+            col.close()?;
+        }
+        let mut col = rg.next_column()?.expect("schema column");
+        for chunk in order.chunks(GATHER_ROWS) {
+            self.ints.clear();
+            self.defs.clear();
+            for &i in chunk {
+                let i = i as usize;
+                if rows.updated_by_valid[i] {
+                    self.ints.push(rows.updated_by[i]);
+                    self.defs.push(1);
+                } else {
+                    self.defs.push(0);
+                }
+            }
+            col.typed::<Int64Type>()
+                .write_batch(&self.ints, Some(&self.defs), None)?;
+        }
+        col.close()?;
+        rg.close()?;
+        Ok(())
+    }
+
+    fn close(
+        &mut self,
+        writer: SerializedFileWriter<File>,
+        path: PathBuf,
+        rows: u64,
+    ) -> Result<()> {
+        writer.close().map_err(|source| Error::Parquet {
+            path: path.clone(),
+            source,
+        })?;
+        let bytes = std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len();
+        self.output.rows += rows;
+        self.output.bytes += bytes;
+        self.output.files.push(WrittenFile { path, rows, bytes });
+        Ok(())
+    }
+
+    /// Closes the open file; what was written.
+    pub fn finish(mut self) -> Result<PropertyOutput> {
+        if let Some((writer, path, rows)) = self.open.take() {
+            self.close(writer, path, rows)?;
+        }
+        Ok(self.output)
     }
 }
 
@@ -138,146 +320,13 @@ impl Frozen {
 pub fn write_property(
     dir: &Path,
     stem: &str,
-    rows: Rows,
+    rows: &Rows,
     order: &[u32],
     options: &SinkOptions,
 ) -> Result<PropertyOutput> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut output = PropertyOutput::default();
-    let mut last_object = None;
-    for &i in order {
-        let o = rows.object_id[i as usize];
-        if last_object != Some(o) {
-            output.objects += 1;
-            last_object = Some(o);
-        }
-    }
-
-    let columns = Columns::new(rows);
-    let mut start = 0;
-    while start < order.len() {
-        let n = output.files.len();
-        let path = dir.join(if n == 0 {
-            format!("{stem}.parquet")
-        } else {
-            format!("{stem}-{n}.parquet")
-        });
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let (written, next) =
-            write_file(file, &columns, order, start, options).map_err(|source| Error::Parquet {
-                path: path.clone(),
-                source,
-            })?;
-        let bytes = std::fs::metadata(&path)
-            .map_err(|e| Error::io(&path, e))?
-            .len();
-        output.rows += written;
-        output.bytes += bytes;
-        output.files.push(WrittenFile {
-            path,
-            rows: written,
-            bytes,
-        });
-        start = next;
-    }
-    Ok(output)
-}
-
-/// A property's columns, ready to be gathered in output order.
-struct Columns {
-    object_id: Vec<i64>,
-    timestamp: Vec<i64>,
-    strings: [Frozen; 4],
-    updated_by: Vec<i64>,
-    updated_by_valid: Vec<bool>,
-}
-
-impl Columns {
-    fn new(rows: Rows) -> Self {
-        Columns {
-            object_id: rows.object_id,
-            timestamp: rows.timestamp,
-            strings: [
-                Frozen::new(rows.value),
-                Frozen::new(rows.source_type),
-                Frozen::new(rows.source_id),
-                Frozen::new(rows.source_label),
-            ],
-            updated_by: rows.updated_by,
-            updated_by_valid: rows.updated_by_valid,
-        }
-    }
-}
-
-/// Writes row groups from `order[start..]` into `sink` until the file passes the target
-/// size; returns the rows written and where the next file starts.
-fn write_file<W: std::io::Write + Send>(
-    sink: W,
-    columns: &Columns,
-    order: &[u32],
-    start: usize,
-    options: &SinkOptions,
-) -> parquet::errors::Result<(u64, usize)> {
-    let mut writer = SerializedFileWriter::new(sink, schema(), writer_properties(options))?;
-    let mut ints: Vec<i64> = Vec::new();
-    let mut strings: Vec<ByteArray> = Vec::new();
-    let mut defs: Vec<i16> = Vec::new();
-    let mut at = start;
-    let mut written = 0u64;
-    while at < order.len() {
-        let end = (at + options.row_group_rows).min(order.len());
-        let group = &order[at..end];
-        let mut rg = writer.next_row_group()?;
-
-        for source in [&columns.object_id, &columns.timestamp] {
-            ints.clear();
-            ints.extend(group.iter().map(|&i| source[i as usize]));
-            let mut col = rg.next_column()?.expect("schema column");
-            col.typed::<Int64Type>().write_batch(&ints, None, None)?;
-            col.close()?;
-        }
-        for frozen in &columns.strings {
-            strings.clear();
-            defs.clear();
-            for &i in group {
-                match frozen.get(i as usize) {
-                    Some(v) => {
-                        strings.push(v);
-                        defs.push(1);
-                    }
-                    None => defs.push(0),
-                }
-            }
-            let mut col = rg.next_column()?.expect("schema column");
-            col.typed::<ByteArrayType>()
-                .write_batch(&strings, Some(&defs), None)?;
-            col.close()?;
-        }
-        ints.clear();
-        defs.clear();
-        for &i in group {
-            let i = i as usize;
-            if columns.updated_by_valid[i] {
-                ints.push(columns.updated_by[i]);
-                defs.push(1);
-            } else {
-                defs.push(0);
-            }
-        }
-        let mut col = rg.next_column()?.expect("schema column");
-        col.typed::<Int64Type>()
-            .write_batch(&ints, Some(&defs), None)?;
-        col.close()?;
-        rg.close()?;
-
-        written += group.len() as u64;
-        at = end;
-        if writer.bytes_written() as u64 >= options.target_file_bytes {
-            break;
-        }
-    }
-    writer.close()?;
-    Ok((written, at))
+    let mut writer = PropertyWriter::new(dir, stem, options);
+    writer.write(rows, order)?;
+    writer.finish()
 }
 
 /// Escapes a partition value as Hive and Spark do: `%XX` for control characters and
@@ -399,7 +448,7 @@ mod tests {
             target_file_bytes: 1, // every row group past the target: one row group per file
             ..SinkOptions::default()
         };
-        let out = write_property(dir.path(), "part-r0", rows, &order, &options).unwrap();
+        let out = write_property(dir.path(), "part-r0", &rows, &order, &options).unwrap();
         assert_eq!(out.rows, 10);
         assert_eq!(out.objects, 10);
         let names: Vec<_> = out

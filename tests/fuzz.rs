@@ -104,6 +104,7 @@ fn small_input(out: &std::path::Path, format: Format) -> Vec<u8> {
         parquet_map: false,
         parquet_sources: true,
         row_group_objects: 10,
+        hot_share: None,
         out: out.to_path_buf(),
         files: 1,
         seed: 11,
@@ -130,6 +131,7 @@ fn config(input: &std::path::Path, output: &std::path::Path) -> RunConfig {
         sink: skewer::sink::SinkOptions::default(),
         split_bytes: 4096,
         max_bad_records: BadRecordLimit::Percent(100.0),
+        memory_limit: 1 << 30,
     }
 }
 

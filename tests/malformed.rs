@@ -30,6 +30,7 @@ fn small_parquet(dir: &Path) -> Vec<u8> {
         parquet_map: false,
         parquet_sources: false,
         row_group_objects: 50,
+        hot_share: None,
         out: out.clone(),
         files: 1,
         seed: 9,

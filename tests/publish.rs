@@ -17,6 +17,7 @@ fn dump(out: &Path, seed: u64, objects: u64, properties: usize) {
         parquet_map: false,
         parquet_sources: false,
         row_group_objects: 16_384,
+        hot_share: None,
         out: out.to_path_buf(),
         files: 2,
         seed,

@@ -21,6 +21,7 @@ fn gen_config(out: &Path, dialect: Dialect, format: Format) -> GenConfig {
         parquet_map: false,
         parquet_sources: false,
         row_group_objects: 16_384,
+        hot_share: None,
         out: out.to_path_buf(),
         files: 3,
         seed: 7,
@@ -46,6 +47,7 @@ fn run_config(inputs: &[&Path], output: &Path, reducers: u32) -> RunConfig {
         // Small splits, so even test inputs are read by several mappers in parallel.
         split_bytes: 64 << 10,
         max_bad_records: skewer::run::BadRecordLimit::Count(0),
+        memory_limit: 1 << 30,
     }
 }
 
@@ -180,6 +182,35 @@ fn nested_parquet_struct_and_map_round_trip() {
             }
         }
         assert_eq!(dataset_rows(&output), sorted_unique(want), "{ctx}");
+    }
+}
+
+/// Leaves are read a chunk of objects at a time: row groups spanning several chunks (and a
+/// map whose keys are chunked alongside) read exactly the same.
+#[test]
+fn parquet_row_groups_larger_than_a_read_chunk() {
+    for map in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("in");
+        let output = tmp.path().join("out");
+        let mut g = gen_config(&input, Dialect::V1, Format::Parquet);
+        g.objects = 5_000;
+        g.properties = 40;
+        g.files = 1;
+        g.row_group_objects = 5_000; // chunks of 2,048, 2,048 and 904 objects
+        g.parquet_map = map;
+        g.parquet_sources = true;
+        let expected = generate(&g).unwrap();
+        let summary = run(&run_config(&[&input], &output, 2)).unwrap();
+        assert_eq!(
+            summary.manifest.counts.rows_written, expected.rows,
+            "map={map}"
+        );
+        assert_eq!(
+            skewer::checksum::dataset(&output).unwrap(),
+            expected.checksum,
+            "map={map}"
+        );
     }
 }
 
@@ -349,6 +380,46 @@ fn same_input_and_plan_give_byte_identical_files() {
 }
 
 #[test]
+fn spilling_to_disk_changes_nothing_in_the_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let mut g = gen_config(&input, Dialect::V1, Format::Ndjson);
+    g.objects = 4_000;
+    g.properties = 200;
+    let expected = generate(&g).unwrap();
+    let (big, small) = (tmp.path().join("big"), tmp.path().join("small"));
+    let roomy = run(&run_config(&[&input], &big, 3)).unwrap();
+    let mut tight = run_config(&[&input], &small, 3);
+    tight.memory_limit = skewer::run::MemoryPlan::minimum(tight.mappers, 3);
+    let spilled = run(&tight).unwrap();
+    assert_eq!(roomy.spilled_bytes, 0);
+    assert!(
+        spilled.spilled_bytes > 0,
+        "the tight run should have spilled"
+    );
+    assert_eq!(spilled.manifest.counts, roomy.manifest.counts);
+    assert_eq!(
+        skewer::checksum::dataset(&small).unwrap(),
+        expected.checksum
+    );
+    let (a, b) = (
+        files_by_content_name(&big, Some(&roomy.manifest.run_id)),
+        files_by_content_name(&small, Some(&spilled.manifest.run_id)),
+    );
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(
+            b[name] == *bytes,
+            "{name} differs between the in-memory and the spilled run"
+        );
+    }
+    assert!(
+        !small.join("_skewer/staging").exists(),
+        "spill files are gone"
+    );
+}
+
+#[test]
 fn the_second_run_plans_from_the_first_runs_history() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
@@ -477,6 +548,35 @@ fn the_binary_runs_gen_and_run_and_prints_a_summary() {
     let expected = read_expected(&input).unwrap();
     assert_eq!(report["manifest"]["counts"]["rows_written"], expected.rows);
     assert_eq!(report["manifest"]["state"], "committed");
+
+    let check = skewer_bin([
+        "checksum",
+        output.to_str().unwrap(),
+        "--expected",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains("matches the generator's rows and checksum"),
+        "{}",
+        check.stdout
+    );
+    let other = tmp.path().join("other");
+    generate(&gen_config(&other, Dialect::V1, Format::Ndjson)).unwrap();
+    let wrong = skewer_bin([
+        "checksum",
+        output.to_str().unwrap(),
+        "--expected",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(wrong.code, 1, "{}", wrong.stdout);
+    assert!(
+        wrong.stderr.contains("the generator wrote"),
+        "{}",
+        wrong.stderr
+    );
 
     let missing = skewer_bin(["run", "-i", "no/such/input", "-o", output.to_str().unwrap()]);
     assert_eq!(missing.code, 1);

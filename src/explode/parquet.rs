@@ -243,12 +243,25 @@ struct Column {
 }
 
 impl Column {
+    /// Reads all `rows` records of `leaf` in the row group.
     fn read(
         &mut self,
         group: &dyn RowGroupReader,
         leaf: &Leaf,
         rows: usize,
     ) -> Result<(), ParquetError> {
+        let mut reader = group.get_column_reader(leaf.column)?;
+        self.fill(&mut reader, leaf, rows)
+    }
+
+    /// Reads the next `records` records of `leaf` from `reader` (replacing what it held).
+    fn fill(
+        &mut self,
+        reader: &mut ColumnReader,
+        leaf: &Leaf,
+        records: usize,
+    ) -> Result<(), ParquetError> {
+        let rows = records;
         self.def.clear();
         self.rep.clear();
         self.bytes.clear();
@@ -258,25 +271,21 @@ impl Column {
         self.floats32.clear();
         self.bools.clear();
         let (def, rep) = (Some(&mut self.def), Some(&mut self.rep));
-        let read = match group.get_column_reader(leaf.column)? {
-            ColumnReader::ByteArrayColumnReader(mut r) => {
+        let read = match reader {
+            ColumnReader::ByteArrayColumnReader(r) => {
                 r.read_records(rows, def, rep, &mut self.bytes)?
             }
-            ColumnReader::Int64ColumnReader(mut r) => {
-                r.read_records(rows, def, rep, &mut self.ints)?
-            }
-            ColumnReader::Int32ColumnReader(mut r) => {
+            ColumnReader::Int64ColumnReader(r) => r.read_records(rows, def, rep, &mut self.ints)?,
+            ColumnReader::Int32ColumnReader(r) => {
                 r.read_records(rows, def, rep, &mut self.ints32)?
             }
-            ColumnReader::DoubleColumnReader(mut r) => {
+            ColumnReader::DoubleColumnReader(r) => {
                 r.read_records(rows, def, rep, &mut self.floats)?
             }
-            ColumnReader::FloatColumnReader(mut r) => {
+            ColumnReader::FloatColumnReader(r) => {
                 r.read_records(rows, def, rep, &mut self.floats32)?
             }
-            ColumnReader::BoolColumnReader(mut r) => {
-                r.read_records(rows, def, rep, &mut self.bools)?
-            }
+            ColumnReader::BoolColumnReader(r) => r.read_records(rows, def, rep, &mut self.bools)?,
             _ => {
                 return Err(ParquetError::General(format!(
                     "column {} has type {}, which skewer does not read",
@@ -286,7 +295,7 @@ impl Column {
         };
         if read.0 != rows {
             return Err(ParquetError::General(format!(
-                "column {} holds {} records, the row group {rows}",
+                "column {} holds {} records where {rows} were expected",
                 leaf.column, read.0
             )));
         }
@@ -425,23 +434,11 @@ pub fn explode_row_group(
             entry_def,
             versions,
         } => {
-            let mut keys = std::mem::take(&mut scratch.keys);
-            let result = keys.read(&*group, key, rows).and_then(|()| {
-                explode_versions(
-                    &*group,
-                    versions,
-                    rows,
-                    Names::Map {
-                        keys: &keys,
-                        entry_def: *entry_def,
-                    },
-                    ids,
-                    sink,
-                    scratch,
-                )
-            });
-            scratch.keys = keys;
-            result?;
+            let names = Names::Map {
+                key,
+                entry_def: *entry_def,
+            };
+            explode_versions(&*group, versions, rows, names, ids, sink, scratch)?;
         }
     }
     if !scratch.rows.is_empty() {
@@ -487,10 +484,19 @@ fn read_ids(
 /// Where a walk gets property ids from.
 enum Names<'a> {
     One(u32),
-    Map { keys: &'a Column, entry_def: i16 },
+    /// Names come from the map's key leaf; an entry exists from `entry_def` on.
+    Map {
+        key: &'a Leaf,
+        entry_def: i16,
+    },
 }
 
-/// Walks one set of version leaves of a row group, emitting a row per version.
+/// Objects read at a time from a property's leaves: bounds memory whatever the row group's
+/// size (the heaviest property of a 2,048-object chunk is a few MiB).
+const CHUNK_RECORDS: usize = 2048;
+
+/// Walks one set of version leaves of a row group, emitting a row per version. The leaves
+/// (and the map's keys) are read in lockstep, [`CHUNK_RECORDS`] objects at a time.
 fn explode_versions(
     group: &dyn RowGroupReader,
     leaves: &VersionLeaves,
@@ -500,30 +506,68 @@ fn explode_versions(
     sink: &mut dyn ParquetSink,
     scratch: &mut ParquetScratch,
 ) -> Result<(), ParquetError> {
-    let Some(ts_leaf) = leaves.timestamp() else {
-        // Versions without a timestamp field cannot be placed; count them once per row group.
-        let leaf = &leaves.fields[0].1;
-        let mut col = Column::default();
-        col.read(group, leaf, rows)?;
-        let n = col.def.iter().filter(|&&d| d >= leaf.element_def).count() as u64;
-        if n > 0 {
-            sink.reject_versions(0, n, "versions have no timestamp field");
-        }
-        return Ok(());
-    };
     let n = leaves.fields.len();
     while scratch.columns.len() < n + 1 {
         scratch.columns.push(Column::default());
     }
-    // Column 0 holds the ids; version leaves use 1..=n.
-    for (i, (_, leaf)) in leaves.fields.iter().enumerate() {
-        scratch.columns[i + 1].read(group, leaf, rows)?;
+    let mut readers = Vec::with_capacity(n);
+    for (_, leaf) in &leaves.fields {
+        readers.push(group.get_column_reader(leaf.column)?);
     }
-    let ts_index = 1 + leaves
+    let mut key_reader = match &names {
+        Names::Map { key, .. } => Some(group.get_column_reader(key.column)?),
+        Names::One(_) => None,
+    };
+    let mut keys = std::mem::take(&mut scratch.keys);
+    let mut done = 0;
+    let mut result = Ok(());
+    while done < rows && result.is_ok() {
+        let records = CHUNK_RECORDS.min(rows - done);
+        result = (|| {
+            for (i, (_, leaf)) in leaves.fields.iter().enumerate() {
+                scratch.columns[i + 1].fill(&mut readers[i], leaf, records)?;
+            }
+            if let (Some(r), Names::Map { key, .. }) = (&mut key_reader, &names) {
+                keys.fill(r, key, records)?;
+            }
+            walk_chunk(leaves, done, &names, &keys, ids, sink, scratch)
+        })();
+        done += records;
+    }
+    scratch.keys = keys;
+    result
+}
+
+/// Walks the chunk of leaves `scratch.columns[1..]` holds, whose first object is `base`.
+fn walk_chunk(
+    leaves: &VersionLeaves,
+    base: usize,
+    names: &Names<'_>,
+    keys: &Column,
+    ids: &mut dyn PropertyIds,
+    sink: &mut dyn ParquetSink,
+    scratch: &mut ParquetScratch,
+) -> Result<(), ParquetError> {
+    let n = leaves.fields.len();
+    let Some(ts_index) = leaves
         .fields
         .iter()
         .position(|(f, _)| *f == Field::Timestamp)
-        .expect("has a timestamp leaf");
+    else {
+        // Versions without a timestamp field cannot be placed; count them once per chunk.
+        let leaf = &leaves.fields[0].1;
+        let versions = scratch.columns[1]
+            .def
+            .iter()
+            .filter(|&&d| d >= leaf.element_def)
+            .count() as u64;
+        if versions > 0 {
+            sink.reject_versions(base as u64, versions, "versions have no timestamp field");
+        }
+        return Ok(());
+    };
+    let ts_index = ts_index + 1;
+    let element_def = leaves.fields[ts_index - 1].1.element_def;
     let slots = scratch.columns[ts_index].def.len();
     if let Some(bad) = (1..=n).find(|&i| scratch.columns[i].def.len() != slots) {
         return Err(ParquetError::General(format!(
@@ -531,7 +575,6 @@ fn explode_versions(
             scratch.columns[bad].def.len()
         )));
     }
-    let element_def = ts_leaf.element_def;
     let ParquetScratch {
         ids: object_ids,
         columns,
@@ -540,10 +583,10 @@ fn explode_versions(
     } = scratch;
     // Per leaf, the next value to take (values are stored for non-null slots only).
     let mut cursor = vec![0usize; n + 1];
-    let mut record: usize = 0;
+    let mut record = base;
     let mut entries = 0usize;
     let mut property = match names {
-        Names::One(p) => Some(p),
+        Names::One(p) => Some(*p),
         Names::Map { .. } => None,
     };
     for slot in 0..slots {
@@ -551,15 +594,12 @@ fn explode_versions(
         if rep == 0 && slot > 0 {
             record += 1;
         }
-        if let Names::Map { keys, entry_def } = &names {
+        if let Names::Map { entry_def, .. } = names {
             // A map entry starts at repetition 0 or 1 where the entry exists; keys are required
             // within an entry, so the n-th existing entry has the n-th key.
             if rep <= 1 && def >= *entry_def {
                 let key = keys.bytes.get(entries).map_or(&b""[..], |b| b.data());
-                property = match std::str::from_utf8(key) {
-                    Ok(name) => Some(ids.id(name)),
-                    Err(_) => None,
-                };
+                property = std::str::from_utf8(key).ok().map(|name| ids.id(name));
                 entries += 1;
             }
         }
@@ -588,20 +628,17 @@ fn explode_versions(
         let Some(object) = object_ids.get(record).copied().flatten() else {
             continue; // the object was rejected whole
         };
+        let at = record as u64;
         let Some(ms) = ts else {
             sink.reject_versions(
-                record as u64,
+                at,
                 1,
                 "a version has no timestamp, or one that is not a time",
             );
             continue;
         };
         let Some(property) = property else {
-            sink.reject_versions(
-                record as u64,
-                1,
-                "a map key (property name) is not valid UTF-8",
-            );
+            sink.reject_versions(at, 1, "a map key (property name) is not valid UTF-8");
             continue;
         };
         let invalid_text = strings
@@ -609,11 +646,7 @@ fn explode_versions(
             .flatten()
             .any(|&(i, k)| !columns[i + 1].valid_text(leaves.fields[i].1.physical, k));
         if invalid_text {
-            sink.reject_versions(
-                record as u64,
-                1,
-                "a version's value or source is not valid UTF-8",
-            );
+            sink.reject_versions(at, 1, "a version's value or source is not valid UTF-8");
             continue;
         }
         out.property.push(property);

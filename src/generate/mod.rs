@@ -71,6 +71,9 @@ pub struct GenConfig {
     pub parquet_sources: bool,
     /// Parquet: objects per row group.
     pub row_group_objects: u64,
+    /// If set, the first property holds this share of all rows (e.g. 0.6) and the others
+    /// share the rest in their usual proportions: the extreme skew a plan must absorb.
+    pub hot_share: Option<f64>,
     pub out: PathBuf,
     pub files: usize,
     pub seed: u64,
@@ -183,7 +186,7 @@ pub(crate) struct Model {
 }
 
 impl Model {
-    pub(crate) fn new(properties: usize) -> Self {
+    pub(crate) fn new(properties: usize, hot_share: Option<f64>) -> Self {
         let names = names::property_names(properties);
         let head = properties.min(20);
         let zipf = |n: usize, s: f64| -> Vec<f64> {
@@ -201,6 +204,13 @@ impl Model {
                 .into_iter()
                 .map(|w| w * (1.0 - head_share)),
         );
+        if let Some(hot) = hot_share.filter(|_| properties > 1) {
+            let rest: f64 = shares[1..].iter().sum();
+            shares[0] = hot;
+            for s in &mut shares[1..] {
+                *s *= (1.0 - hot) / rest;
+            }
+        }
         let mut presence = Vec::with_capacity(properties);
         let mut mean_versions = Vec::with_capacity(properties);
         for share in shares {
@@ -408,7 +418,7 @@ pub fn generate(config: &GenConfig) -> Result<Expected> {
         ));
     }
     std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
-    let model = Model::new(config.properties);
+    let model = Model::new(config.properties, config.hot_share);
     let files = config.files.min(config.objects.max(1) as usize);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<Vec<(usize, Checksum)>>> = std::thread::scope(|s| {
@@ -671,7 +681,7 @@ mod tests {
 
     #[test]
     fn the_model_is_skewed_like_a_real_portal() {
-        let m = Model::new(1280);
+        let m = Model::new(1280, None);
         let expected: Vec<f64> = (0..1280)
             .map(|p| m.presence[p] * m.mean_versions[p])
             .collect();
@@ -679,6 +689,16 @@ mod tests {
         let top20: f64 = expected[..20].iter().sum();
         assert!((total - ROWS_PER_OBJECT).abs() < 1.0, "{total}");
         assert!((0.88..0.92).contains(&(top20 / total)), "{}", top20 / total);
+    }
+
+    #[test]
+    fn a_hot_property_takes_its_share() {
+        let m = Model::new(300, Some(0.6));
+        let rows: Vec<f64> = (0..300)
+            .map(|p| m.presence[p] * m.mean_versions[p])
+            .collect();
+        let share = rows[0] / rows.iter().sum::<f64>();
+        assert!((share - 0.6).abs() < 0.01, "{share}");
     }
 
     #[test]
