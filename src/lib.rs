@@ -15,8 +15,19 @@
 //!                                                └──────────── planner ◄── history (_skewer/history) ◄───┘
 //! ```
 //!
-//! Built so far: the planner and partitioner (the `skewer-planner` crate, imported as
-//! `planner`), reading history ([`history`]), and showing a plan ([`app::plan`], [`report`]).
+//! The stages, one module each:
+//!
+//! | module | takes | gives |
+//! |---|---|---|
+//! | [`input`] | `--input` paths, globs, directories | files, sniffed by content, and splits |
+//! | [`explode`] | a split's JSON or nested Parquet | version rows, columnar ([`batch`]) |
+//! | [`route`] | rows | per-reducer batches on bounded channels, by the plan |
+//! | [`reduce`] | a reducer's batches | per property, sorted and de-duplicated rows (spilling past its budget) |
+//! | [`sink`] | sorted rows | Parquet files in Hive partition folders |
+//! | [`commit`] | staged files | an atomic publish, its manifest, history record and rejects |
+//! | [`history`], [`sample`] | past runs, or the input itself | the volumes the planner (`planner`) plans from |
+//!
+//! [`run`] wires them together; [`app`] is each subcommand as a call with a plain config.
 //! The design is `../shared/DESIGN.md`; the history format is `history/README.md`.
 
 pub mod app;

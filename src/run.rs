@@ -1,15 +1,19 @@
 //! Run: the whole job on one machine, wiring the stages together.
 //!
 //! ```text
-//!  discover + split ─► plan (history window, or a sample of the input)
+//!  discover inputs ─► take the dataset lock ─► recover an interrupted earlier publish
 //!        │
-//!        ▼ splits (a shared queue)
+//!        ▼ split ─► plan (history window, or a sample of the input)
 //!  M mapper threads: read split ─► explode ─► Router ══ R bounded channels ══► R reducer threads
-//!                                                                              buffer per property
-//!                                                   (when every mapper is done) sort, dedupe,
+//!                                                                              buffer per property,
+//!                                                                              spill past budget
+//!                                             (when every mapper is done) sort, merge, dedupe,
 //!                                                                              write to staging
-//!  publish staging ─► manifest, history record, rejects ─► summary
+//!  counts add up? bad records under the limit? ─► stage history ─► publish (commit.rs)
 //! ```
+//!
+//! Memory is divided by [`MemoryPlan`]: fixed costs per thread, the batches in flight, and
+//! what remains split evenly between the reducers' buffers.
 //!
 //! Invariants checked before anything is published: every routed row reached a reducer, and
 //! `rows_exploded = rows_written + duplicates_dropped`; a mismatch is a bug, and the run fails
@@ -52,6 +56,29 @@ pub struct RunConfig {
     pub max_bad_records: BadRecordLimit,
     /// Bytes the run may hold in memory; reducers spill to disk to stay within it.
     pub memory_limit: u64,
+}
+
+impl RunConfig {
+    /// `skewer run`'s defaults for `inputs` → `output`, with `reducers` reducers and two
+    /// mapper threads.
+    pub fn new(inputs: &[&std::path::Path], output: impl Into<PathBuf>, reducers: u32) -> Self {
+        RunConfig {
+            inputs: inputs
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            output: output.into(),
+            history: None,
+            params: PlanParams::new(reducers),
+            mappers: 2,
+            partition: None,
+            mode: Mode::Overwrite,
+            sink: SinkOptions::default(),
+            split_bytes: input::SPLIT_BYTES,
+            max_bad_records: BadRecordLimit::default(),
+            memory_limit: default_memory_limit(),
+        }
+    }
 }
 
 /// A quarter of this machine's memory: the default `--memory-limit`.

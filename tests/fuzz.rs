@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use skewer::explode::json::{JsonContext, JsonScratch, explode_slice};
 use skewer::explode::{CollectSink, LocalIds};
-use skewer::generate::{Dialect, Format, GenConfig, generate};
+use skewer::generate::{Format, GenConfig, generate};
 use skewer::run::{BadRecordLimit, RunConfig, run};
 
 use crate::reference::Rng;
@@ -98,17 +98,12 @@ fn small_input(out: &std::path::Path, format: Format) -> Vec<u8> {
     generate(&GenConfig {
         objects: 40,
         properties: 6,
-        dialect: Dialect::V1,
         format,
-        gzip: false,
-        parquet_map: false,
         parquet_sources: true,
         row_group_objects: 10,
-        hot_share: None,
-        out: out.to_path_buf(),
-        files: 1,
         seed: 11,
         threads: 1,
+        ..GenConfig::new(out)
     })
     .unwrap();
     let ext = if format == Format::Parquet {
@@ -121,17 +116,11 @@ fn small_input(out: &std::path::Path, format: Format) -> Vec<u8> {
 
 fn config(input: &std::path::Path, output: &std::path::Path) -> RunConfig {
     RunConfig {
-        inputs: vec![input.to_string_lossy().into_owned()],
-        output: output.to_path_buf(),
-        history: None,
-        params: planner::PlanParams::new(2),
         mappers: 1,
-        partition: None,
-        mode: skewer::commit::Mode::Overwrite,
-        sink: skewer::sink::SinkOptions::default(),
         split_bytes: 4096,
         max_bad_records: BadRecordLimit::Percent(100.0),
         memory_limit: 1 << 30,
+        ..RunConfig::new(&[input], output, 2)
     }
 }
 

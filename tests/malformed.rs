@@ -3,7 +3,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde_json::Value;
-use skewer::generate::{Dialect, Format, GenConfig, generate};
+use skewer::generate::{Format, GenConfig, generate};
 
 use crate::reference::explode_ndjson;
 use crate::util::skewer;
@@ -24,17 +24,11 @@ fn small_parquet(dir: &Path) -> Vec<u8> {
     generate(&GenConfig {
         objects: 200,
         properties: 12,
-        dialect: Dialect::V1,
         format: Format::Parquet,
-        gzip: false,
-        parquet_map: false,
-        parquet_sources: false,
         row_group_objects: 50,
-        hot_share: None,
-        out: out.clone(),
-        files: 1,
         seed: 9,
         threads: 1,
+        ..GenConfig::new(&out)
     })
     .unwrap();
     fs::read(out.join("contacts-00000.parquet")).unwrap()

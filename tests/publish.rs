@@ -3,7 +3,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use skewer::generate::{Dialect, Format, GenConfig, generate};
+use skewer::generate::{GenConfig, generate};
 
 use crate::util::{repo, skewer};
 
@@ -11,33 +11,27 @@ fn dump(out: &Path, seed: u64, objects: u64, properties: usize) {
     generate(&GenConfig {
         objects,
         properties,
-        dialect: Dialect::V1,
-        format: Format::Ndjson,
-        gzip: false,
-        parquet_map: false,
-        parquet_sources: false,
-        row_group_objects: 16_384,
-        hot_share: None,
-        out: out.to_path_buf(),
         files: 2,
         seed,
-        threads: 2,
+        ..GenConfig::new(out)
     })
     .unwrap();
+}
+
+/// A data file's partition folder, relative to the dataset.
+fn folder(dataset: &Path, file: &skewer::dataset::DataFile) -> String {
+    let dir = file.path.parent().unwrap();
+    dir.strip_prefix(dataset)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Partition folder (dataset-relative) → file names in it.
 fn partitions(dataset: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in skewer::dataset::files(dataset).unwrap() {
-        let dir = f
-            .path
-            .parent()
-            .unwrap()
-            .strip_prefix(dataset)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let dir = folder(dataset, &f);
         out.entry(dir)
             .or_default()
             .insert(f.path.file_name().unwrap().to_string_lossy().into_owned());
@@ -50,14 +44,7 @@ fn partitions(dataset: &Path) -> BTreeMap<String, BTreeSet<String>> {
 fn contents(dataset: &Path) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in skewer::dataset::files(dataset).unwrap() {
-        let dir = f
-            .path
-            .parent()
-            .unwrap()
-            .strip_prefix(dataset)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let dir = folder(dataset, &f);
         let rows = skewer::dataset::read_rows(&f.path).unwrap();
         let entry = out.entry(dir).or_default();
         for i in 0..rows.len() {

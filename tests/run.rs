@@ -17,37 +17,20 @@ fn gen_config(out: &Path, dialect: Dialect, format: Format) -> GenConfig {
         properties: 80,
         dialect,
         format,
-        gzip: false,
-        parquet_map: false,
-        parquet_sources: false,
-        row_group_objects: 16_384,
-        hot_share: None,
-        out: out.to_path_buf(),
         files: 3,
         seed: 7,
-        threads: 2,
+        ..GenConfig::new(out)
     }
 }
 
 fn run_config(inputs: &[&Path], output: &Path, reducers: u32) -> RunConfig {
-    let mut params = planner::PlanParams::new(reducers);
-    params.target_file_bytes = 512 << 20;
     RunConfig {
-        inputs: inputs
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect(),
-        output: output.to_path_buf(),
-        history: None,
-        params,
         mappers: 2,
-        partition: None,
-        mode: Mode::Overwrite,
-        sink: skewer::sink::SinkOptions::default(),
         // Small splits, so even test inputs are read by several mappers in parallel.
         split_bytes: 64 << 10,
         max_bad_records: skewer::run::BadRecordLimit::Count(0),
         memory_limit: 1 << 30,
+        ..RunConfig::new(inputs, output, reducers)
     }
 }
 

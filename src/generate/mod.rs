@@ -80,6 +80,28 @@ pub struct GenConfig {
     pub threads: usize,
 }
 
+impl GenConfig {
+    /// `skewer gen`'s defaults, writing to `out`: 10,000 v1 contacts with 1,280 properties,
+    /// one NDJSON file, seed 1.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        GenConfig {
+            objects: 10_000,
+            properties: 1280,
+            dialect: Dialect::V1,
+            format: Format::Ndjson,
+            gzip: false,
+            parquet_map: false,
+            parquet_sources: false,
+            row_group_objects: 16_384,
+            hot_share: None,
+            out: out.into(),
+            files: 1,
+            seed: 1,
+            threads: 2,
+        }
+    }
+}
+
 /// The answer key: what the generated input holds, exploded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expected {
