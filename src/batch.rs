@@ -102,6 +102,26 @@ impl StrColumn {
     pub fn heap_bytes(&self) -> usize {
         self.ends.capacity() * 4 + self.data.capacity() + self.valid.capacity()
     }
+
+    /// Appends rows `idx` of `src`, column-wise (one pass per buffer, no per-row dispatch).
+    pub fn append_indices(&mut self, src: &StrColumn, idx: &[u32]) {
+        let bytes: usize = idx.iter().map(|&i| src.span(i as usize).len()).sum();
+        self.data.reserve(bytes);
+        self.ends.reserve(idx.len());
+        for &i in idx {
+            let span = src.span(i as usize);
+            self.data.extend_from_slice(&src.data[span]);
+            self.ends.push(self.end());
+        }
+        self.valid
+            .extend(idx.iter().map(|&i| src.valid[i as usize]));
+    }
+
+    #[inline]
+    fn span(&self, i: usize) -> std::ops::Range<usize> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        start..self.ends[i] as usize
+    }
 }
 
 /// One version row, borrowed: what a mapper hands to a [`Rows`].
@@ -173,6 +193,24 @@ impl Rows {
         self.push(&other.row(i));
     }
 
+    /// Appends rows `idx` of `src` column by column: the way to move many rows at once (a
+    /// batch's rows for one destination), with tight loops instead of a dispatch per row.
+    pub fn append_indices(&mut self, src: &Rows, idx: &[u32]) {
+        let gather =
+            |to: &mut Vec<i64>, from: &[i64]| to.extend(idx.iter().map(|&i| from[i as usize]));
+        self.property
+            .extend(idx.iter().map(|&i| src.property[i as usize]));
+        gather(&mut self.object_id, &src.object_id);
+        gather(&mut self.timestamp, &src.timestamp);
+        gather(&mut self.updated_by, &src.updated_by);
+        self.updated_by_valid
+            .extend(idx.iter().map(|&i| src.updated_by_valid[i as usize]));
+        self.value.append_indices(&src.value, idx);
+        self.source_type.append_indices(&src.source_type, idx);
+        self.source_id.append_indices(&src.source_id, idx);
+        self.source_label.append_indices(&src.source_label, idx);
+    }
+
     pub fn truncate(&mut self, len: usize) {
         self.property.truncate(len);
         self.object_id.truncate(len);
@@ -234,6 +272,30 @@ mod tests {
         c.truncate(2); // drops the unfinished value too
         c.push(Some(b"x"));
         assert_eq!(c.get(2), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn appending_by_indices_equals_pushing_row_by_row() {
+        let mut src = Rows::default();
+        for i in 0..10i64 {
+            src.push(&Row {
+                property: (i % 3) as u32,
+                object_id: i,
+                timestamp: -i,
+                value: (i % 4 != 0).then_some(&b"abc"[..(i % 4) as usize]),
+                source_type: (i % 2 == 0).then_some(b"T"),
+                source_id: None,
+                source_label: Some(b""),
+                updated_by_user_id: (i % 5 == 0).then_some(i),
+            });
+        }
+        let idx = [9u32, 0, 4, 4, 7];
+        let (mut bulk, mut single) = (Rows::default(), Rows::default());
+        bulk.append_indices(&src, &idx);
+        for &i in &idx {
+            single.push_from(&src, i as usize);
+        }
+        assert_eq!(bulk, single);
     }
 
     #[test]

@@ -540,6 +540,18 @@ pub struct ReducerEntry {
     pub wall_ms: u64,
 }
 
+/// Where a run's wall time went (milliseconds): planning (discovery, recovery, sampling),
+/// mapping (until every mapper finished), reducing (sorting, merging, writing what was left)
+/// and publishing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    pub plan_ms: u64,
+    pub map_ms: u64,
+    pub reduce_ms: u64,
+    /// Not known when the manifest is written; in the run's summary only.
+    pub publish_ms: u64,
+}
+
 /// `_skewer/runs/<run>.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -555,6 +567,8 @@ pub struct Manifest {
     pub plan: PlanEntry,
     pub counts: Counts,
     pub reducers: Vec<ReducerEntry>,
+    #[serde(default)]
+    pub timings: Timings,
     /// Partition folders this run swaps, relative to the dataset.
     pub partitions: Vec<String>,
     /// Files this run adds, relative to the dataset.
@@ -657,6 +671,7 @@ mod tests {
             },
             counts: Counts::default(),
             reducers: vec![],
+            timings: Timings::default(),
             partitions,
             files: vec![],
             replaced,

@@ -261,7 +261,7 @@ fn read_row_groups(
 ) -> Result<()> {
     use crate::explode::parquet::{ParquetSink, explode_row_group, open};
     let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-    let (reader, layout) = match contain_panic(|| open(f)).and_then(|r| r) {
+    let opened = match contain_panic(|| open(f)).and_then(|r| r) {
         Ok(v) => v,
         Err(reason) => {
             locate(router, file, None, None);
@@ -277,7 +277,7 @@ fn read_row_groups(
             row_group: Some(g),
         };
         let result = contain_panic(|| {
-            explode_row_group(&reader, &layout, g, ids, router, &mut scratch.parquet)
+            explode_row_group(&opened, g, ids, router, &mut scratch.parquet)
                 .map_err(|e| e.to_string())
         });
         if let Err(e) = result.and_then(|r| r) {

@@ -354,6 +354,15 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> Str
             s.max_files_per_property,
             format_count(m.replaced.len() as u64),
         )?;
+        let t = &m.timings;
+        writeln!(
+            out,
+            "phases   plan {:.1} s, map {:.1} s, reduce {:.1} s, publish {:.1} s",
+            t.plan_ms as f64 / 1e3,
+            t.map_ms as f64 / 1e3,
+            t.reduce_ms as f64 / 1e3,
+            t.publish_ms as f64 / 1e3
+        )?;
         writeln!(
             out,
             "time     {secs:.1} s, {} rows/s, {}/s read",

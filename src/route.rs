@@ -193,6 +193,8 @@ pub struct Router<'t> {
     pub location: UnitLocation,
     /// Set when a reducer has gone away (it failed): the mapper stops early.
     pub disconnected: bool,
+    /// Per reducer, row indices of the chunk being routed (reused).
+    pending: Vec<Vec<u32>>,
 }
 
 impl std::fmt::Debug for Router<'_> {
@@ -216,6 +218,7 @@ impl<'t> Router<'t> {
             rejects: Vec::new(),
             location: UnitLocation::default(),
             disconnected: false,
+            pending: Vec::new(),
         }
     }
 
@@ -266,23 +269,35 @@ impl Router<'_> {
 
 impl crate::explode::parquet::ParquetSink for Router<'_> {
     fn rows(&mut self, rows: &Rows) {
+        // Group the rows' indices by reducer, then move each group column by column.
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.resize_with(self.batches.len(), Vec::new);
         for i in 0..rows.len() {
-            let hash = object_hash(rows.object_id[i]);
-            let reducer = match self.route(rows.property[i]) {
-                Ok(route) => route.reducer(hash) as usize,
+            match self.route(rows.property[i]) {
+                Ok(route) => {
+                    let r = route.reducer(object_hash(rows.object_id[i])) as usize;
+                    pending[r].push(i as u32);
+                }
                 Err(reason) => {
                     let reason = reason.to_string();
                     crate::explode::parquet::ParquetSink::reject_versions(self, 0, 1, &reason);
-                    continue;
                 }
-            };
-            self.counts.rows += 1;
-            let batch = &mut self.batches[reducer];
-            batch.push_from(rows, i);
-            if batch.len() >= self.batch_rows {
-                self.send(reducer);
             }
         }
+        for (r, idx) in pending.iter_mut().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            self.counts.rows += idx.len() as u64;
+            for chunk in idx.chunks(self.batch_rows) {
+                self.batches[r].append_indices(rows, chunk);
+                if self.batches[r].len() >= self.batch_rows {
+                    self.send(r);
+                }
+            }
+            idx.clear();
+        }
+        self.pending = pending;
     }
 
     fn records(&mut self, n: u64) {

@@ -261,6 +261,10 @@ pub fn partition_path(partition: &str) -> Result<String> {
     Ok(parts.join("/"))
 }
 
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A run id that sorts by start time and differs between runs started the same second.
 fn new_run_id(started_ms: i64) -> String {
     let stamp = format_utc(started_ms).replace(['-', ':'], "");
@@ -305,7 +309,8 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         e
     };
     let spill_dir = staging.join("_spill");
-    let (mapped, reduced) = execute(
+    let planned_at = Instant::now();
+    let (mapped, reduced, mapped_at) = execute(
         config,
         &files,
         splits,
@@ -316,6 +321,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     )
     .map_err(discard)?;
     let spilled_bytes = reduced.iter().map(|r| r.spilled_bytes).sum();
+    let reduced_at = Instant::now();
 
     let mut counts = Counts::default();
     let mut rejects: Vec<Reject> = Vec::new();
@@ -449,13 +455,21 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         },
         counts,
         reducers: reducers.clone(),
+        timings: commit::Timings {
+            plan_ms: ms(planned_at - t0),
+            map_ms: ms(mapped_at - planned_at),
+            reduce_ms: ms(reduced_at - mapped_at),
+            publish_ms: 0,
+        },
         partitions,
         files: files_out,
         replaced,
     };
     // From here on, a failure leaves a manifest the next run or `skewer recover` completes.
+    let publishing = Instant::now();
     commit::publish(&layout, &mut manifest)?;
     drop(lock);
+    manifest.timings.publish_ms = ms(publishing.elapsed());
 
     let loads: Vec<u64> = reducers.iter().map(|r| r.rows).collect();
     let mean = loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64;
@@ -550,7 +564,7 @@ fn execute(
     staged_root: &std::path::Path,
     spill_dir: &std::path::Path,
     run_id: &str,
-) -> Result<(Vec<Mapped>, Vec<Reduced>)> {
+) -> Result<(Vec<Mapped>, Vec<Reduced>, Instant)> {
     let reducers = table.plan().reducers() as usize;
     let memory = MemoryPlan::new(config.memory_limit, config.mappers.max(1), reducers)?;
     let (split_tx, split_rx) = crossbeam_channel::unbounded();
@@ -603,6 +617,7 @@ fn execute(
                 }
             }
         }
+        let mapped_at = Instant::now();
         let mut reduced = Vec::new();
         for h in reducer_handles {
             match joined(h.join(), "reducer") {
@@ -614,7 +629,7 @@ fn execute(
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok((mapped, reduced)),
+            None => Ok((mapped, reduced, mapped_at)),
         }
     })
 }

@@ -101,30 +101,28 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
             continue;
         };
         // Unreadable files are rejected by the run itself; they add nothing to the plan.
-        let Ok(Ok((reader, layout))) =
-            crate::input::contain_panic(|| crate::explode::parquet::open(handle))
+        let Ok(Ok(opened)) = crate::input::contain_panic(|| crate::explode::parquet::open(handle))
         else {
             continue;
         };
-        let rows = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
+        let rows = u64::try_from(opened.reader.metadata().file_metadata().num_rows()).unwrap_or(0);
         records += rows;
         read += rows;
-        if let Some(footer) = crate::explode::parquet::footer_volumes(&reader, &layout) {
+        if let Some(footer) = crate::explode::parquet::footer_volumes(&opened) {
             for (name, versions, bytes) in footer {
                 let v = volumes.entry(name).or_default();
                 v.rows += versions;
                 v.bytes += bytes;
                 v.objects += versions.min(rows);
             }
-        } else if reader.metadata().num_row_groups() > 0 {
+        } else if opened.reader.metadata().num_row_groups() > 0 {
             let mut ids = LocalIds::default();
             let mut counting = ParquetCounting::default();
             let mut scratch = crate::explode::parquet::ParquetScratch::default();
-            let group_rows = reader.metadata().row_group(0).num_rows().max(1) as u64;
+            let group_rows = opened.reader.metadata().row_group(0).num_rows().max(1) as u64;
             if crate::input::contain_panic(|| {
                 crate::explode::parquet::explode_row_group(
-                    &reader,
-                    &layout,
+                    &opened,
                     0,
                     &mut ids,
                     &mut counting,

@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::Type;
+use parquet::schema::types::{ColumnPath, Type};
 
 use crate::batch::Rows;
 use crate::error::{Error, Result};
@@ -58,7 +58,7 @@ impl Default for SinkOptions {
             target_file_bytes: planner::DEFAULT_TARGET_FILE_BYTES,
             // ~256k rows: a few MiB per row group compressed, and bounded buffers when merging.
             row_group_rows: 256 * 1024,
-            zstd_level: 3,
+            zstd_level: 1,
         }
     }
 }
@@ -91,20 +91,25 @@ fn writer_properties(options: &SinkOptions) -> Arc<WriterProperties> {
         descending: false,
         nulls_first,
     };
-    Arc::new(
-        WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(options.zstd_level).expect("a valid zstd level"),
-            ))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_sorting_columns(Some(vec![
-                sorted(0, false),
-                sorted(1, false),
-                sorted(2, true),
-            ]))
-            .set_max_row_group_row_count(Some(options.row_group_rows))
-            .build(),
-    )
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(options.zstd_level).expect("a valid zstd level"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(vec![
+            sorted(0, false),
+            sorted(1, false),
+            sorted(2, true),
+        ]))
+        .set_max_row_group_row_count(Some(options.row_group_rows));
+    // Sorted ids repeat and timestamps climb within an object: their deltas pack into a few
+    // bits, where a dictionary would fill and fall back to plain 64-bit values.
+    for column in ["object_id", "timestamp"] {
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
+    }
+    Arc::new(builder.build())
 }
 
 /// Rows gathered per `write_batch` call: bounds the gather buffers whatever the row group size

@@ -1,0 +1,213 @@
+"""skewer against the tools a data engineer would reach for, on the same input, in one run.
+
+Driven by scripts/bench.sh, which sets up the venv. For each input format it generates a dump
+with `skewer gen`, runs every tool on it, and prints one table: wall, user+sys, peak RSS of the
+whole process tree (sampled, so Spark's JVM child counts), files, files per property, output
+size, rows, and whether the rows match. skewer's rows are checked against the generator's
+checksum; every peer's rows against skewer's, through one DuckDB hash over all outputs.
+
+Every tool does the same job: one row per version (object_id, timestamp, value, and the source
+columns the input has), sorted by (object_id, timestamp, value), ZSTD Parquet partitioned by
+property_name.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SKEWER = REPO / "target" / "release" / "skewer"
+
+
+def tree_rss(root_pid):
+    """Resident bytes of a process and all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    total, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def kill_tree(pid):
+    """Kills a process and its descendants (a peer that ran out of time)."""
+    import signal
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+                if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+                    kill_tree(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def measure(cmd, timeout, env=None):
+    """Runs cmd; returns (wall s, user+sys s, peak tree RSS bytes, stdout, stderr)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        proc.communicate()
+        done.set()
+        raise RuntimeError(f"timed out after {timeout} s")
+    done.set()
+    sampler.join()
+    wall = time.time() - start
+    # Children's usage accumulates: this command's is the difference.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {err[-2000:]}")
+    return wall, cpu, peak[0], out, err
+
+
+def dataset_figures(path):
+    files = [p for p in Path(path).rglob("*.parquet") if "_skewer" not in p.parts]
+    per_property = {}
+    for f in files:
+        per_property[f.parent.name] = per_property.get(f.parent.name, 0) + 1
+    size = sum(f.stat().st_size for f in files)
+    counts = list(per_property.values()) or [0]
+    return len(files), sum(counts) / max(len(counts), 1), max(counts), size
+
+
+def row_hash(path):
+    """Rows and an order-independent hash of (property, object, ms, value), via DuckDB."""
+    import duckdb
+    con = duckdb.connect()
+    con.execute("SET threads=2")
+    return con.execute(f"""
+        SELECT count(*), sum(hash(property_name, object_id::BIGINT,
+                                  epoch_ms(timestamp::TIMESTAMPTZ), value)::HUGEINT)
+        FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true)
+    """).fetchone()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--formats", default="parquet,ndjson")
+    ap.add_argument("--with-spark", action="store_true")
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--peers", default="duckdb,polars")
+    ap.add_argument("--skewer-args", default="")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per tool before it is killed")
+    args = ap.parse_args()
+
+    work = Path(args.work or (REPO / "target" / "bench"))
+    work.mkdir(parents=True, exist_ok=True)
+    objects = int(200_000 * args.scale)
+    peers = [p for p in args.peers.split(",") if p] + (["spark"] if args.with_spark else [])
+    python = sys.executable
+    results = []
+    print(f"# {objects:,} objects x 1,280 properties, scale {args.scale}; "
+          f"{os.cpu_count()} cores; skewer {SKEWER}", flush=True)
+
+    for fmt in args.formats.split(","):
+        dump = work / f"dump-{fmt}-{objects}"
+        if not (dump / "_expected.json").exists():
+            shutil.rmtree(dump, ignore_errors=True)
+            files = "8" if fmt == "parquet" else "4"
+            subprocess.run([str(SKEWER), "gen", "--objects", str(objects), "--properties", "1280",
+                            "--format", fmt, "--files", files, "--out", str(dump)],
+                           check=True, stdout=subprocess.DEVNULL)
+        expected = json.loads((dump / "_expected.json").read_text())
+        in_size = sum(p.stat().st_size for p in dump.iterdir() if not p.name.startswith("_"))
+        print(f"\n## {fmt}: {in_size / 2**20:,.0f} MiB, {expected['rows']:,} rows", flush=True)
+
+        tools = [("skewer", [str(SKEWER), "run", "--input", str(dump), "--output", "{out}"]
+                  + args.skewer_args.split())]
+        for peer in peers:
+            tools.append((peer, [python, str(HERE / "peers.py"), peer, fmt, str(dump), "{out}"]))
+        skewer_hash = None
+        for name, cmd in tools:
+            out = work / f"out-{fmt}-{name}"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [c.replace("{out}", str(out)) for c in cmd]
+            try:
+                wall, cpu, rss, stdout, _ = measure(cmd, args.timeout)
+            except RuntimeError as e:
+                print(f"{name}: {e}", flush=True)
+                results.append(dict(format=fmt, tool=name, error=str(e)[:200]))
+                continue
+            nfiles, mean_files, max_files, size = dataset_figures(out)
+            rows, digest = row_hash(out)
+            if name == "skewer":
+                check = subprocess.run([str(SKEWER), "checksum", str(out), "--expected", str(dump)],
+                                       capture_output=True, text=True)
+                ok = check.returncode == 0
+                skewer_hash = (rows, digest)
+            else:
+                ok = skewer_hash is not None and (rows, digest) == skewer_hash
+            row = dict(format=fmt, tool=name, wall_s=round(wall, 1), cpu_s=round(cpu, 1),
+                       peak_rss_mib=round(rss / 2**20), files=nfiles,
+                       files_per_property=round(mean_files, 3), max_files_per_property=max_files,
+                       output_mib=round(size / 2**20, 1), rows=rows, rows_match=ok)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+            if not args.keep:
+                shutil.rmtree(out, ignore_errors=True)
+
+    print("\n| input | tool | wall s | user+sys s | peak RSS MiB | files | files/property (mean, max) "
+          "| output MiB | rows | rows match | skewer speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        if "error" in r:
+            print(f"| {r['format']} | {r['tool']} | failed: {r['error']} |||||||||")
+            continue
+        ours = next((x for x in results if x["format"] == r["format"] and x["tool"] == "skewer"
+                     and "error" not in x), None)
+        ratio = f"{r['wall_s'] / ours['wall_s']:.1f}x" if ours and r["tool"] != "skewer" else ""
+        print(f"| {r['format']} | {r['tool']} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mib']:,} "
+              f"| {r['files']:,} | {r['files_per_property']}, {r['max_files_per_property']} "
+              f"| {r['output_mib']:,} | {r['rows']:,} | {'yes' if r['rows_match'] else 'NO'} | {ratio} |")
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
