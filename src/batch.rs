@@ -1,19 +1,38 @@
 //! Columnar rows in flight: what mappers produce, channels carry and reducers buffer.
 //!
-//! A [`Rows`] holds version rows as parallel columns (the DESIGN §4 output columns plus the
-//! interned property id). Strings live in one byte arena per column ([`StrColumn`]), so
-//! appending a row never allocates once the buffers have grown, and a batch is a handful of
-//! `Vec`s however many rows it holds.
+//! [`Columns`] holds version rows as parallel columns (the DESIGN §4 output columns);
+//! [`Rows`] adds the interned property id of each row, for batches that mix properties
+//! (a reducer files rows per property and keeps only the `Columns`). Strings live in one byte
+//! arena per column ([`StrColumn`]), so appending a row never allocates once the buffers have
+//! grown, and a batch is a handful of `Vec`s however many rows it holds.
 //!
-//! Invariant: every column of a `Rows` has the same length.
+//! Nulls cost nothing until they are mixed with values: a column that is all null so far
+//! stores only its length, and one with no null so far stores no validity. Whole columns are
+//! often null (Parquet dumps without sources, webhooks without a user), and a reducer holds
+//! every row of a night, so this is most of what a row costs in memory.
+//!
+//! Invariant: every column of a `Columns` (and a `Rows`' `property`) has the same length.
 
 /// A nullable string column: values end to end in `data`, `ends[i]` the end of row `i`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Three states, by what has been pushed: all null (`ends` and `valid` empty, `len` counts
+/// the nulls), no null (`ends` has `len` entries, `valid` empty), mixed (both have `len`).
+#[derive(Clone, Debug, Default)]
 pub struct StrColumn {
+    len: usize,
     ends: Vec<u32>,
     data: Vec<u8>,
     valid: Vec<bool>,
 }
+
+impl PartialEq for StrColumn {
+    /// Equal values, whatever the representation.
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && (0..self.len).all(|i| self.get(i) == other.get(i))
+    }
+}
+
+impl Eq for StrColumn {}
 
 impl StrColumn {
     #[inline]
@@ -21,11 +40,22 @@ impl StrColumn {
         match value {
             Some(v) => {
                 self.data.extend_from_slice(v);
-                self.valid.push(true);
+                self.finish();
             }
-            None => self.valid.push(false),
+            None => self.push_nulls(1),
         }
-        self.ends.push(self.end());
+    }
+
+    /// Appends `n` nulls.
+    #[inline]
+    pub fn push_nulls(&mut self, n: usize) {
+        if !self.ends.is_empty() {
+            self.materialize_valid();
+            self.valid.resize(self.len + n, false);
+            let end = self.end();
+            self.ends.resize(self.len + n, end);
+        }
+        self.len += n;
     }
 
     /// Appends the bytes of an unfinished value; [`StrColumn::finish`] closes it. Lets a parser
@@ -46,8 +76,30 @@ impl StrColumn {
     /// Closes the value begun by [`StrColumn::extend_open`] (possibly empty).
     #[inline]
     pub fn finish(&mut self) {
-        self.valid.push(true);
+        self.materialize_ends();
+        if !self.valid.is_empty() {
+            self.valid.push(true);
+        }
         self.ends.push(self.end());
+        self.len += 1;
+    }
+
+    /// Leaves the all-null state: the nulls so far get (empty) spans and a validity.
+    #[inline]
+    fn materialize_ends(&mut self) {
+        if self.ends.len() != self.len {
+            // All null so far, so `data` holds at most the open value: the nulls end at 0.
+            self.ends.resize(self.len, 0);
+            self.valid.resize(self.len, false);
+        }
+    }
+
+    /// Leaves the no-null state (call only once `ends` is materialized).
+    #[inline]
+    fn materialize_valid(&mut self) {
+        if self.valid.len() != self.len {
+            self.valid.resize(self.len, true);
+        }
     }
 
     #[inline]
@@ -57,18 +109,23 @@ impl StrColumn {
 
     #[inline]
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        if !self.valid[i] {
+        debug_assert!(i < self.len);
+        if self.ends.is_empty() || self.valid.get(i) == Some(&false) {
             return None;
         }
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        Some(&self.data[start..self.ends[i] as usize])
+        Some(&self.data[self.span(i)])
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether every value is null.
+    pub fn all_null(&self) -> bool {
         self.ends.is_empty()
     }
 
@@ -79,23 +136,16 @@ impl StrColumn {
 
     /// Drops rows from `len` on (and any unfinished value).
     pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+        let len = self.len;
         self.ends.truncate(len);
         self.valid.truncate(len);
-        let end = if len == 0 {
-            0
-        } else {
-            self.ends[len - 1] as usize
-        };
+        let end = self.ends.last().map_or(0, |&e| e as usize);
         self.data.truncate(end);
     }
 
     pub fn clear(&mut self) {
         self.truncate(0);
-    }
-
-    /// The whole arena, for writers that slice values out of one shared buffer.
-    pub fn into_parts(self) -> (Vec<u32>, Vec<u8>, Vec<bool>) {
-        (self.ends, self.data, self.valid)
     }
 
     /// Heap bytes held, for memory accounting.
@@ -105,6 +155,11 @@ impl StrColumn {
 
     /// Appends rows `idx` of `src`, column-wise (one pass per buffer, no per-row dispatch).
     pub fn append_indices(&mut self, src: &StrColumn, idx: &[u32]) {
+        if src.all_null() {
+            self.push_nulls(idx.len());
+            return;
+        }
+        self.materialize_ends();
         let bytes: usize = idx.iter().map(|&i| src.span(i as usize).len()).sum();
         self.data.reserve(bytes);
         self.ends.reserve(idx.len());
@@ -113,8 +168,15 @@ impl StrColumn {
             self.data.extend_from_slice(&src.data[span]);
             self.ends.push(self.end());
         }
-        self.valid
-            .extend(idx.iter().map(|&i| src.valid[i as usize]));
+        let nulls = !src.valid.is_empty() && idx.iter().any(|&i| !src.valid[i as usize]);
+        if nulls {
+            self.materialize_valid();
+            self.valid
+                .extend(idx.iter().map(|&i| src.valid[i as usize]));
+        } else if !self.valid.is_empty() {
+            self.valid.resize(self.len + idx.len(), true);
+        }
+        self.len += idx.len();
     }
 
     #[inline]
@@ -124,10 +186,134 @@ impl StrColumn {
     }
 }
 
-/// One version row, borrowed: what a mapper hands to a [`Rows`].
+/// A nullable `i64` column, with the same lazy states as [`StrColumn`]: all null (`values`
+/// and `valid` empty), no null (`valid` empty), mixed.
+#[derive(Clone, Debug, Default)]
+pub struct IntColumn {
+    len: usize,
+    values: Vec<i64>,
+    valid: Vec<bool>,
+}
+
+impl PartialEq for IntColumn {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && (0..self.len).all(|i| self.get(i) == other.get(i))
+    }
+}
+
+impl Eq for IntColumn {}
+
+impl IntColumn {
+    #[inline]
+    pub fn push(&mut self, value: Option<i64>) {
+        match value {
+            Some(v) => {
+                self.materialize_values();
+                if !self.valid.is_empty() {
+                    self.valid.push(true);
+                }
+                self.values.push(v);
+            }
+            None => self.push_nulls(1),
+        }
+        self.len += 1;
+    }
+
+    /// Appends `n` nulls, except to `len` (the caller counts them).
+    #[inline]
+    fn push_nulls(&mut self, n: usize) {
+        if !self.values.is_empty() {
+            self.materialize_valid();
+            self.valid.resize(self.len + n, false);
+            self.values.resize(self.len + n, 0);
+        }
+    }
+
+    /// Overwrites row `i`.
+    #[inline]
+    pub fn set(&mut self, i: usize, value: Option<i64>) {
+        debug_assert!(i < self.len);
+        match value {
+            Some(v) => {
+                self.materialize_values();
+                self.values[i] = v;
+                if !self.valid.is_empty() {
+                    self.valid[i] = true;
+                }
+            }
+            None if self.values.is_empty() => {}
+            None => {
+                self.materialize_valid();
+                self.valid[i] = false;
+            }
+        }
+    }
+
+    #[inline]
+    fn materialize_values(&mut self) {
+        if self.values.len() != self.len {
+            self.values.resize(self.len, 0);
+            self.valid.resize(self.len, false);
+        }
+    }
+
+    #[inline]
+    fn materialize_valid(&mut self) {
+        if self.valid.len() != self.len {
+            self.valid.resize(self.len, true);
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<i64> {
+        debug_assert!(i < self.len);
+        if self.values.is_empty() || self.valid.get(i) == Some(&false) {
+            return None;
+        }
+        Some(self.values[i])
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+        self.values.truncate(self.len);
+        self.valid.truncate(self.len);
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.values.capacity() * 8 + self.valid.capacity()
+    }
+
+    pub fn append_indices(&mut self, src: &IntColumn, idx: &[u32]) {
+        if src.values.is_empty() {
+            self.push_nulls(idx.len());
+        } else {
+            self.materialize_values();
+            self.values
+                .extend(idx.iter().map(|&i| src.values[i as usize]));
+            let nulls = !src.valid.is_empty() && idx.iter().any(|&i| !src.valid[i as usize]);
+            if nulls {
+                self.materialize_valid();
+                self.valid
+                    .extend(idx.iter().map(|&i| src.valid[i as usize]));
+            } else if !self.valid.is_empty() {
+                self.valid.resize(self.len + idx.len(), true);
+            }
+        }
+        self.len += idx.len();
+    }
+}
+
+/// One version row, borrowed: the output columns of one row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Row<'a> {
-    pub property: u32,
     pub object_id: i64,
     pub timestamp: i64,
     pub value: Option<&'a [u8]>,
@@ -137,21 +323,19 @@ pub struct Row<'a> {
     pub updated_by_user_id: Option<i64>,
 }
 
-/// Version rows, columnar.
+/// Version rows of one property (or of rows whose property is kept elsewhere), columnar.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rows {
-    pub property: Vec<u32>,
+pub struct Columns {
     pub object_id: Vec<i64>,
     pub timestamp: Vec<i64>,
     pub value: StrColumn,
     pub source_type: StrColumn,
     pub source_id: StrColumn,
     pub source_label: StrColumn,
-    pub updated_by: Vec<i64>,
-    pub updated_by_valid: Vec<bool>,
+    pub updated_by: IntColumn,
 }
 
-impl Rows {
+impl Columns {
     pub fn len(&self) -> usize {
         self.object_id.len()
     }
@@ -162,49 +346,36 @@ impl Rows {
 
     #[inline]
     pub fn push(&mut self, row: &Row<'_>) {
-        self.property.push(row.property);
         self.object_id.push(row.object_id);
         self.timestamp.push(row.timestamp);
         self.value.push(row.value);
         self.source_type.push(row.source_type);
         self.source_id.push(row.source_id);
         self.source_label.push(row.source_label);
-        self.updated_by.push(row.updated_by_user_id.unwrap_or(0));
-        self.updated_by_valid.push(row.updated_by_user_id.is_some());
+        self.updated_by.push(row.updated_by_user_id);
     }
 
     #[inline]
     pub fn row(&self, i: usize) -> Row<'_> {
         Row {
-            property: self.property[i],
             object_id: self.object_id[i],
             timestamp: self.timestamp[i],
             value: self.value.get(i),
             source_type: self.source_type.get(i),
             source_id: self.source_id.get(i),
             source_label: self.source_label.get(i),
-            updated_by_user_id: self.updated_by_valid[i].then_some(self.updated_by[i]),
+            updated_by_user_id: self.updated_by.get(i),
         }
-    }
-
-    /// Appends row `i` of `other`.
-    #[inline]
-    pub fn push_from(&mut self, other: &Rows, i: usize) {
-        self.push(&other.row(i));
     }
 
     /// Appends rows `idx` of `src` column by column: the way to move many rows at once (a
     /// batch's rows for one destination), with tight loops instead of a dispatch per row.
-    pub fn append_indices(&mut self, src: &Rows, idx: &[u32]) {
+    pub fn append_indices(&mut self, src: &Columns, idx: &[u32]) {
         let gather =
             |to: &mut Vec<i64>, from: &[i64]| to.extend(idx.iter().map(|&i| from[i as usize]));
-        self.property
-            .extend(idx.iter().map(|&i| src.property[i as usize]));
         gather(&mut self.object_id, &src.object_id);
         gather(&mut self.timestamp, &src.timestamp);
-        gather(&mut self.updated_by, &src.updated_by);
-        self.updated_by_valid
-            .extend(idx.iter().map(|&i| src.updated_by_valid[i as usize]));
+        self.updated_by.append_indices(&src.updated_by, idx);
         self.value.append_indices(&src.value, idx);
         self.source_type.append_indices(&src.source_type, idx);
         self.source_id.append_indices(&src.source_id, idx);
@@ -212,7 +383,6 @@ impl Rows {
     }
 
     pub fn truncate(&mut self, len: usize) {
-        self.property.truncate(len);
         self.object_id.truncate(len);
         self.timestamp.truncate(len);
         self.value.truncate(len);
@@ -220,7 +390,6 @@ impl Rows {
         self.source_id.truncate(len);
         self.source_label.truncate(len);
         self.updated_by.truncate(len);
-        self.updated_by_valid.truncate(len);
     }
 
     pub fn clear(&mut self) {
@@ -237,14 +406,69 @@ impl Rows {
 
     /// Heap bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.property.capacity() * 4
-            + (self.object_id.capacity() + self.timestamp.capacity() + self.updated_by.capacity())
-                * 8
-            + self.updated_by_valid.capacity()
+        (self.object_id.capacity() + self.timestamp.capacity()) * 8
+            + self.updated_by.heap_bytes()
             + self.value.heap_bytes()
             + self.source_type.heap_bytes()
             + self.source_id.heap_bytes()
             + self.source_label.heap_bytes()
+    }
+}
+
+/// Version rows of any mix of properties: each row's property id beside its columns.
+/// Dereferences to the [`Columns`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rows {
+    pub property: Vec<u32>,
+    pub cols: Columns,
+}
+
+impl std::ops::Deref for Rows {
+    type Target = Columns;
+
+    fn deref(&self) -> &Columns {
+        &self.cols
+    }
+}
+
+impl std::ops::DerefMut for Rows {
+    fn deref_mut(&mut self) -> &mut Columns {
+        &mut self.cols
+    }
+}
+
+impl Rows {
+    #[inline]
+    pub fn push(&mut self, property: u32, row: &Row<'_>) {
+        self.property.push(property);
+        self.cols.push(row);
+    }
+
+    /// Appends row `i` of `other`.
+    #[inline]
+    pub fn push_from(&mut self, other: &Rows, i: usize) {
+        self.push(other.property[i], &other.row(i));
+    }
+
+    /// Appends rows `idx` of `src` (see [`Columns::append_indices`]).
+    pub fn append_indices(&mut self, src: &Rows, idx: &[u32]) {
+        self.property
+            .extend(idx.iter().map(|&i| src.property[i as usize]));
+        self.cols.append_indices(&src.cols, idx);
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        self.property.truncate(len);
+        self.cols.truncate(len);
+    }
+
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.property.capacity() * 4 + self.cols.heap_bytes()
     }
 }
 
@@ -274,20 +498,109 @@ mod tests {
         assert_eq!(c.get(2), Some(&b"x"[..]));
     }
 
+    /// A column and a plain `Vec<Option<…>>` fed the same random pushes, truncations and
+    /// gathers agree at every step, whichever lazy state the column passes through.
+    #[test]
+    fn lazy_columns_match_a_vec_of_options() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300 {
+            let (mut s, mut s_ref) = (StrColumn::default(), Vec::<Option<Vec<u8>>>::new());
+            let (mut n, mut n_ref) = (IntColumn::default(), Vec::<Option<i64>>::new());
+            // Per round, how likely a null is: 0 (never) … 4 (always).
+            let null_bias = next() % 5;
+            for _ in 0..(next() % 40) {
+                let r = next();
+                let null = r % 4 < null_bias;
+                match (r >> 8) % 8 {
+                    0 => {
+                        let len = (next() % 3) as usize;
+                        s.truncate(len);
+                        s_ref.truncate(len);
+                        n.truncate(len);
+                        n_ref.truncate(len);
+                    }
+                    1 if !n_ref.is_empty() => {
+                        let i = (next() as usize) % n_ref.len();
+                        let v = (!null).then_some(r as i64);
+                        n.set(i, v);
+                        n_ref[i] = v;
+                    }
+                    2 if !s_ref.is_empty() => {
+                        let idx: Vec<u32> = (0..next() % 5)
+                            .map(|_| (next() % s_ref.len() as u64) as u32)
+                            .collect();
+                        let (s2, n2) = (s.clone(), n.clone());
+                        s.append_indices(&s2, &idx);
+                        n.append_indices(&n2, &idx);
+                        for &i in &idx {
+                            s_ref.push(s_ref[i as usize].clone());
+                            n_ref.push(n_ref[i as usize]);
+                        }
+                    }
+                    _ => {
+                        let v = (!null).then(|| vec![b'a'; (r >> 20) as usize % 4]);
+                        s.push(v.as_deref());
+                        s_ref.push(v);
+                        let v = (!null).then_some(r as i64);
+                        n.push(v);
+                        n_ref.push(v);
+                    }
+                }
+                assert_eq!(s.len(), s_ref.len());
+                for (i, v) in s_ref.iter().enumerate() {
+                    assert_eq!(s.get(i), v.as_deref());
+                }
+                assert_eq!(n.len(), n_ref.len());
+                for (i, v) in n_ref.iter().enumerate() {
+                    assert_eq!(n.get(i), *v);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn all_null_columns_hold_no_buffers() {
+        let mut rows = Columns::default();
+        for i in 0..1000 {
+            rows.push(&Row {
+                object_id: i,
+                timestamp: i,
+                value: Some(b"v"),
+                source_type: None,
+                source_id: None,
+                source_label: None,
+                updated_by_user_id: None,
+            });
+        }
+        assert_eq!(
+            rows.source_id.heap_bytes() + rows.updated_by.heap_bytes(),
+            0
+        );
+        assert!(rows.value.valid.is_empty());
+    }
+
     #[test]
     fn appending_by_indices_equals_pushing_row_by_row() {
         let mut src = Rows::default();
         for i in 0..10i64 {
-            src.push(&Row {
-                property: (i % 3) as u32,
-                object_id: i,
-                timestamp: -i,
-                value: (i % 4 != 0).then_some(&b"abc"[..(i % 4) as usize]),
-                source_type: (i % 2 == 0).then_some(b"T"),
-                source_id: None,
-                source_label: Some(b""),
-                updated_by_user_id: (i % 5 == 0).then_some(i),
-            });
+            src.push(
+                (i % 3) as u32,
+                &Row {
+                    object_id: i,
+                    timestamp: -i,
+                    value: (i % 4 != 0).then_some(&b"abc"[..(i % 4) as usize]),
+                    source_type: (i % 2 == 0).then_some(b"T"),
+                    source_id: None,
+                    source_label: Some(b""),
+                    updated_by_user_id: (i % 5 == 0).then_some(i),
+                },
+            );
         }
         let idx = [9u32, 0, 4, 4, 7];
         let (mut bulk, mut single) = (Rows::default(), Rows::default());
@@ -301,7 +614,6 @@ mod tests {
     #[test]
     fn rows_round_trip() {
         let row = Row {
-            property: 7,
             object_id: 3_000_000_001,
             timestamp: -5,
             value: Some(b"v"),
@@ -311,16 +623,20 @@ mod tests {
             updated_by_user_id: Some(42),
         };
         let mut rows = Rows::default();
-        rows.push(&row);
-        rows.push(&Row {
-            updated_by_user_id: None,
-            ..row
-        });
+        rows.push(7, &row);
+        rows.push(
+            8,
+            &Row {
+                updated_by_user_id: None,
+                ..row
+            },
+        );
         assert_eq!(rows.row(0), row);
         assert_eq!(rows.row(1).updated_by_user_id, None);
         let mut other = Rows::default();
         other.push_from(&rows, 1);
         assert_eq!(other.row(0), rows.row(1));
+        assert_eq!(other.property, [8]);
         rows.truncate(1);
         assert_eq!(rows.len(), 1);
     }

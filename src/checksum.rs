@@ -110,7 +110,6 @@ mod tests {
 
     fn row(value: Option<&'static [u8]>) -> Row<'static> {
         Row {
-            property: 0,
             object_id: 1,
             timestamp: 2,
             value,

@@ -151,12 +151,10 @@ pub fn read_rows(path: &Path) -> Result<Rows> {
                 _ => {
                     for i in 0..n {
                         if present(i) {
-                            rows.updated_by.push(ints[next]);
-                            rows.updated_by_valid.push(true);
+                            rows.updated_by.push(Some(ints[next]));
                             next += 1;
                         } else {
-                            rows.updated_by.push(0);
-                            rows.updated_by_valid.push(false);
+                            rows.updated_by.push(None);
                         }
                     }
                 }

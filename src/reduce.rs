@@ -26,7 +26,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::batch::{Row, Rows, StrColumn};
+use crate::batch::{Columns, Row, Rows, StrColumn};
 use crate::error::{Error, Result};
 use crate::sink::{PropertyOutput, PropertyWriter};
 
@@ -41,7 +41,7 @@ struct Segment {
 /// One reducer's rows, per property id, spilled to disk past its budget.
 #[derive(Debug)]
 pub struct Reducer {
-    by_property: Vec<Rows>,
+    by_property: Vec<Columns>,
     /// Heap bytes held per property (as of its last update) and in all.
     heap: Vec<usize>,
     bytes: usize,
@@ -55,6 +55,8 @@ pub struct Reducer {
     spill_dir: PathBuf,
     spill_files: Vec<PathBuf>,
     segments: Vec<Vec<Segment>>,
+    /// Rows received per property.
+    received: Vec<u64>,
     rows: u64,
     duplicates: u64,
     spilled_bytes: u64,
@@ -85,6 +87,7 @@ impl Reducer {
             spill_dir,
             spill_files: Vec::new(),
             segments: Vec::new(),
+            received: Vec::new(),
             rows: 0,
             duplicates: 0,
             spilled_bytes: 0,
@@ -97,11 +100,12 @@ impl Reducer {
         for (i, &p) in batch.property.iter().enumerate() {
             let p = p as usize;
             if p >= self.by_property.len() {
-                self.by_property.resize_with(p + 1, Rows::default);
+                self.by_property.resize_with(p + 1, Columns::default);
                 self.heap.resize(p + 1, 0);
                 self.mark.resize(p + 1, 0);
                 self.segments.resize_with(p + 1, Vec::new);
                 self.pending.resize_with(p + 1, Vec::new);
+                self.received.resize(p + 1, 0);
             }
             if self.mark[p] != self.generation {
                 self.mark[p] = self.generation;
@@ -114,6 +118,7 @@ impl Reducer {
             let p = p as usize;
             let rows = &mut self.by_property[p];
             rows.append_indices(batch, &self.pending[p]);
+            self.received[p] += self.pending[p].len() as u64;
             self.pending[p].clear();
             let now = rows.heap_bytes();
             self.bytes = self.bytes + now - self.heap[p];
@@ -207,12 +212,11 @@ impl Reducer {
         Ok(done)
     }
 
-    /// Every property id that received rows.
-    pub fn properties(&self) -> Vec<u32> {
+    /// Every property id that received rows, with how many.
+    pub fn properties(&self) -> Vec<(u32, u64)> {
         (0..self.by_property.len() as u32)
-            .filter(|&p| {
-                !self.by_property[p as usize].is_empty() || !self.segments[p as usize].is_empty()
-            })
+            .filter(|&p| self.received[p as usize] > 0)
+            .map(|p| (p, self.received[p as usize]))
             .collect()
     }
 }
@@ -223,7 +227,7 @@ impl Reducer {
 /// sort than a permutation compared through the columns); only rows whose keys tie, rare in
 /// practice, are then ordered by the rest of the row. The index never decides an order, so
 /// the result does not depend on the order rows arrived in.
-pub fn sort_dedupe(rows: &Rows) -> (Vec<u32>, u64) {
+pub fn sort_dedupe(rows: &Columns) -> (Vec<u32>, u64) {
     let n = rows.len();
     // Rows arrive as long runs of ascending object ids (inputs are in id order, batches
     // interleave them): a stable, run-adaptive sort on the object id alone is close to a
@@ -279,7 +283,7 @@ pub fn sort_dedupe(rows: &Rows) -> (Vec<u32>, u64) {
 }
 
 /// The whole-row order (nulls first) on columns. `Equal` means the rows are identical.
-fn compare(rows: &Rows, a: usize, b: usize) -> Ordering {
+fn compare(rows: &Columns, a: usize, b: usize) -> Ordering {
     rows.object_id[a]
         .cmp(&rows.object_id[b])
         .then_with(|| rows.timestamp[a].cmp(&rows.timestamp[b]))
@@ -287,10 +291,7 @@ fn compare(rows: &Rows, a: usize, b: usize) -> Ordering {
         .then_with(|| compare_str(&rows.source_type, a, b))
         .then_with(|| compare_str(&rows.source_id, a, b))
         .then_with(|| compare_str(&rows.source_label, a, b))
-        .then_with(|| {
-            let key = |i: usize| rows.updated_by_valid[i].then_some(rows.updated_by[i]);
-            key(a).cmp(&key(b))
-        })
+        .then_with(|| rows.updated_by.get(a).cmp(&rows.updated_by.get(b)))
 }
 
 #[inline]
@@ -363,7 +364,6 @@ impl OwnedRow {
     fn as_row(&self) -> Row<'_> {
         let s = |k: usize| self.present[k].then_some(&self.strings[k][..]);
         Row {
-            property: 0,
             object_id: self.object_id,
             timestamp: self.timestamp,
             value: s(0),
@@ -451,7 +451,7 @@ impl Cursor {
 /// Merges the in-memory run (`rows` in `order`) with spilled segments into `writer`, a row
 /// group at a time, dropping rows equal to the one before. Returns the duplicates dropped.
 fn merge(
-    rows: &Rows,
+    rows: &Columns,
     order: &[u32],
     segments: &[Segment],
     files: &[PathBuf],
@@ -469,7 +469,7 @@ fn merge(
     fn head_of<'a>(
         i: usize,
         mem: usize,
-        rows: &'a Rows,
+        rows: &'a Columns,
         order: &[u32],
         cursors: &'a [Cursor],
     ) -> Option<Row<'a>> {
@@ -493,7 +493,7 @@ fn merge(
 
     let group_rows = writer.row_group_rows().max(1);
     let identity: Vec<u32> = (0..group_rows as u32).collect();
-    let mut group = Rows::default();
+    let mut group = Columns::default();
     let mut last = OwnedRow::default();
     let mut have_last = false;
     let mut duplicates = 0u64;
@@ -558,7 +558,6 @@ mod tests {
 
     fn row(object_id: i64, timestamp: i64, value: Option<&'static [u8]>) -> Row<'static> {
         Row {
-            property: 0,
             object_id,
             timestamp,
             value,
@@ -571,7 +570,7 @@ mod tests {
 
     #[test]
     fn sorts_by_the_whole_row_and_drops_exact_duplicates() {
-        let mut rows = Rows::default();
+        let mut rows = Columns::default();
         for r in [
             row(2, 1, Some(b"b")),
             row(1, 5, Some(b"x")),
@@ -617,10 +616,9 @@ mod tests {
             seed
         };
         let values: [Option<&[u8]>; 4] = [None, Some(b""), Some(b"a"), Some(b"ab")];
-        let mut rows = Rows::default();
+        let mut rows = Columns::default();
         for _ in 0..400 {
             rows.push(&Row {
-                property: 0,
                 object_id: (next() % 3) as i64,
                 timestamp: (next() % 3) as i64 - 1,
                 value: values[(next() % 4) as usize],
@@ -646,7 +644,6 @@ mod tests {
         let path = dir.path().join("s.bin");
         let rows = [
             Row {
-                property: 0,
                 object_id: -5,
                 timestamp: i64::MAX,
                 value: Some(b"v\n\0"),

@@ -381,16 +381,18 @@ mod tests {
 
         let mut rows = Rows::default();
         for (p, ts) in [(email, 1), (phone, 2), (email, 3)] {
-            rows.push(&Row {
-                property: p,
-                object_id: 77,
-                timestamp: ts,
-                value: Some(b"v"),
-                source_type: None,
-                source_id: None,
-                source_label: None,
-                updated_by_user_id: None,
-            });
+            rows.push(
+                p,
+                &Row {
+                    object_id: 77,
+                    timestamp: ts,
+                    value: Some(b"v"),
+                    source_type: None,
+                    source_id: None,
+                    source_label: None,
+                    updated_by_user_id: None,
+                },
+            );
         }
         router.record(0, &rows);
         router.reject(4, "bad");

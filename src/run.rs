@@ -692,9 +692,12 @@ fn reduce_thread(
     let started = first_row.unwrap_or_else(Instant::now);
     let rows_in = state.rows();
     let names = table.names();
-    // Write in name order: files and manifests then come out the same every run.
+    // Smallest first: each property written frees its rows before the next one sorts, so
+    // the largest sorts last, beside the least else. Counts and names fix the order, so
+    // logs come out the same every run (files do whatever the order).
     let mut ids = state.properties();
-    ids.sort_by(|a, b| names[*a as usize].cmp(&names[*b as usize]));
+    ids.sort_by(|a, b| (a.1, &names[a.0 as usize]).cmp(&(b.1, &names[b.0 as usize])));
+    let ids = ids.into_iter().map(|(p, _)| p).collect();
     let stem = format!("part-{run_id}-r{reducer}");
     let finished = state.finish(ids, |p| {
         PropertyWriter::new(

@@ -23,7 +23,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnPath, Type};
 
-use crate::batch::Rows;
+use crate::batch::Columns;
 use crate::error::{Error, Result};
 
 /// The output schema (DESIGN §4). The property is in the path, Hive-style.
@@ -167,7 +167,7 @@ impl PropertyWriter {
     }
 
     /// Writes `rows` in `order` (sorted, duplicates removed) as row groups.
-    pub fn write(&mut self, rows: &Rows, order: &[u32]) -> Result<()> {
+    pub fn write(&mut self, rows: &Columns, order: &[u32]) -> Result<()> {
         for group in order.chunks(self.options.row_group_rows.max(1)) {
             self.write_group(rows, group)?;
         }
@@ -175,7 +175,7 @@ impl PropertyWriter {
     }
 
     /// Writes one row group of `rows` in `order`; starts a new file if none is open.
-    pub fn write_group(&mut self, rows: &Rows, order: &[u32]) -> Result<()> {
+    pub fn write_group(&mut self, rows: &Columns, order: &[u32]) -> Result<()> {
         if order.is_empty() {
             return Ok(());
         }
@@ -220,7 +220,7 @@ impl PropertyWriter {
     fn write_row_group(
         &mut self,
         writer: &mut SerializedFileWriter<File>,
-        rows: &Rows,
+        rows: &Columns,
         order: &[u32],
     ) -> parquet::errors::Result<()> {
         let mut rg = writer.next_row_group()?;
@@ -278,8 +278,8 @@ impl PropertyWriter {
             self.defs.clear();
             for &i in chunk {
                 let i = i as usize;
-                if rows.updated_by_valid[i] {
-                    self.ints.push(rows.updated_by[i]);
+                if let Some(user) = rows.updated_by.get(i) {
+                    self.ints.push(user);
                     self.defs.push(1);
                 } else {
                     self.defs.push(0);
@@ -325,7 +325,7 @@ impl PropertyWriter {
 pub fn write_property(
     dir: &Path,
     stem: &str,
-    rows: &Rows,
+    rows: &Columns,
     order: &[u32],
     options: &SinkOptions,
 ) -> Result<PropertyOutput> {
@@ -434,10 +434,9 @@ mod tests {
     #[test]
     fn files_read_back_in_order_with_the_schema() {
         let dir = tempfile::tempdir().unwrap();
-        let mut rows = Rows::default();
+        let mut rows = Columns::default();
         for i in 0..10i64 {
             rows.push(&Row {
-                property: 0,
                 object_id: 3_000_000_000 + (9 - i),
                 timestamp: i,
                 value: if i % 3 == 0 { None } else { Some(b"v") },

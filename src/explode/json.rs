@@ -956,7 +956,7 @@ mod tests {
             .map(|i| {
                 let r = out.sink.rows.row(i);
                 (
-                    out.ids.names[r.property as usize].clone(),
+                    out.ids.names[out.sink.rows.property[i] as usize].clone(),
                     r.object_id,
                     r.timestamp,
                     s(r.value),

@@ -96,8 +96,7 @@ impl RecordBuilder {
         self.rows.property.push(property);
         self.rows.object_id.push(0);
         self.rows.timestamp.push(0);
-        self.rows.updated_by.push(0);
-        self.rows.updated_by_valid.push(false);
+        self.rows.updated_by.push(None);
         self.open = Some(row);
         self.timestamp_set = false;
     }
@@ -128,18 +127,17 @@ impl RecordBuilder {
 
     pub fn set_updated_by(&mut self, user: Option<i64>) {
         let row = self.open_row();
-        self.rows.updated_by[row] = user.unwrap_or(0);
-        self.rows.updated_by_valid[row] = user.is_some();
+        self.rows.updated_by.set(row, user);
     }
 
     /// Closes the open version; a version without a timestamp fails the record.
     pub fn end_version(&mut self, property_name: impl FnOnce() -> String) {
         let row = self.open_row();
         for col in [
-            &mut self.rows.value,
-            &mut self.rows.source_type,
-            &mut self.rows.source_id,
-            &mut self.rows.source_label,
+            &mut self.rows.cols.value,
+            &mut self.rows.cols.source_type,
+            &mut self.rows.cols.source_id,
+            &mut self.rows.cols.source_label,
         ] {
             if col.len() == row {
                 col.push(None);
@@ -260,7 +258,10 @@ mod tests {
         b.finish(Ok(99), 0, &mut sink);
         assert_eq!(sink.records, 1);
         let r0 = sink.rows.row(0);
-        assert_eq!((r0.property, r0.object_id, r0.timestamp), (3, 99, 10));
+        assert_eq!(
+            (sink.rows.property[0], r0.object_id, r0.timestamp),
+            (3, 99, 10)
+        );
         assert_eq!(r0.value, Some(&b"second"[..]));
         assert_eq!(r0.source_type, None);
         let r1 = sink.rows.row(1);

@@ -602,7 +602,6 @@ fn write_record(
             sum.add(
                 name,
                 &Row {
-                    property: 0,
                     object_id: id,
                     timestamp: v.timestamp,
                     value: v.value.as_deref().map(str::as_bytes),

@@ -182,7 +182,6 @@ fn build_group(
                 sum.add(
                     &model.names[p],
                     &Row {
-                        property: 0,
                         object_id: id,
                         timestamp: v.timestamp,
                         value: v.value.as_deref().map(str::as_bytes),
