@@ -160,8 +160,8 @@ def main():
         in_size = sum(p.stat().st_size for p in dump.iterdir() if not p.name.startswith("_"))
         print(f"\n## {fmt}: {in_size / 2**20:,.0f} MiB, {expected['rows']:,} rows", flush=True)
 
-        tools = [("skewer", [str(SKEWER), "run", "--input", str(dump), "--output", "{out}"]
-                  + args.skewer_args.split())]
+        tools = [("skewer", [str(SKEWER), "run", "--input", str(dump), "--output", "{out}",
+                             "--json"] + args.skewer_args.split())]
         for peer in peers:
             tools.append((peer, [python, str(HERE / "peers.py"), peer, fmt, str(dump), "{out}"]))
         skewer_hash = None
@@ -177,7 +177,9 @@ def main():
                 continue
             nfiles, mean_files, max_files, size = dataset_figures(out)
             rows, digest = row_hash(out)
+            load = None
             if name == "skewer":
+                load = json.loads(stdout)["actual_max_over_mean"]
                 check = subprocess.run([str(SKEWER), "checksum", str(out), "--expected", str(dump)],
                                        capture_output=True, text=True)
                 ok = check.returncode == 0
@@ -187,25 +189,29 @@ def main():
             row = dict(format=fmt, tool=name, wall_s=round(wall, 1), cpu_s=round(cpu, 1),
                        peak_rss_mib=round(rss / 2**20), files=nfiles,
                        files_per_property=round(mean_files, 3), max_files_per_property=max_files,
-                       output_mib=round(size / 2**20, 1), rows=rows, rows_match=ok)
+                       output_mib=round(size / 2**20, 1), rows=rows, rows_match=ok,
+                       reducer_load_max_over_mean=load)
             results.append(row)
             print(json.dumps(row), flush=True)
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
 
     print("\n| input | tool | wall s | user+sys s | peak RSS MiB | files | files/property (mean, max) "
-          "| output MiB | rows | rows match | skewer speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| output MiB | rows | rows match | reducer load max/mean | skewer speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         if "error" in r:
-            print(f"| {r['format']} | {r['tool']} | failed: {r['error']} |||||||||")
+            print(f"| {r['format']} | {r['tool']} | failed: {r['error']} ||||||||||")
             continue
         ours = next((x for x in results if x["format"] == r["format"] and x["tool"] == "skewer"
                      and "error" not in x), None)
         ratio = f"{r['wall_s'] / ours['wall_s']:.1f}x" if ours and r["tool"] != "skewer" else ""
+        load = r.get("reducer_load_max_over_mean")
+        load = f"{load:.3f}" if load is not None else ""
         print(f"| {r['format']} | {r['tool']} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mib']:,} "
               f"| {r['files']:,} | {r['files_per_property']}, {r['max_files_per_property']} "
-              f"| {r['output_mib']:,} | {r['rows']:,} | {'yes' if r['rows_match'] else 'NO'} | {ratio} |")
+              f"| {r['output_mib']:,} | {r['rows']:,} | {'yes' if r['rows_match'] else 'NO'} | {load} "
+              f"| {ratio} |")
     (work / "results.json").write_text(json.dumps(results, indent=1))
 
 
