@@ -148,6 +148,7 @@ impl Reducer {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let mut offset = 0u64;
         let mut encoded = Vec::new();
+        let mut block = Columns::default();
         let index = self.spill_files.len();
         for p in 0..self.by_property.len() {
             if self.by_property[p].is_empty() {
@@ -157,9 +158,14 @@ impl Reducer {
             let (order, duplicates) = sort_dedupe(&rows);
             self.duplicates += duplicates;
             let start = offset;
-            for &i in &order {
+            for chunk in order.chunks(BLOCK_ROWS) {
+                block.clear();
+                block.append_indices(&rows, chunk);
                 encoded.clear();
-                encode(&rows.row(i as usize), &mut encoded);
+                encoded.extend_from_slice(&[0; 4]);
+                block.encode(&mut encoded);
+                let len = u32::try_from(encoded.len() - 4).expect("a block is under 4 GiB");
+                encoded[..4].copy_from_slice(&len.to_le_bytes());
                 out.write_all(&encoded).map_err(|e| Error::io(&path, e))?;
                 offset += encoded.len() as u64;
             }
@@ -323,77 +329,22 @@ fn compare_rows(a: &Row<'_>, b: &Row<'_>) -> Ordering {
 }
 
 // ---------------------------------------------------------------------------------------
-// Spill encoding: object_id, timestamp (i64 LE), a flags byte (bits 0–3: the strings are
-// present, bit 4: updated_by is), each present string as u32 LE length + bytes, updated_by.
+// Spill segments: a property's sorted rows as blocks of up to BLOCK_ROWS rows, each a u32 LE
+// byte length and a `Columns` block (see `batch`'s block codec).
 // ---------------------------------------------------------------------------------------
 
-fn encode(row: &Row<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(&row.object_id.to_le_bytes());
-    out.extend_from_slice(&row.timestamp.to_le_bytes());
-    let strings = [row.value, row.source_type, row.source_id, row.source_label];
-    let mut flags = 0u8;
-    for (k, s) in strings.iter().enumerate() {
-        if s.is_some() {
-            flags |= 1 << k;
-        }
-    }
-    if row.updated_by_user_id.is_some() {
-        flags |= 1 << 4;
-    }
-    out.push(flags);
-    for s in strings.into_iter().flatten() {
-        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        out.extend_from_slice(s);
-    }
-    if let Some(u) = row.updated_by_user_id {
-        out.extend_from_slice(&u.to_le_bytes());
-    }
-}
+/// Rows per spill block: large enough that the codec runs in long column loops, small enough
+/// that a merge over many segments holds little (one block each).
+const BLOCK_ROWS: usize = 8192;
 
-/// One row decoded from a spill segment, into buffers reused row after row.
-#[derive(Debug, Default)]
-struct OwnedRow {
-    object_id: i64,
-    timestamp: i64,
-    strings: [Vec<u8>; 4],
-    present: [bool; 4],
-    updated_by: Option<i64>,
-}
-
-impl OwnedRow {
-    fn as_row(&self) -> Row<'_> {
-        let s = |k: usize| self.present[k].then_some(&self.strings[k][..]);
-        Row {
-            object_id: self.object_id,
-            timestamp: self.timestamp,
-            value: s(0),
-            source_type: s(1),
-            source_id: s(2),
-            source_label: s(3),
-            updated_by_user_id: self.updated_by,
-        }
-    }
-
-    fn copy_from(&mut self, row: &Row<'_>) {
-        self.object_id = row.object_id;
-        self.timestamp = row.timestamp;
-        for (k, s) in [row.value, row.source_type, row.source_id, row.source_label]
-            .into_iter()
-            .enumerate()
-        {
-            self.present[k] = s.is_some();
-            self.strings[k].clear();
-            self.strings[k].extend_from_slice(s.unwrap_or_default());
-        }
-        self.updated_by = row.updated_by_user_id;
-    }
-}
-
-/// Reads one segment row by row.
+/// Reads one segment a block at a time.
 struct Cursor {
-    reader: BufReader<std::io::Take<File>>,
+    reader: BufReader<File>,
+    /// Rows not yet decoded.
     left: u64,
-    head: OwnedRow,
+    block: Columns,
+    pos: usize,
+    raw: Vec<u8>,
     path: PathBuf,
 }
 
@@ -403,48 +354,52 @@ impl Cursor {
         file.seek(SeekFrom::Start(segment.offset))
             .map_err(|e| Error::io(path, e))?;
         let mut c = Cursor {
-            reader: BufReader::with_capacity(64 << 10, file.take(u64::MAX)),
+            reader: BufReader::with_capacity(64 << 10, file),
             left: segment.rows,
-            head: OwnedRow::default(),
+            block: Columns::default(),
+            pos: 0,
+            raw: Vec::new(),
             path: path.to_path_buf(),
         };
-        Ok(if c.advance()? { Some(c) } else { None })
+        Ok(if c.next_block()? { Some(c) } else { None })
     }
 
-    /// Decodes the next row into `head`; false at the segment's end.
-    fn advance(&mut self) -> Result<bool> {
+    fn head(&self) -> Row<'_> {
+        self.block.row(self.pos)
+    }
+
+    /// Loads the next block; false at the segment's end.
+    fn next_block(&mut self) -> Result<bool> {
         if self.left == 0 {
             return Ok(false);
         }
-        self.left -= 1;
         let io = |e| Error::io(&self.path, e);
-        let mut b8 = [0u8; 8];
-        self.reader.read_exact(&mut b8).map_err(io)?;
-        self.head.object_id = i64::from_le_bytes(b8);
-        self.reader.read_exact(&mut b8).map_err(io)?;
-        self.head.timestamp = i64::from_le_bytes(b8);
-        let mut flags = [0u8; 1];
-        self.reader.read_exact(&mut flags).map_err(io)?;
-        for k in 0..4 {
-            self.head.present[k] = flags[0] & (1 << k) != 0;
-            self.head.strings[k].clear();
-            if self.head.present[k] {
-                let mut len = [0u8; 4];
-                self.reader.read_exact(&mut len).map_err(io)?;
-                let len = u32::from_le_bytes(len) as usize;
-                self.head.strings[k].resize(len, 0);
-                self.reader
-                    .read_exact(&mut self.head.strings[k])
-                    .map_err(io)?;
-            }
-        }
-        self.head.updated_by = if flags[0] & (1 << 4) != 0 {
-            self.reader.read_exact(&mut b8).map_err(io)?;
-            Some(i64::from_le_bytes(b8))
-        } else {
-            None
+        let mut len = [0u8; 4];
+        self.reader.read_exact(&mut len).map_err(io)?;
+        self.raw.resize(u32::from_le_bytes(len) as usize, 0);
+        self.reader.read_exact(&mut self.raw).map_err(io)?;
+        let bad = || {
+            Error::Bug(format!(
+                "spill file {} holds a block that does not decode",
+                self.path.display()
+            ))
         };
+        self.block.decode(&self.raw).map_err(|_| bad())?;
+        if self.block.is_empty() || self.block.len() as u64 > self.left {
+            return Err(bad());
+        }
+        self.left -= self.block.len() as u64;
+        self.pos = 0;
         Ok(true)
+    }
+
+    /// Moves `n` rows on (at most to the end of the block); false at the segment's end.
+    fn skip(&mut self, n: usize) -> Result<bool> {
+        self.pos += n;
+        if self.pos < self.block.len() {
+            return Ok(true);
+        }
+        self.next_block()
     }
 }
 
@@ -464,7 +419,7 @@ fn merge(
         }
     }
     // Source 0 is the in-memory run; 1.. are the cursors. A binary heap of source indices
-    // ordered by their heads (smallest on top).
+    // ordered by their heads (smallest on top; ties by source, so the order is total).
     let mut mem = 0usize;
     fn head_of<'a>(
         i: usize,
@@ -472,19 +427,19 @@ fn merge(
         rows: &'a Columns,
         order: &[u32],
         cursors: &'a [Cursor],
-    ) -> Option<Row<'a>> {
+    ) -> Row<'a> {
         if i == 0 {
-            order.get(mem).map(|&r| rows.row(r as usize))
+            rows.row(order[mem] as usize)
         } else {
-            Some(cursors[i - 1].head.as_row())
+            cursors[i - 1].head()
         }
     }
     let mut heap: Vec<usize> = (0..=cursors.len())
         .filter(|&i| i > 0 || !order.is_empty())
         .collect();
     let less = |a: usize, b: usize, mem: usize, cursors: &[Cursor]| {
-        let x = head_of(a, mem, rows, order, cursors).expect("live");
-        let y = head_of(b, mem, rows, order, cursors).expect("live");
+        let x = head_of(a, mem, rows, order, cursors);
+        let y = head_of(b, mem, rows, order, cursors);
         compare_rows(&x, &y).then(a.cmp(&b)) == Ordering::Less
     };
     for i in (0..heap.len() / 2).rev() {
@@ -494,30 +449,81 @@ fn merge(
     let group_rows = writer.row_group_rows().max(1);
     let identity: Vec<u32> = (0..group_rows as u32).collect();
     let mut group = Columns::default();
-    let mut last = OwnedRow::default();
-    let mut have_last = false;
+    // The last row of the previous group, to drop a duplicate across a group boundary.
+    let mut previous = Columns::default();
+    let mut idx: Vec<u32> = Vec::new();
     let mut duplicates = 0u64;
     while let Some(&top) = heap.first() {
-        {
-            let row = head_of(top, mem, rows, order, &cursors).expect("live");
-            if have_last && compare_rows(&row, &last.as_row()) == Ordering::Equal {
-                duplicates += 1;
+        // The runner-up: the smaller of the top's children. The top source gives every row of
+        // its current block that sorts before the runner-up's head in one run (inputs arrive
+        // in id order, so spilled runs overlap little and runs are long).
+        let runner_up = match (heap.get(1), heap.get(2)) {
+            (Some(&a), Some(&b)) => Some(if less(a, b, mem, &cursors) { a } else { b }),
+            (Some(&a), None) => Some(a),
+            _ => None,
+        };
+        let (source, first): (&Columns, usize) = if top == 0 {
+            (rows, mem)
+        } else {
+            let c = &cursors[top - 1];
+            (&c.block, c.pos)
+        };
+        let row = |i: usize| {
+            if top == 0 {
+                rows.row(order[first + i] as usize)
             } else {
-                group.push(&row);
-                last.copy_from(&row);
-                have_last = true;
+                source.row(first + i)
             }
+        };
+        let available = if top == 0 {
+            order.len() - mem
+        } else {
+            source.len() - first
+        };
+        let take = match runner_up {
+            None => available,
+            Some(b) => {
+                let bound = head_of(b, mem, rows, order, &cursors);
+                // Ties go to the lower source, as in the heap.
+                gallop(available, |i| {
+                    compare_rows(&row(i), &bound).then(top.cmp(&b)) == Ordering::Less
+                })
+            }
+        };
+        // Each source is free of duplicates, so only a run's first row can repeat the row
+        // written before it.
+        let last = match group.len() {
+            0 => (!previous.is_empty()).then(|| previous.row(0)),
+            n => Some(group.row(n - 1)),
+        };
+        let mut i = 0;
+        if last.is_some_and(|last| compare_rows(&row(0), &last) == Ordering::Equal) {
+            duplicates += 1;
+            i = 1;
         }
-        if group.len() == group_rows {
-            writer.write_group(&group, &identity)?;
-            group.clear();
+        while i < take {
+            let n = (take - i).min(group_rows - group.len());
+            idx.clear();
+            if top == 0 {
+                idx.extend_from_slice(&order[first + i..first + i + n]);
+            } else {
+                idx.extend((first + i..first + i + n).map(|r| r as u32));
+            }
+            group.append_indices(source, &idx);
+            i += n;
+            if group.len() == group_rows {
+                writer.write_group(&group, &identity)?;
+                previous.clear();
+                previous.push(&group.row(group_rows - 1));
+                group.clear();
+            }
         }
         // Advance the source on top; drop it from the heap when it runs out.
         let alive = if top == 0 {
-            mem += 1;
+            mem += take;
             mem < order.len()
         } else {
-            cursors[top - 1].advance()?
+            cursors[top - 1].skip(take)?
         };
         if alive {
             sift_down(&mut heap, 0, &|a, b| less(a, b, mem, &cursors));
@@ -532,6 +538,36 @@ fn merge(
     }
     writer.write_group(&group, &identity[..group.len()])?;
     Ok(duplicates)
+}
+
+/// How many of the first `n` items satisfy `before`, which holds for item 0 and, once false,
+/// stays false: an exponential probe then a binary search, so a run of `k` costs `O(log k)`
+/// comparisons (two for a run of one).
+fn gallop(n: usize, before: impl Fn(usize) -> bool) -> usize {
+    debug_assert!(n > 0 && before(0));
+    let (mut lo, mut step) = (0, 1);
+    let hi = loop {
+        let probe = lo + step;
+        if probe >= n {
+            break n;
+        }
+        if !before(probe) {
+            break probe;
+        }
+        lo = probe;
+        step *= 2;
+    };
+    // The first false lies in (lo, hi].
+    let (mut a, mut b) = (lo + 1, hi);
+    while a < b {
+        let m = a + (b - a) / 2;
+        if before(m) {
+            a = m + 1;
+        } else {
+            b = m;
+        }
+    }
+    a
 }
 
 fn sift_down(heap: &mut [usize], mut i: usize, less: &dyn Fn(usize, usize) -> bool) {
@@ -555,6 +591,7 @@ fn sift_down(heap: &mut [usize], mut i: usize, less: &dyn Fn(usize, usize) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::SinkOptions;
 
     fn row(object_id: i64, timestamp: i64, value: Option<&'static [u8]>) -> Row<'static> {
         Row {
@@ -639,35 +676,76 @@ mod tests {
     }
 
     #[test]
-    fn spill_encoding_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.bin");
-        let rows = [
-            Row {
-                object_id: -5,
-                timestamp: i64::MAX,
-                value: Some(b"v\n\0"),
-                source_type: None,
-                source_id: Some(b""),
-                source_label: Some("ü".as_bytes()),
-                updated_by_user_id: Some(i64::MIN),
-            },
-            row(3_000_000_000, 0, None),
-        ];
-        let mut bytes = Vec::new();
-        for r in &rows {
-            encode(r, &mut bytes);
+    fn gallop_finds_the_end_of_every_run() {
+        for n in 1..70 {
+            for k in 1..=n {
+                assert_eq!(gallop(n, |i| i < k), k, "n {n} k {k}");
+            }
         }
-        std::fs::write(&path, &bytes).unwrap();
-        let segment = Segment {
-            file: 0,
-            offset: 0,
-            rows: 2,
+    }
+
+    /// Rows spilled in several runs (blocks, mixed null states) and a run left in memory merge
+    /// to exactly the sorted, de-duplicated rows, across row groups and spill blocks.
+    #[test]
+    fn spilled_runs_merge_to_the_sorted_deduplicated_rows() {
+        let mut seed = 3u64;
+        let mut next = || {
+            seed = planner::fmix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            seed
         };
-        let mut c = Cursor::open(&path, &segment).unwrap().unwrap();
-        assert_eq!(c.head.as_row(), rows[0]);
-        assert!(c.advance().unwrap());
-        assert_eq!(c.head.as_row(), rows[1]);
-        assert!(!c.advance().unwrap());
+        let values: [Option<&[u8]>; 3] = [None, Some(b"a"), Some(b"bc")];
+        let dir = tempfile::tempdir().unwrap();
+        let mut reducer = Reducer::new(200_000, dir.path().join("spill"));
+        let mut all = Vec::new();
+        // 12,000 and 20,000 rows pass the budget and spill (in several blocks); the small
+        // batches stay until the next spill, the last one in memory.
+        for (k, n) in [12_000usize, 3, 20_000, 1, 500].into_iter().enumerate() {
+            let mut batch = Rows::default();
+            for _ in 0..n {
+                let row = Row {
+                    object_id: (next() % 300) as i64,
+                    timestamp: (next() % 4) as i64,
+                    value: values[(next() % 3) as usize],
+                    // Only some batches carry sources: spill blocks in every null state.
+                    source_type: (k % 2 == 0).then_some(&b"API"[..]),
+                    source_id: values[(next() % 3) as usize].filter(|_| k > 1),
+                    source_label: None,
+                    updated_by_user_id: (k == 2).then_some((next() % 2) as i64),
+                };
+                batch.push(0, &row);
+                all.push(row);
+            }
+            reducer.add(&batch).unwrap();
+        }
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let options = SinkOptions {
+            row_group_rows: 1000,
+            ..SinkOptions::default()
+        };
+        let done = reducer
+            .finish(vec![0], |_| PropertyWriter::new(&out, "p", &options))
+            .unwrap();
+        assert!(done.spilled_bytes > 0);
+
+        all.sort_by(compare_rows);
+        all.dedup_by(|a, b| compare_rows(a, b) == Ordering::Equal);
+        assert_eq!(done.duplicates, 32_504 - all.len() as u64);
+        let mut files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let mut got = Columns::default();
+        for f in files {
+            let rows = crate::dataset::read_rows(&f).unwrap();
+            for i in 0..rows.len() {
+                got.push(&rows.row(i));
+            }
+        }
+        assert_eq!(got.len(), all.len());
+        for (i, want) in all.iter().enumerate() {
+            assert_eq!(got.row(i), *want, "row {i}");
+        }
     }
 }
