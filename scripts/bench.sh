@@ -22,5 +22,10 @@ fi
 if $want_spark; then
     "$venv/bin/python" -c 'import pyspark' 2>/dev/null || "$venv/bin/pip" install --quiet pyspark==4.3.0
 fi
+# Peak RSS comes from /usr/bin/time -v (Debian's `time`) as well as from sampling.
+if [ ! -x /usr/bin/time ]; then
+    apt-get install -y time >/dev/null 2>&1 ||
+        echo "note: /usr/bin/time is missing (Debian package 'time'); peak RSS is sampled only" >&2
+fi
 cargo build --release --quiet
 exec "$venv/bin/python" scripts/bench/bench.py "$@"

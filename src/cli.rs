@@ -240,7 +240,8 @@ pub struct RunArgs {
     pub max_bad_records: BadRecordLimit,
 
     /// Memory the run may use (e.g. 1GiB, 512MiB); past it reducers spill sorted runs to disk
-    /// under the dataset's _skewer/staging [default: a quarter of this machine's memory].
+    /// under the dataset's _skewer/staging [default: 1GiB, or a quarter of this machine's
+    /// memory if less].
     #[arg(long, value_name = "SIZE", value_parser = skewer::units::parse_size)]
     pub memory_limit: Option<u64>,
 

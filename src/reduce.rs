@@ -12,14 +12,15 @@
 //!  add(batch) ──► per-property columns ──(past the budget)──► spill: each property sorted,
 //!                        │                                     de-duplicated, appended to
 //!                        │                                     spill-<n>.bin as one segment
-//!                        ▼ finish, per property in name order
+//!                        │                                     (blocks of whole columns)
+//!                        ▼ finish, per property in the order given
 //!               no segments: sort, dedupe ──────────────────► PropertyWriter
 //!               segments:    sort the rest, k-way merge it with its segments, dedupe ──► "
 //! ```
 //!
 //! Memory: the buffered rows, capped by `budget` (capacity, not just length, is counted), plus
-//! a `u32` permutation while one property sorts; merging holds one row per segment and one
-//! row group.
+//! 28 bytes a row (sort keys and permutation) while one property sorts; merging holds one
+//! block per segment and one row group.
 
 use std::cmp::Ordering;
 use std::fs::File;
@@ -183,8 +184,8 @@ impl Reducer {
         Ok(())
     }
 
-    /// Writes every property, in the order `order_by` gives (name order keeps runs
-    /// reproducible), through the writer `writer_for` makes for it.
+    /// Writes every property in `ids`, in that order (a fixed order keeps runs reproducible;
+    /// smallest first keeps the peak low), through the writer `writer_for` makes for it.
     pub fn finish(
         mut self,
         mut ids: Vec<u32>,

@@ -18,6 +18,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -72,8 +73,21 @@ def kill_tree(pid):
         pass
 
 
+TIME = "/usr/bin/time"
+
+
 def measure(cmd, timeout, env=None):
-    """Runs cmd; returns (wall s, user+sys s, peak tree RSS bytes, stdout, stderr)."""
+    """Runs cmd; returns (wall s, user+sys s, peak RSS bytes, stdout, stderr).
+
+    Peak RSS is the larger of /usr/bin/time -v's maximum (exact, the largest single process)
+    and the whole process tree sampled every 0.1 s (Spark's JVM and Python workers together).
+    """
+    timed = os.access(TIME, os.X_OK)
+    report, name = None, cmd[0]
+    if timed:
+        fd, report = tempfile.mkstemp(prefix="skewer-bench-time-")
+        os.close(fd)
+        cmd = [TIME, "-v", "-o", report] + cmd
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -100,8 +114,14 @@ def measure(cmd, timeout, env=None):
     # Children's usage accumulates: this command's is the difference.
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if report:
+        with open(report) as f:
+            for line in f:
+                if "Maximum resident set size" in line:
+                    peak[0] = max(peak[0], int(line.split(":")[1]) * 1024)
+        os.unlink(report)
     if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {err[-2000:]}")
+        raise RuntimeError(f"{name} failed ({proc.returncode}): {err[-2000:]}")
     return wall, cpu, peak[0], out, err
 
 
