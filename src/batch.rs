@@ -499,6 +499,15 @@ fn put_flags(out: &mut Vec<u8>, flags: &[bool]) {
     out.extend(flags.iter().map(|&b| u8::from(b)));
 }
 
+/// A lazy column's state in a block: 0 all null, 1 no null, 2 mixed.
+fn lazy_state(no_values: bool, no_validity: bool) -> u8 {
+    match (no_values, no_validity) {
+        (true, _) => 0,
+        (false, true) => 1,
+        (false, false) => 2,
+    }
+}
+
 /// Reads a block front to back.
 struct Take<'a>(&'a [u8]);
 
@@ -512,8 +521,12 @@ impl<'a> Take<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, BadBlock> {
-        Ok(self.bytes(1)?[0])
+    /// A column's [`lazy_state`].
+    fn state(&mut self) -> Result<u8, BadBlock> {
+        match self.bytes(1)?[0] {
+            state @ 0..=2 => Ok(state),
+            _ => Err(BadBlock),
+        }
     }
 
     fn u32(&mut self) -> Result<u32, BadBlock> {
@@ -542,11 +555,7 @@ impl<'a> Take<'a> {
 
 impl StrColumn {
     fn encode(&self, out: &mut Vec<u8>) {
-        let state: u8 = match (self.ends.is_empty(), self.valid.is_empty()) {
-            (true, _) => 0,
-            (false, true) => 1,
-            (false, false) => 2,
-        };
+        let state = lazy_state(self.ends.is_empty(), self.valid.is_empty());
         out.push(state);
         if state > 0 {
             out.reserve(self.ends.len() * 4 + self.data.len());
@@ -566,10 +575,7 @@ impl StrColumn {
         self.data.clear();
         self.valid.clear();
         self.len = rows;
-        let state = input.u8()?;
-        if state > 2 {
-            return Err(BadBlock);
-        }
+        let state = input.state()?;
         if state > 0 {
             let ends = input.bytes(rows.checked_mul(4).ok_or(BadBlock)?)?;
             self.ends.extend(
@@ -592,11 +598,7 @@ impl StrColumn {
 
 impl IntColumn {
     fn encode(&self, out: &mut Vec<u8>) {
-        let state: u8 = match (self.values.is_empty(), self.valid.is_empty()) {
-            (true, _) => 0,
-            (false, true) => 1,
-            (false, false) => 2,
-        };
+        let state = lazy_state(self.values.is_empty(), self.valid.is_empty());
         out.push(state);
         if state > 0 {
             put_i64s(out, &self.values);
@@ -610,10 +612,7 @@ impl IntColumn {
         self.values.clear();
         self.valid.clear();
         self.len = rows;
-        let state = input.u8()?;
-        if state > 2 {
-            return Err(BadBlock);
-        }
+        let state = input.state()?;
         if state > 0 {
             input.i64s(rows, &mut self.values)?;
         }

@@ -189,7 +189,6 @@ def main():
         skewer_hash = None
         for name, cmd in tools:
             out = work / f"out-{fmt}-{name}"
-            shutil.rmtree(out, ignore_errors=True)
             cmd = [c.replace("{out}", str(out)) for c in cmd]
             try:
                 # The run with the median wall time of --repeat runs (each on a fresh output),
