@@ -4,7 +4,6 @@
 //! `cargo bench --bench explode`. The input is a small `skewer gen` dump (2,000 v1 contacts ×
 //! 1,280 properties, the field report's skew) made once in a temporary directory.
 
-use std::fs::File;
 use std::hint::black_box;
 use std::path::Path;
 
@@ -84,7 +83,8 @@ fn explode(c: &mut Criterion) {
     });
 
     let (path, rows) = dump(&tmp.path().join("parquet"), Format::Parquet);
-    let opened = open(File::open(&path).expect("the Parquet dump")).expect("a nested dump");
+    let opened = open(skewer::source::LocalFile::open(&path).expect("the Parquet dump"))
+        .expect("a nested dump");
     let groups = opened.reader.metadata().num_row_groups();
     group.throughput(Throughput::Bytes(
         std::fs::metadata(&path).expect("the Parquet dump").len(),

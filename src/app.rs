@@ -23,8 +23,11 @@ pub enum OutputFormat {
 /// `skewer plan`: show the allocation a history gives.
 #[derive(Clone, Debug)]
 pub struct PlanConfig {
-    /// A history directory (a dataset's `_skewer/history`) or a file of run records.
+    /// A history directory (a dataset's `_skewer/history`) or a file of run records, local or
+    /// `s3://`.
     pub history: PathBuf,
+    /// An S3-compatible endpoint for an `s3://` history.
+    pub endpoint: Option<String>,
     pub params: PlanParams,
     /// Properties listed before the table sums up the tail (0: all).
     pub top: usize,
@@ -33,7 +36,17 @@ pub struct PlanConfig {
 
 /// Reads the history, plans, and writes the table or JSON to `out`.
 pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
-    let loaded = history::load(&config.history)?;
+    let stores = {
+        #[cfg(feature = "s3")]
+        {
+            crate::source::Stores::new(crate::s3::S3Config {
+                endpoint: config.endpoint.clone(),
+            })
+        }
+        #[cfg(not(feature = "s3"))]
+        crate::source::Stores::default()
+    };
+    let loaded = history::load_from(&config.history, &stores)?;
     let plan = planner::plan(&loaded.history, &config.params).map_err(|e| match e {
         PlanError::InvalidParams(msg) => Error::Config(msg),
         other => Error::Bug(format!("planning a validated history: {other}")),
@@ -89,17 +102,41 @@ pub fn generate(config: &crate::generate::GenConfig, out: &mut dyn Write) -> Res
 }
 
 /// `skewer recover`: rolls interrupted publishes forward and removes unpublished staging.
-pub fn recover(dataset: &std::path::Path, out: &mut dyn Write) -> Result<()> {
-    if !dataset.join("_skewer").is_dir() {
-        return Err(Error::Config(format!(
-            "{}: not a skewer dataset (no _skewer folder)",
-            dataset.display()
-        )));
-    }
-    let layout = crate::commit::Layout::new(dataset);
-    let lock = crate::commit::lock(&layout, "recover")?;
-    let done = crate::commit::recover(&layout)?;
-    drop(lock);
+pub fn recover(
+    dataset: &crate::run::Target,
+    endpoint: Option<String>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let done = match dataset {
+        crate::run::Target::Local(dataset) => {
+            if !dataset.join("_skewer").is_dir() {
+                return Err(Error::Config(format!(
+                    "{}: not a skewer dataset (no _skewer folder)",
+                    dataset.display()
+                )));
+            }
+            let layout = crate::commit::Layout::new(dataset);
+            let lock = crate::commit::lock(&layout, "recover")?;
+            let done = crate::commit::recover(&layout)?;
+            drop(lock);
+            done
+        }
+        #[cfg(feature = "s3")]
+        crate::run::Target::S3(url) => {
+            let root = crate::s3::S3Url::parse(url).expect("an s3:// URL")?;
+            let s3 = crate::s3::S3::connect(&crate::s3::S3Config { endpoint })?;
+            let dataset = crate::s3::dataset::S3Dataset::new(s3, &root);
+            let lock = dataset.lock("recover")?;
+            let done = dataset.recover()?;
+            drop(lock);
+            done
+        }
+        #[cfg(not(feature = "s3"))]
+        crate::run::Target::S3(url) => {
+            let _ = endpoint;
+            return Err(crate::source::no_s3(url));
+        }
+    };
     let text = report::recovery(&done, dataset);
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)

@@ -158,9 +158,13 @@ impl GenArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// A history directory (a dataset's _skewer/history) or a file of run records.
-    #[arg(long, value_name = "DIR|FILE")]
+    /// A history directory (a dataset's _skewer/history) or a file of run records, local or
+    /// s3://bucket/prefix.
+    #[arg(long, value_name = "DIR|FILE|S3")]
     pub history: PathBuf,
+
+    #[command(flatten)]
+    pub s3: S3Args,
 
     #[command(flatten)]
     pub planning: PlanningArgs,
@@ -204,19 +208,37 @@ pub struct PlanningArgs {
     pub split: SplitArg,
 }
 
+/// Object-store options, shared by every command that reads or writes `s3://`.
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// An S3-compatible endpoint (e.g. http://127.0.0.1:9000), addressed path-style; also
+    /// AWS_ENDPOINT_URL. Credentials and region come from the standard AWS chain.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Input files, directories or globs (NDJSON, JSON arrays or API pages; .gz/.zst).
+    /// Input files, directories or globs, local or s3://bucket/prefix (NDJSON, JSON arrays or
+    /// API pages, .gz/.zst; nested Parquet).
     #[arg(long, short = 'i', value_name = "PATH", required = true, num_args = 1..)]
     pub input: Vec<String>,
 
-    /// The dataset to write (created if missing).
-    #[arg(long, short = 'o', value_name = "DIR")]
-    pub output: PathBuf,
+    /// The dataset to write (created if missing): a folder or s3://bucket/prefix.
+    #[arg(long, short = 'o', value_name = "DIR|S3")]
+    pub output: String,
 
     /// Plan from this history instead of the dataset's own _skewer/history.
-    #[arg(long, value_name = "DIR|FILE")]
+    #[arg(long, value_name = "DIR|FILE|S3")]
     pub history: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    /// Local scratch space when the dataset is in S3 (staged files and spills, about the
+    /// output's size) [default: the system's temporary folder].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub planning: PlanningArgs,
@@ -252,9 +274,12 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
-    /// The dataset.
+    /// The dataset: a folder or s3://bucket/prefix.
     #[arg(value_name = "DATASET")]
-    pub dataset: PathBuf,
+    pub dataset: String,
+
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -293,6 +318,7 @@ impl PlanArgs {
     pub fn into_config(self) -> PlanConfig {
         PlanConfig {
             history: self.history,
+            endpoint: self.s3.endpoint,
             params: self.planning.params(),
             top: self.top,
             format: if self.json {
@@ -309,8 +335,10 @@ impl RunArgs {
         let params = self.planning.params();
         let config = RunConfig {
             inputs: self.input,
-            output: self.output,
+            output: skewer::run::Target::parse(&self.output),
             history: self.history,
+            endpoint: self.s3.endpoint,
+            work_dir: self.work_dir,
             mappers: self.threads.unwrap_or_else(cores) as usize,
             partition: self.partition,
             mode: match self.mode {

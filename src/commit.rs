@@ -95,7 +95,7 @@ impl Layout {
 /// crash would (no destructors, no cleanup). Points: `staged`, `manifest`, `swap:<n>` (after
 /// the n-th partition swap), `aside:<n>` (between the two renames of the n-th fallback swap
 /// of an existing partition), `history`, `committed`.
-fn fail_point(point: &str) {
+pub(crate) fn fail_point(point: &str) {
     if std::env::var("SKEWER_FAIL_AT").is_ok_and(|p| p == point) {
         eprintln!("SKEWER_FAIL_AT={point}: aborting");
         std::process::abort();
@@ -155,7 +155,7 @@ fn process_start(pid: u32) -> Option<u64> {
 impl LockOwner {
     /// Whether the owner is certainly gone: on this host, and no process with its pid and
     /// start time exists. An owner on another host is assumed alive.
-    fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         if self.host != host_name() {
             return false;
         }
@@ -166,17 +166,32 @@ impl LockOwner {
     }
 }
 
+impl LockOwner {
+    /// This process, running `run_id`.
+    pub(crate) fn me(run_id: &str) -> LockOwner {
+        LockOwner {
+            pid: std::process::id(),
+            host: host_name(),
+            process_start: process_start(std::process::id()),
+            since: crate::units::format_utc(crate::units::now_ms()),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// For messages: who, where, since when.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "run {} (pid {} on {}, since {})",
+            self.run_id, self.pid, self.host, self.since
+        )
+    }
+}
+
 /// Takes the dataset's lock for `run_id`. Fails if a live run holds it; replaces a stale one.
 pub fn lock(layout: &Layout, run_id: &str) -> Result<Lock> {
     let path = layout.lock_file();
     make_parent(&path)?;
-    let me = LockOwner {
-        pid: std::process::id(),
-        host: host_name(),
-        process_start: process_start(std::process::id()),
-        since: crate::units::format_utc(crate::units::now_ms()),
-        run_id: run_id.to_string(),
-    };
+    let me = LockOwner::me(run_id);
     let body = serde_json::to_vec(&me).map_err(|e| Error::Bug(e.to_string()))?;
     let mut took_over = None;
     for _ in 0..2 {
@@ -195,10 +210,7 @@ pub fn lock(layout: &Layout, run_id: &str) -> Result<Lock> {
                     Ok(owner) if !owner.is_stale() => {
                         return Err(Error::Locked {
                             path,
-                            owner: format!(
-                                "run {} (pid {} on {}, since {})",
-                                owner.run_id, owner.pid, owner.host, owner.since
-                            ),
+                            owner: owner.describe(),
                         });
                     }
                     // A dead owner, or a lock file cut short by a crash: take it over.

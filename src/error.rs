@@ -32,6 +32,13 @@ pub enum Error {
     /// A history directory or file holds no run records.
     #[error("{}: no history runs found (expected *.json run records, see history/README.md)", path.display())]
     EmptyHistory { path: PathBuf },
+    /// An object-store request failed (after its retries).
+    #[error("{url}: cannot {op}: {reason}")]
+    S3 {
+        url: String,
+        op: &'static str,
+        reason: String,
+    },
     /// Writing the command's output failed (a closed pipe, a full disk).
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),

@@ -31,11 +31,68 @@ pub fn load(path: &Path) -> Result<LoadedHistory> {
     } else {
         vec![path.to_path_buf()]
     };
+    let mut records = Vec::new();
+    for file in files {
+        let bytes = fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        records.push((file, bytes));
+    }
+    from_records(path, records)
+}
 
+/// Reads a history from wherever `location` is: a local path, or (feature `s3`) an `s3://`
+/// folder of run records, or one record file there.
+pub fn load_from(location: &Path, stores: &crate::source::Stores) -> Result<LoadedHistory> {
+    let text = location.to_string_lossy();
+    if !text.starts_with("s3://") {
+        return load(location);
+    }
+    #[cfg(feature = "s3")]
+    {
+        let url = crate::s3::S3Url::parse(&text).expect("an s3:// URL")?;
+        let s3 = stores.s3()?;
+        // A folder of records if anything is under `key/`, else the one object `key`.
+        let dir = url.at(url.dir_prefix());
+        let mut records = Vec::new();
+        for object in s3.list(&dir)? {
+            let name = object.key.strip_prefix(&dir.key).unwrap_or(&object.key);
+            if name.contains('/') || name.starts_with(['.', '_']) || !name.ends_with(".json") {
+                continue;
+            }
+            let at = url.at(object.key.clone());
+            if let Some(bytes) = s3.get(&at)? {
+                records.push((PathBuf::from(at.to_string()), bytes.to_vec()));
+            }
+        }
+        if records.is_empty()
+            && !url.key.is_empty()
+            && !url.key.ends_with('/')
+            && let Some(bytes) = s3.get(&url)?
+        {
+            records.push((PathBuf::from(text.as_ref()), bytes.to_vec()));
+        }
+        if records.is_empty() && s3.list(&url)?.is_empty() {
+            return Err(Error::io(
+                location,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder or object"),
+            ));
+        }
+        from_records(location, records)
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = stores;
+        Err(crate::source::no_s3(&text))
+    }
+}
+
+/// A history from run-record files already read: (name, bytes), in name order.
+pub fn from_records(source: &Path, records: Vec<(PathBuf, Vec<u8>)>) -> Result<LoadedHistory> {
+    let path = source;
     let mut runs: Vec<RunRecord> = Vec::new();
     let mut origin: Vec<(String, usize)> = Vec::new(); // run id → index into `files`
-    for (i, file) in files.iter().enumerate() {
-        for run in read_file(file)? {
+    let files: Vec<PathBuf> = records.iter().map(|(p, _)| p.clone()).collect();
+    for (i, (file, bytes)) in records.iter().enumerate() {
+        for run in read_file(file, bytes)? {
             origin.push((run.run_id.clone(), i));
             runs.push(run);
         }
@@ -93,8 +150,7 @@ struct VersionProbe {
     run_id: Option<serde_json::Value>,
 }
 
-fn read_file(path: &Path) -> Result<Vec<RunRecord>> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+fn read_file(path: &Path, bytes: &[u8]) -> Result<Vec<RunRecord>> {
     let bad = |reason: String| Error::BadHistory {
         path: path.into(),
         reason,
@@ -114,9 +170,9 @@ fn read_file(path: &Path) -> Result<Vec<RunRecord>> {
     // Typed parses give line and column for both syntax and type errors (an untagged
     // one-or-many enum would not), so arrays and single records are parsed separately.
     let probes: Vec<VersionProbe> = if is_array {
-        serde_json::from_slice(&bytes).map_err(|e| Error::json(path, &e))?
+        serde_json::from_slice(bytes).map_err(|e| Error::json(path, &e))?
     } else {
-        vec![serde_json::from_slice(&bytes).map_err(|e| Error::json(path, &e))?]
+        vec![serde_json::from_slice(bytes).map_err(|e| Error::json(path, &e))?]
     };
     for (i, probe) in probes.iter().enumerate() {
         let which = match &probe.run_id {
@@ -137,9 +193,9 @@ fn read_file(path: &Path) -> Result<Vec<RunRecord>> {
     }
 
     let runs: Vec<RunRecord> = if is_array {
-        serde_json::from_slice(&bytes).map_err(|e| Error::json(path, &e))?
+        serde_json::from_slice(bytes).map_err(|e| Error::json(path, &e))?
     } else {
-        vec![serde_json::from_slice(&bytes).map_err(|e| Error::json(path, &e))?]
+        vec![serde_json::from_slice(bytes).map_err(|e| Error::json(path, &e))?]
     };
     for run in &runs {
         run.check().map_err(|e| bad(e.to_string()))?;

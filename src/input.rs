@@ -17,9 +17,7 @@
 //! Bad data is never an error here: a line or text that does not parse is rejected with its
 //! place, and reading goes on. Only the operating system failing to read a file is an error.
 
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,7 +25,8 @@ use crate::error::{Error, Result};
 use crate::explode::json::{JsonContext, JsonScratch, explode_reader, explode_slice};
 use crate::explode::{PropertyIds, RecordSink};
 use crate::route::{Router, UnitLocation};
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use crate::source::{Handle, LocalFile, Reader, Stores};
+use parquet::file::reader::FileReader;
 
 /// Default bytes of NDJSON per split.
 pub const SPLIT_BYTES: u64 = 64 << 20;
@@ -49,11 +48,35 @@ pub enum Format {
 /// One input file.
 #[derive(Clone, Debug)]
 pub struct InputFile {
+    /// The local path, or the `s3://` URL (for messages).
     pub path: PathBuf,
     /// The path as shown in messages and manifests.
     pub name: Arc<str>,
     pub size: u64,
     pub format: Format,
+    /// Where the bytes are.
+    pub location: Location,
+}
+
+/// Where an input file's bytes are.
+#[derive(Clone, Debug)]
+pub enum Location {
+    /// At `path` on this machine.
+    Local,
+    /// In an object store.
+    #[cfg(feature = "s3")]
+    S3(Arc<crate::s3::S3Object>),
+}
+
+impl InputFile {
+    /// The file's bytes, for positioned reads.
+    pub fn open(&self) -> Result<Handle> {
+        match &self.location {
+            Location::Local => LocalFile::open(&self.path).map_err(|e| Error::io(&self.path, e)),
+            #[cfg(feature = "s3")]
+            Location::S3(object) => Ok(object.clone()),
+        }
+    }
 }
 
 /// A unit of map work.
@@ -83,8 +106,113 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
 
 /// Resolves `--input` values to files, in a stable order (as given; directories and globs
 /// sorted). A path or directory that does not exist, or a glob that matches nothing, is an
-/// error: a nightly job reading nothing is almost always a wrong path.
-pub fn discover(inputs: &[String]) -> Result<Vec<InputFile>> {
+/// error: a nightly job reading nothing is almost always a wrong path. `s3://bucket/prefix`
+/// values (and globs under them) are listed in the bucket.
+pub fn discover(inputs: &[String], stores: &Stores) -> Result<Vec<InputFile>> {
+    let mut out = Vec::new();
+    let mut local = Vec::new();
+    for input in inputs {
+        if input.starts_with("s3://") {
+            out.extend(discover_local(&std::mem::take(&mut local))?);
+            #[cfg(feature = "s3")]
+            out.extend(discover_s3(input, stores)?);
+            #[cfg(not(feature = "s3"))]
+            {
+                let _ = stores;
+                return Err(crate::source::no_s3(input));
+            }
+        } else {
+            local.push(input.clone());
+        }
+    }
+    out.extend(discover_local(&local)?);
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|f| seen.insert(f.name.clone()));
+    Ok(out)
+}
+
+/// `s3://bucket/prefix`: the object itself, or the objects under `prefix/` (hidden names
+/// skipped); `s3://bucket/dt=*/x*.json`: the objects (or folders) the glob matches.
+#[cfg(feature = "s3")]
+fn discover_s3(input: &str, stores: &Stores) -> Result<Vec<InputFile>> {
+    use crate::s3::{S3Object, S3Url};
+    let url = S3Url::parse(input).expect("an s3:// URL")?;
+    let s3 = stores.s3()?;
+    let hidden_below = |rest: &str| rest.split('/').any(|c| c.starts_with(['.', '_']));
+    let mut keys = Vec::new();
+    if is_glob(&url.key) {
+        let literal = &url.key[..url.key.find(['*', '?', '[']).unwrap_or(url.key.len())];
+        let pattern = glob::Pattern::new(url.key.trim_end_matches('/'))
+            .map_err(|e| Error::Config(format!("--input {input:?}: bad pattern: {e}")))?;
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        for object in s3.list(&url.at(literal))? {
+            // The key itself, or a folder above it, matches; below a matched folder hidden
+            // names are skipped, as in a local directory.
+            let key = &object.key;
+            let matched = key
+                .match_indices('/')
+                .map(|(i, _)| i)
+                .chain([key.len()])
+                .any(|end| {
+                    pattern.matches_with(&key[..end], options)
+                        && (end == key.len() || !hidden_below(&key[end + 1..]))
+                });
+            if matched && !key.ends_with('/') {
+                keys.push(object);
+            }
+        }
+    } else {
+        let exact = url.key.trim_end_matches('/');
+        let dir = url.dir_prefix();
+        for object in s3.list(&url)? {
+            let under = object.key.strip_prefix(&dir).filter(|_| !dir.is_empty());
+            let take = if object.key == exact && !url.key.ends_with('/') {
+                true
+            } else if dir.is_empty() {
+                !hidden_below(&object.key)
+            } else {
+                under.is_some_and(|rest| !rest.is_empty() && !hidden_below(rest))
+            };
+            if take && !object.key.ends_with('/') {
+                keys.push(object);
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(Error::Config(format!(
+            "--input {input:?} matches no objects"
+        )));
+    }
+    keys.into_iter()
+        .map(|object| {
+            let at = url.at(object.key);
+            let name = at.to_string();
+            let remote = Arc::new(S3Object {
+                s3: s3.clone(),
+                url: at,
+                size: object.size,
+            });
+            let head = crate::source::RandomAccess::get_bytes(
+                remote.as_ref(),
+                0,
+                object.size.min(4) as usize,
+            )
+            .map_err(|e| Error::io(&name, e))?;
+            Ok(InputFile {
+                path: PathBuf::from(&name),
+                name: Arc::from(name.as_str()),
+                size: object.size,
+                format: sniff(&head),
+                location: Location::S3(remote),
+            })
+        })
+        .collect()
+}
+
+fn discover_local(inputs: &[String]) -> Result<Vec<InputFile>> {
     let mut paths: Vec<PathBuf> = Vec::new();
     for input in inputs {
         if is_glob(input) {
@@ -134,22 +262,27 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn describe(path: &Path) -> Result<InputFile> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut file, &mut magic).map_err(|e| Error::io(path, e))?;
-    let format = match &magic[..n] {
-        [b'P', b'A', b'R', b'1'] => Format::Parquet,
-        [0x1f, 0x8b, ..] => Format::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Format::Zstd,
-        _ => Format::Json,
-    };
     Ok(InputFile {
         path: path.to_path_buf(),
         name: Arc::from(path.to_string_lossy().as_ref()),
         size,
-        format,
+        format: sniff(&magic[..n]),
+        location: Location::Local,
     })
+}
+
+/// A file's format from its first (up to) four bytes.
+fn sniff(magic: &[u8]) -> Format {
+    match magic {
+        [b'P', b'A', b'R', b'1'] => Format::Parquet,
+        [0x1f, 0x8b, ..] => Format::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => Format::Zstd,
+        _ => Format::Json,
+    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -167,8 +300,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Whether a plain JSON file is NDJSON: its first line is one complete JSON value.
 fn is_ndjson(file: &InputFile) -> Result<bool> {
-    let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-    let mut reader = BufReader::new(f);
+    let mut reader = Reader::buffered(file.open()?, 0);
     let mut line = Vec::new();
     // A first line longer than this is no NDJSON we can split cheaply; read it whole.
     (&mut reader)
@@ -203,10 +335,10 @@ pub fn splits(files: &[InputFile], split_bytes: u64) -> Result<Vec<Split>> {
                 end: f.size,
             }),
             Format::Parquet => {
-                let file = File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
-                match contain_panic(|| SerializedFileReader::new(file)) {
-                    Ok(Ok(reader)) => {
-                        let groups = reader.metadata().num_row_groups();
+                let handle = f.open()?;
+                match contain_panic(|| crate::explode::parquet::open(handle)) {
+                    Ok(Ok(opened)) => {
+                        let groups = opened.reader.metadata().num_row_groups();
                         out.extend((0..groups).map(|g| Split::RowGroups {
                             file: i,
                             start: g,
@@ -228,6 +360,8 @@ pub struct MapperScratch {
     pub json: JsonScratch,
     pub parquet: crate::explode::parquet::ParquetScratch,
     buf: Vec<u8>,
+    /// The Parquet file last read, by name, with its footer.
+    opened: Option<(Arc<str>, crate::explode::parquet::Opened)>,
 }
 
 /// Reads one split, exploding its records into `router`. `Err` only for I/O failures the
@@ -260,15 +394,22 @@ fn read_row_groups(
     router: &mut Router<'_>,
 ) -> Result<()> {
     use crate::explode::parquet::{ParquetSink, explode_row_group, open};
-    let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-    let opened = match contain_panic(|| open(f)).and_then(|r| r) {
-        Ok(v) => v,
-        Err(reason) => {
-            locate(router, file, None, None);
-            ParquetSink::reject(router, 0, &reason);
-            return Ok(());
+    // A file's row groups are consecutive splits: read its footer once per mapper, not once
+    // per row group (for S3, that is two requests saved per split).
+    let cached = matches!(&scratch.opened, Some((name, _)) if *name == file.name);
+    if !cached {
+        scratch.opened = None;
+        let handle = file.open()?;
+        match contain_panic(|| open(handle)).and_then(|r| r) {
+            Ok(v) => scratch.opened = Some((file.name.clone(), v)),
+            Err(reason) => {
+                locate(router, file, None, None);
+                ParquetSink::reject(router, 0, &reason);
+                return Ok(());
+            }
         }
-    };
+    }
+    let opened = &scratch.opened.as_ref().expect("opened above").1;
     for g in groups {
         router.location = UnitLocation {
             file: file.name.clone(),
@@ -277,7 +418,7 @@ fn read_row_groups(
             row_group: Some(g),
         };
         let result = contain_panic(|| {
-            explode_row_group(&opened, g, ids, router, &mut scratch.parquet)
+            explode_row_group(opened, g, ids, router, &mut scratch.parquet)
                 .map_err(|e| e.to_string())
         });
         if let Err(e) = result.and_then(|r| r) {
@@ -342,9 +483,9 @@ fn read_lines(
     ids: &mut dyn PropertyIds,
     router: &mut Router<'_>,
 ) -> Result<()> {
-    let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+    let f = file.open()?;
     let io = |e| Error::io(&file.path, e);
-    let mut lines = LineReader::new(&f, &mut scratch.buf);
+    let mut lines = LineReader::new(f.as_ref(), &mut scratch.buf);
     if start > 0 {
         // Skip the line that began in the previous split.
         lines.seek(start - 1).map_err(io)?;
@@ -385,7 +526,7 @@ fn read_whole(
     ids: &mut dyn PropertyIds,
     router: &mut Router<'_>,
 ) -> Result<()> {
-    let f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
+    let f = file.open()?;
     if file.size == 0 {
         locate(router, file, None, None);
         router.reject(0, "the file is empty");
@@ -395,23 +536,19 @@ fn read_whole(
         Format::Json if file.size <= SLURP_LIMIT => {
             let buf = &mut scratch.buf;
             buf.clear();
-            (&f).read_to_end(buf)
-                .map_err(|e| Error::io(&file.path, e))?;
+            buf.resize(file.size as usize, 0);
+            let got =
+                read_up_to(&mut Reader::new(f, 0), buf).map_err(|e| Error::io(&file.path, e))?;
+            buf.truncate(got);
             locate(router, file, None, None);
             let mut ctx = JsonContext::new(&mut scratch.json, ids, router);
             let result = explode_slice(buf, &mut ctx);
             let records = ctx.records;
             text_done(router, file, result, records);
         }
-        Format::Json => read_stream(
-            file,
-            BufReader::with_capacity(1 << 20, f),
-            scratch,
-            ids,
-            router,
-        )?,
+        Format::Json => read_stream(file, Reader::buffered(f, 0), scratch, ids, router)?,
         Format::Gzip => {
-            let decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f));
+            let decoder = flate2::read::MultiGzDecoder::new(Reader::buffered(f, 0));
             read_stream(
                 file,
                 BufReader::with_capacity(1 << 20, decoder),
@@ -420,7 +557,7 @@ fn read_whole(
                 router,
             )?;
         }
-        Format::Zstd => match zstd::stream::read::Decoder::new(f) {
+        Format::Zstd => match zstd::stream::read::Decoder::with_buffer(Reader::buffered(f, 0)) {
             Ok(decoder) => read_stream(
                 file,
                 BufReader::with_capacity(1 << 20, decoder),
@@ -604,7 +741,7 @@ fn strip_position(e: &serde_json::Error) -> String {
 /// Lines of a file from an offset, through one reused buffer of about [`CHUNK`] bytes (more
 /// only while a single line is longer).
 struct LineReader<'f> {
-    file: &'f File,
+    file: &'f dyn crate::source::RandomAccess,
     buf: &'f mut Vec<u8>,
     /// File offset of `buf[0]`.
     base: u64,
@@ -614,7 +751,7 @@ struct LineReader<'f> {
 }
 
 impl<'f> LineReader<'f> {
-    fn new(file: &'f File, buf: &'f mut Vec<u8>) -> Self {
+    fn new(file: &'f dyn crate::source::RandomAccess, buf: &'f mut Vec<u8>) -> Self {
         buf.clear();
         LineReader {
             file,
@@ -710,10 +847,7 @@ pub fn resolve_reject_lines(
             i += 1;
             continue;
         };
-        let mut reader = BufReader::with_capacity(
-            1 << 20,
-            File::open(&file.path).map_err(|e| Error::io(&file.path, e))?,
-        );
+        let mut reader = Reader::buffered(file.open()?, 0);
         let (mut at, mut line) = (0u64, 1u64);
         while i < pending.len() && rejects[pending[i]].file == name {
             let target = rejects[pending[i]].offset.unwrap_or(0);

@@ -19,12 +19,14 @@
 //!
 //! | module | takes | gives |
 //! |---|---|---|
-//! | [`input`] | `--input` paths, globs, directories | files, sniffed by content, and splits |
+//! | [`input`] | `--input` paths, globs, directories, `s3://` prefixes | files, sniffed by content, and splits |
+//! | [`source`] | a local file or an S3 object | positioned reads (pread, ranged GETs) |
 //! | [`explode`] | a split's JSON or nested Parquet | version rows, columnar ([`batch`]) |
 //! | [`route`] | rows | per-reducer batches on bounded channels, by the plan |
 //! | [`reduce`] | a reducer's batches | per property, sorted and de-duplicated rows (spilling past its budget) |
 //! | [`sink`] | sorted rows | Parquet files in Hive partition folders |
 //! | [`commit`] | staged files | an atomic publish, its manifest, history record and rejects |
+//! | `s3` (feature `s3`) | staged files, an `s3://` dataset | uploads and the object-store publish |
 //! | [`history`], [`sample`] | past runs, or the input itself | the volumes the planner (`planner`) plans from |
 //!
 //! [`run`] wires them together; [`app`] is each subcommand as a call with a plain config.
@@ -45,8 +47,11 @@ pub mod reduce;
 pub mod report;
 pub mod route;
 pub mod run;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod sample;
 pub mod sink;
+pub mod source;
 pub mod units;
 
 pub use error::{Error, Result};

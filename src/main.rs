@@ -48,9 +48,11 @@ fn main() -> ExitCode {
             args.expected.as_deref(),
             &mut io::stdout().lock(),
         ),
-        cli::Command::Recover(args) => {
-            skewer::app::recover(&args.dataset, &mut io::stdout().lock())
-        }
+        cli::Command::Recover(args) => skewer::app::recover(
+            &skewer::run::Target::parse(&args.dataset),
+            args.s3.endpoint,
+            &mut io::stdout().lock(),
+        ),
         cli::Command::Run(args) => {
             let (config, format) = args.into_config();
             skewer::app::run(&config, format, &mut io::stdout().lock())

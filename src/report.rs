@@ -295,7 +295,7 @@ pub fn plan_json(plan: &Plan, stats: &PlanStats) -> Result<String> {
 }
 
 /// The one-screen summary of a run.
-pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> String {
+pub fn run_summary(s: &crate::run::RunSummary, dataset: &dyn std::fmt::Display) -> String {
     let m = &s.manifest;
     let c = &m.counts;
     let secs = s.wall.as_secs_f64();
@@ -319,8 +319,7 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> Str
         writeln!(
             out,
             "run {} committed to {}{prefix} ({mode})",
-            m.run_id,
-            dataset.display()
+            m.run_id, dataset
         )?;
         writeln!(
             out,
@@ -400,10 +399,9 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> Str
         if c.records_rejected > 0 {
             writeln!(
                 out,
-                "rejects  {}",
-                crate::commit::Layout::new(dataset)
-                    .rejects(&m.run_id)
-                    .display()
+                "rejects  {}/_skewer/rejects/{}.ndjson",
+                dataset.to_string().trim_end_matches('/'),
+                m.run_id
             )?;
         }
         Ok(())
@@ -412,13 +410,13 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &std::path::Path) -> Str
 }
 
 /// What recovery did, one line per run.
-pub fn recovery(done: &crate::commit::Recovery, dataset: &std::path::Path) -> String {
+pub fn recovery(done: &crate::commit::Recovery, dataset: &dyn std::fmt::Display) -> String {
     let mut out = String::new();
     for run in &done.rolled_forward {
         let _ = writeln!(
             out,
             "finished the interrupted publish of run {run} in {}",
-            dataset.display()
+            dataset
         );
     }
     for run in &done.discarded {
@@ -428,7 +426,7 @@ pub fn recovery(done: &crate::commit::Recovery, dataset: &std::path::Path) -> St
         );
     }
     if out.is_empty() {
-        let _ = writeln!(out, "{}: nothing to recover", dataset.display());
+        let _ = writeln!(out, "{dataset}: nothing to recover");
     }
     out
 }

@@ -36,15 +36,62 @@ use crate::input::{self, InputFile, MapperScratch, Split};
 use crate::reduce::Reducer;
 use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Reject, Router};
 use crate::sink::{PropertyWriter, SinkOptions, escape_partition_value, property_dir};
+use crate::source::Stores;
 use crate::units::{format_utc, now_ms};
+
+/// Where a dataset is: a local folder or an `s3://bucket/prefix`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Local(PathBuf),
+    /// An `s3://` URL (checked when the run starts).
+    S3(String),
+}
+
+impl Target {
+    /// `s3://…` is S3; anything else a local path.
+    pub fn parse(text: &str) -> Target {
+        if text.starts_with("s3://") {
+            Target::S3(text.to_string())
+        } else {
+            Target::Local(PathBuf::from(text))
+        }
+    }
+
+    /// The dataset's last path segment (the history records it).
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Target::Local(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            Target::S3(url) => url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .map(str::to_string),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Local(p) => write!(f, "{}", p.display()),
+            Target::S3(url) => f.write_str(url),
+        }
+    }
+}
 
 /// Everything a run needs, validated.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub inputs: Vec<String>,
-    pub output: PathBuf,
-    /// History to plan from; `None`: the dataset's own `_skewer/history`.
+    pub output: Target,
+    /// History to plan from (a path or an `s3://` URL); `None`: the dataset's own
+    /// `_skewer/history`.
     pub history: Option<PathBuf>,
+    /// An S3-compatible endpoint for `s3://` inputs and outputs.
+    pub endpoint: Option<String>,
+    /// Local scratch space for a dataset in S3 (staged files, spills); `None`: the system's
+    /// temporary folder.
+    pub work_dir: Option<PathBuf>,
     pub params: PlanParams,
     pub mappers: usize,
     /// Hive partition prefix, `key=value[/key=value…]`.
@@ -61,14 +108,20 @@ pub struct RunConfig {
 impl RunConfig {
     /// `skewer run`'s defaults for `inputs` → `output`, with `reducers` reducers and two
     /// mapper threads.
-    pub fn new(inputs: &[&std::path::Path], output: impl Into<PathBuf>, reducers: u32) -> Self {
+    pub fn new(
+        inputs: &[&std::path::Path],
+        output: impl AsRef<std::path::Path>,
+        reducers: u32,
+    ) -> Self {
         RunConfig {
             inputs: inputs
                 .iter()
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect(),
-            output: output.into(),
+            output: Target::Local(output.as_ref().to_path_buf()),
             history: None,
+            endpoint: None,
+            work_dir: None,
             params: PlanParams::new(reducers),
             mappers: 2,
             partition: None,
@@ -282,25 +335,152 @@ fn new_run_id(started_ms: i64) -> String {
     format!("{stamp}-{salt:04x}")
 }
 
+/// Where a run stages and publishes.
+enum Dest {
+    /// A local dataset: staging inside it, publish by renames.
+    Local(Layout),
+    /// A dataset in S3: staging in a local work folder, publish by uploads and a manifest.
+    #[cfg(feature = "s3")]
+    S3 {
+        dataset: crate::s3::dataset::S3Dataset,
+        /// The work folder, laid out as a dataset (staging, spills, pending history).
+        layout: Layout,
+        /// Removed with everything in it when the run ends, however it ends.
+        _work: tempfile::TempDir,
+    },
+}
+
+impl Dest {
+    fn open(config: &RunConfig, stores: &Stores) -> Result<Dest> {
+        match &config.output {
+            Target::Local(path) => Ok(Dest::Local(Layout::new(path))),
+            #[cfg(feature = "s3")]
+            Target::S3(url) => {
+                let root = crate::s3::S3Url::parse(url).expect("an s3:// URL")?;
+                let dataset = crate::s3::dataset::S3Dataset::new(stores.s3()?, &root);
+                let parent = config.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+                let work = tempfile::Builder::new()
+                    .prefix("skewer-work-")
+                    .tempdir_in(&parent)
+                    .map_err(|e| Error::io(&parent, e))?;
+                Ok(Dest::S3 {
+                    dataset,
+                    layout: Layout::new(work.path()),
+                    _work: work,
+                })
+            }
+            #[cfg(not(feature = "s3"))]
+            Target::S3(url) => {
+                let _ = stores;
+                Err(crate::source::no_s3(url))
+            }
+        }
+    }
+
+    /// Where this run's files are staged.
+    fn layout(&self) -> &Layout {
+        match self {
+            Dest::Local(layout) => layout,
+            #[cfg(feature = "s3")]
+            Dest::S3 { layout, .. } => layout,
+        }
+    }
+
+    /// Takes the dataset's lock, held until the returned guard drops.
+    fn lock(&self, run_id: &str) -> Result<Box<dyn std::any::Any>> {
+        match self {
+            Dest::Local(layout) => Ok(Box::new(commit::lock(layout, run_id)?)),
+            #[cfg(feature = "s3")]
+            Dest::S3 { dataset, .. } => Ok(Box::new(dataset.lock(run_id)?)),
+        }
+    }
+
+    fn recover(&self) -> Result<commit::Recovery> {
+        match self {
+            Dest::Local(layout) => commit::recover(layout),
+            #[cfg(feature = "s3")]
+            Dest::S3 { dataset, .. } => dataset.recover(),
+        }
+    }
+
+    /// The dataset's own history folder.
+    fn history_dir(&self) -> PathBuf {
+        match self {
+            Dest::Local(layout) => layout.history_dir(),
+            #[cfg(feature = "s3")]
+            Dest::S3 { dataset, .. } => PathBuf::from(dataset.history_dir().to_string()),
+        }
+    }
+
+    /// Writes the rejects (if any) where the dataset keeps them; returns where that is.
+    fn write_rejects(&self, run: &str, rejects: &[Reject]) -> Result<PathBuf> {
+        let layout = self.layout();
+        commit::write_rejects(layout, run, rejects)?;
+        match self {
+            Dest::Local(_) => Ok(layout.rejects(run)),
+            #[cfg(feature = "s3")]
+            Dest::S3 { dataset, .. } => {
+                let url = dataset.rejects(run);
+                if !rejects.is_empty() {
+                    let local = layout.rejects(run);
+                    let bytes = std::fs::read(&local).map_err(|e| Error::io(&local, e))?;
+                    dataset.s3.put(&url, bytes)?;
+                }
+                Ok(PathBuf::from(url.to_string()))
+            }
+        }
+    }
+
+    /// The partitions the run swaps and the files it replaces.
+    fn prepare(&self, run: &str, mode: Mode) -> Result<(Vec<String>, Vec<String>)> {
+        match self {
+            Dest::Local(layout) => commit::prepare(layout, run, mode),
+            #[cfg(feature = "s3")]
+            Dest::S3 {
+                dataset, layout, ..
+            } => {
+                let partitions = commit::staged_partitions(layout, run)?;
+                let replaced = match mode {
+                    Mode::Overwrite => dataset.replaced(&partitions, run)?,
+                    Mode::Append => Vec::new(),
+                };
+                Ok((partitions, replaced))
+            }
+        }
+    }
+
+    fn publish(&self, manifest: &mut Manifest) -> Result<()> {
+        match self {
+            Dest::Local(layout) => commit::publish(layout, manifest),
+            #[cfg(feature = "s3")]
+            Dest::S3 {
+                dataset, layout, ..
+            } => dataset.publish(layout, manifest),
+        }
+    }
+}
+
 /// Runs the job: reads `config.inputs`, writes and publishes the dataset.
 pub fn run(config: &RunConfig) -> Result<RunSummary> {
     let t0 = Instant::now();
     let started_ms = now_ms();
     let run_id = new_run_id(started_ms);
-    let layout = Layout::new(&config.output);
     let partition = config
         .partition
         .as_deref()
         .map(partition_path)
         .transpose()?;
-    let files = input::discover(&config.inputs)?;
+    let stores = stores(config);
+    let files = input::discover(&config.inputs, &stores)?;
+    let dest = Dest::open(config, &stores)?;
+    let layout = dest.layout();
 
-    let lock = commit::lock(&layout, &run_id)?;
+    let lock = dest.lock(&run_id)?;
     // Finish what an earlier run left half-published before planning from its history.
-    let recovery = commit::recover(&layout)?;
+    let recovery = dest.recover()?;
 
     let splits = input::splits(&files, config.split_bytes)?;
-    let (plan, plan_source) = make_plan(config, &layout, &files, &splits)?;
+    let (plan, plan_source) = make_plan(config, &dest, &stores, &files, &splits)?;
     let predicted = plan.stats().max_over_mean;
     let plan = Arc::new(plan);
     let table = PropertyTable::new(plan.clone());
@@ -365,7 +545,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             b.record,
         ))
     });
-    commit::write_rejects(&layout, &run_id, &rejects).map_err(discard)?;
+    let rejects_at = dest.write_rejects(&run_id, &rejects).map_err(discard)?;
     // Records and (Parquet) versions are each a unit that can be rejected.
     let bad = counts.records_rejected + counts.versions_rejected;
     let total = counts.records_read + counts.versions_rejected;
@@ -374,7 +554,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             bad,
             read: total,
             limit: config.max_bad_records.to_string(),
-            rejects: layout.rejects(&run_id),
+            rejects: rejects_at,
         }));
     }
 
@@ -414,15 +594,12 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     files_out.sort_by(|a, b| a.path.cmp(&b.path));
 
     commit::stage_history(
-        &layout,
+        layout,
         &RunRecord {
             schema_version: planner::HISTORY_SCHEMA_VERSION,
             run_id: run_id.clone(),
             started_at: format_utc(started_ms),
-            dataset: config
-                .output
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned()),
+            dataset: config.output.name(),
             partition: partition.clone(),
             properties: volumes.clone(),
             reducers: reducers
@@ -436,7 +613,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         },
     )
     .map_err(discard)?;
-    let (partitions, replaced) = commit::prepare(&layout, &run_id, config.mode).map_err(discard)?;
+    let (partitions, replaced) = dest.prepare(&run_id, config.mode).map_err(discard)?;
     let mut manifest = Manifest {
         schema_version: commit::MANIFEST_SCHEMA_VERSION,
         run_id: run_id.clone(),
@@ -473,7 +650,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     };
     // From here on, a failure leaves a manifest the next run or `skewer recover` completes.
     let publishing = Instant::now();
-    commit::publish(&layout, &mut manifest)?;
+    dest.publish(&mut manifest)?;
     drop(lock);
     manifest.timings.publish_ms = ms(publishing.elapsed());
 
@@ -506,17 +683,30 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     })
 }
 
+/// The object stores a run's configuration reaches.
+fn stores(config: &RunConfig) -> Stores {
+    #[cfg(feature = "s3")]
+    {
+        Stores::new(crate::s3::S3Config {
+            endpoint: config.endpoint.clone(),
+        })
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        let _ = config;
+        Stores::default()
+    }
+}
+
 fn make_plan(
     config: &RunConfig,
-    layout: &Layout,
+    dest: &Dest,
+    stores: &Stores,
     files: &[InputFile],
     splits: &[Split],
 ) -> Result<(Plan, PlanSource)> {
-    let dir = config
-        .history
-        .clone()
-        .unwrap_or_else(|| layout.history_dir());
-    let loaded = match crate::history::load(&dir) {
+    let dir = config.history.clone().unwrap_or_else(|| dest.history_dir());
+    let loaded = match crate::history::load_from(&dir, stores) {
         Ok(loaded) => Some(loaded),
         // No history yet (a new dataset): plan from a sample of the input instead.
         Err(Error::Io { source, .. })

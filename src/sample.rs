@@ -9,15 +9,14 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read};
 use std::rc::Rc;
 
 use parquet::file::reader::FileReader;
 use planner::{Sample, Volume};
 
 use crate::batch::Rows;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::explode::json::{JsonContext, JsonScratch, explode_reader};
 use crate::explode::{LocalIds, PropertyIds, RecordSink};
 use crate::input::{Format, InputFile, Split};
@@ -100,7 +99,7 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
         })
         .collect();
     for file in files.iter().filter(|f| f.format == Format::Parquet) {
-        let Ok(handle) = File::open(&file.path) else {
+        let Ok(handle) = file.open() else {
             continue;
         };
         // Unreadable files are rejected by the run itself; they add nothing to the plan.
@@ -227,9 +226,7 @@ fn sample_split(
         Split::Whole { file } => (&files[file], 0),
         Split::RowGroups { .. } => return Ok(0),
     };
-    let mut f = File::open(&file.path).map_err(|e| Error::io(&file.path, e))?;
-    f.seek(SeekFrom::Start(start))
-        .map_err(|e| Error::io(&file.path, e))?;
+    let f = crate::source::Reader::buffered(file.open()?, start);
     let count = Rc::new(Cell::new(0));
     let raw = CountingReader {
         inner: f,

@@ -26,9 +26,7 @@
 //! first). A version without a usable timestamp is rejected alone: versions are read property
 //! by property, so the object's other properties may already be on their way.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::io::{BufReader, Read};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -44,6 +42,7 @@ use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
 use super::{PropertyIds, timestamp};
 use crate::batch::Rows;
+use crate::source::{Handle, Reader};
 
 /// What the Parquet explode reports besides rows.
 pub trait ParquetSink {
@@ -406,58 +405,40 @@ const FLUSH_ROWS: usize = 16 * 1024;
 
 /// A file read by positioned reads. The parquet crate's reader for `File` duplicates the
 /// descriptor, seeks and closes for every column chunk: four system calls each, for some
-/// 300,000 chunks in a wide dump. This reads in one call and shares the descriptor.
+/// 300,000 chunks in a wide dump. This reads in one call and shares the descriptor; for an S3
+/// object, each read is one ranged GET.
 #[derive(Clone, Debug)]
 pub struct PreadFile {
-    file: Arc<File>,
-    len: u64,
+    file: Handle,
 }
 
 impl PreadFile {
-    pub fn new(file: File) -> std::io::Result<Self> {
-        let len = file.metadata()?.len();
-        Ok(PreadFile {
-            file: Arc::new(file),
-            len,
-        })
+    pub fn new(file: Handle) -> Self {
+        PreadFile { file }
     }
 }
 
 impl Length for PreadFile {
     fn len(&self) -> u64 {
-        self.len
+        self.file.len()
     }
 }
 
 impl ChunkReader for PreadFile {
-    type T = PreadReader;
+    type T = BufReader<Reader>;
 
-    fn get_read(&self, start: u64) -> Result<PreadReader, ParquetError> {
-        Ok(PreadReader {
-            file: self.file.clone(),
-            pos: start,
-        })
+    fn get_read(&self, start: u64) -> Result<BufReader<Reader>, ParquetError> {
+        // The page reader asks for a reader per page and reads its header through it (then
+        // the page by `get_bytes`): a small buffer, enough for a header in one request.
+        let size = (self.file.read_size() / 64).max(8 << 10);
+        Ok(BufReader::with_capacity(
+            size,
+            Reader::new(self.file.clone(), start),
+        ))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
-        let mut buf = vec![0; length];
-        self.file.read_exact_at(&mut buf, start)?;
-        Ok(buf.into())
-    }
-}
-
-/// A [`Read`] at a position of a [`PreadFile`].
-#[derive(Debug)]
-pub struct PreadReader {
-    file: Arc<File>,
-    pos: u64,
-}
-
-impl Read for PreadReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
+        Ok(self.file.get_bytes(start, length)?)
     }
 }
 
@@ -482,14 +463,14 @@ struct RowGroupChunk {
 
 impl Length for RowGroupChunk {
     fn len(&self) -> u64 {
-        self.file.len
+        self.file.len()
     }
 }
 
 /// Either a slice of the prefetched bytes or a positioned reader on the file.
 enum ChunkRead {
     Memory(bytes::buf::Reader<Bytes>),
-    File(PreadReader),
+    File(BufReader<Reader>),
 }
 
 impl Read for ChunkRead {
@@ -511,7 +492,7 @@ impl RowGroupChunk {
         let mut ranges = unit_ranges(group, units).unwrap_or_default();
         ranges.sort_unstable();
         let sane = ranges.windows(2).all(|w| w[0].1 <= w[1].0)
-            && ranges.last().is_none_or(|c| c.1 <= file.len);
+            && ranges.last().is_none_or(|c| c.1 <= file.len());
         if !sane {
             ranges.clear();
         }
@@ -620,8 +601,8 @@ impl std::fmt::Debug for Opened {
 }
 
 /// Opens a file and reads its layout.
-pub fn open(file: File) -> Result<Opened, String> {
-    let file = PreadFile::new(file).map_err(|e| format!("cannot read the file: {e}"))?;
+pub fn open(file: Handle) -> Result<Opened, String> {
+    let file = PreadFile::new(file);
     let reader = SerializedFileReader::new(file.clone())
         .map_err(|e| format!("cannot read the Parquet footer: {e}"))?;
     let layout = layout(reader.metadata().file_metadata().schema_descr())?;
@@ -1070,7 +1051,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.parquet");
         let mut w = SerializedFileWriter::new(
-            File::create(&path).unwrap(),
+            std::fs::File::create(&path).unwrap(),
             std::sync::Arc::new(schema),
             Default::default(),
         )
@@ -1101,7 +1082,7 @@ mod tests {
         rg.close().unwrap();
         w.close().unwrap();
 
-        let opened = open(File::open(&path).unwrap()).unwrap();
+        let opened = open(crate::source::LocalFile::open(&path).unwrap()).unwrap();
         let mut ids = crate::explode::LocalIds::default();
         let mut sink = Collect::default();
         explode_row_group(

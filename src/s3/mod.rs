@@ -1,0 +1,560 @@
+//! S3: `s3://bucket/key` locations and a blocking client over `aws-sdk-s3`.
+//!
+//! Takes an [`S3Config`] (endpoint) and the standard AWS chain (environment, profile,
+//! instance or task role) for credentials and region; gives the few operations skewer needs,
+//! each a blocking call that mapper, reducer and upload threads may make at the same time:
+//! list (all pages), ranged get, put, multipart upload of a local file, delete.
+//!
+//! The SDK's standard retry mode retries throttling, 5xx and dropped connections with
+//! exponential backoff (5 attempts unless `AWS_MAX_ATTEMPTS` says otherwise). Every failure
+//! becomes [`Error::S3`] naming the `s3://` URL, the operation and the service's own code, with
+//! a hint for the usual causes (credentials, bucket, endpoint).
+//!
+//! A custom endpoint (`--endpoint`, `AWS_ENDPOINT_URL`) means an S3-compatible store: path-style
+//! addressing, and checksums only where the API requires them (many stores reject the newer
+//! default trailers).
+
+pub mod dataset;
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+
+/// Bytes per multipart part. S3's minimum is 5 MiB (except the last part); 16 MiB keeps a
+/// 10,000-part upload able to hold 156 GiB while four uploads in flight buffer 64 MiB.
+pub const PART_BYTES: usize = 16 << 20;
+/// Objects per DeleteObjects request (the API's maximum).
+const DELETE_BATCH: usize = 1000;
+/// Attempts per request when `AWS_MAX_ATTEMPTS` is not set.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// How to reach S3: options beyond the standard AWS chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct S3Config {
+    /// An S3-compatible endpoint (`--endpoint`); `AWS_ENDPOINT_URL` also works.
+    pub endpoint: Option<String>,
+}
+
+/// `s3://bucket/key`: a bucket and a key (or key prefix, without a leading `/`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct S3Url {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl S3Url {
+    /// Parses `s3://bucket[/key]`; `None` if `text` is not an `s3://` URL.
+    pub fn parse(text: &str) -> Option<Result<S3Url>> {
+        let rest = text.strip_prefix("s3://")?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Some(Err(Error::Config(format!(
+                "{text:?}: expected s3://bucket/prefix"
+            ))));
+        }
+        Some(Ok(S3Url {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        }))
+    }
+
+    /// The same bucket at `key`.
+    pub fn at(&self, key: impl Into<String>) -> S3Url {
+        S3Url {
+            bucket: self.bucket.clone(),
+            key: key.into(),
+        }
+    }
+
+    /// The key as a folder prefix: empty, or ending in `/`.
+    pub fn dir_prefix(&self) -> String {
+        let key = self.key.trim_end_matches('/');
+        if key.is_empty() {
+            String::new()
+        } else {
+            format!("{key}/")
+        }
+    }
+}
+
+impl fmt::Display for S3Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// Whether `text` names an S3 location.
+pub fn is_s3(text: &str) -> bool {
+    text.starts_with("s3://")
+}
+
+/// One listed object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+}
+
+/// A blocking S3 client; clone the `Arc` to share it between threads.
+pub struct S3 {
+    client: aws_sdk_s3::Client,
+    runtime: tokio::runtime::Runtime,
+    /// For messages: the endpoint requests go to.
+    endpoint: String,
+}
+
+impl fmt::Debug for S3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3 {
+    /// Loads the AWS configuration and builds a client. Makes no request.
+    pub fn connect(config: &S3Config) -> Result<Arc<S3>> {
+        use aws_config::retry::RetryConfig;
+        use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
+        use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("skewer-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Config(format!("cannot start the S3 runtime: {e}")))?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .build(),
+            );
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        }
+        let env_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
+        let endpoint = config.endpoint.clone().or(env_endpoint);
+        if let Some(url) = &endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        let shared = runtime.block_on(loader.load());
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+        if shared.region().is_none() {
+            // S3-compatible stores rarely care; AWS itself answers with the bucket's region.
+            builder = builder.region(Region::new("us-east-1"));
+        }
+        if endpoint.is_some() {
+            builder = builder
+                .force_path_style(true)
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+        }
+        Ok(Arc::new(S3 {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            runtime,
+            endpoint: endpoint.unwrap_or_else(|| "AWS S3".into()),
+        }))
+    }
+
+    fn fail<E, R>(&self, url: &S3Url, op: &'static str, e: SdkError<E, R>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        let reason = match &e {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+                "cannot reach {}: {}",
+                self.endpoint,
+                DisplayErrorContext(&e)
+            ),
+            _ => match (e.code(), e.message()) {
+                (Some(code), message) => {
+                    let hint = match code {
+                        "NoSuchBucket" => " (the bucket does not exist)",
+                        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" => {
+                            " (check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+                        }
+                        _ => "",
+                    };
+                    format!("{code}: {}{hint}", message.unwrap_or("no message"))
+                }
+                (None, _) => DisplayErrorContext(&e).to_string(),
+            },
+        };
+        Error::S3 {
+            url: url.to_string(),
+            op,
+            reason,
+        }
+    }
+
+    /// Every object under `prefix` (all pages), in key order.
+    pub fn list(&self, url: &S3Url) -> Result<Vec<Listed>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = self
+                .client
+                .list_objects_v2()
+                .bucket(&url.bucket)
+                .prefix(&url.key)
+                .set_continuation_token(token.take());
+            let page = self
+                .runtime
+                .block_on(request.send())
+                .map_err(|e| self.fail(url, "list", e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    out.push(Listed {
+                        key: key.to_string(),
+                        size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
+                    });
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Bytes `[start, start + len)` of an object.
+    pub fn get_range(&self, url: &S3Url, start: u64, len: usize) -> Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let range = format!("bytes={start}-{}", start + len as u64 - 1);
+        let request = self
+            .client
+            .get_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .range(range);
+        let bytes = self.runtime.block_on(async {
+            let out = request
+                .send()
+                .await
+                .map_err(|e| self.fail(url, "read", e))?;
+            out.body.collect().await.map_err(|e| Error::S3 {
+                url: url.to_string(),
+                op: "read",
+                reason: DisplayErrorContext(&e).to_string(),
+            })
+        })?;
+        let bytes = bytes.into_bytes();
+        if bytes.len() != len {
+            return Err(Error::S3 {
+                url: url.to_string(),
+                op: "read",
+                reason: format!(
+                    "asked for {len} bytes at offset {start}, got {} (did the object change?)",
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// A whole object, or `None` if there is no such key.
+    pub fn get(&self, url: &S3Url) -> Result<Option<Bytes>> {
+        let request = self.client.get_object().bucket(&url.bucket).key(&url.key);
+        self.runtime.block_on(async {
+            let out = match request.send().await {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.fail(url, "read", e)),
+            };
+            match out.body.collect().await {
+                Ok(body) => Ok(Some(body.into_bytes())),
+                Err(e) => Err(Error::S3 {
+                    url: url.to_string(),
+                    op: "read",
+                    reason: DisplayErrorContext(&e).to_string(),
+                }),
+            }
+        })
+    }
+
+    /// Writes an object in one request.
+    pub fn put(&self, url: &S3Url, bytes: impl Into<Bytes>) -> Result<()> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .body(ByteStream::from(bytes.into()));
+        self.runtime
+            .block_on(request.send())
+            .map_err(|e| self.fail(url, "write", e))?;
+        Ok(())
+    }
+
+    /// Writes an object only if there is none at `url` (a conditional write); `false` if
+    /// one exists.
+    pub fn put_if_absent(&self, url: &S3Url, bytes: impl Into<Bytes>) -> Result<bool> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes.into()));
+        match self.runtime.block_on(request.send()) {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("PreconditionFailed" | "ConditionalRequestConflict")
+                ) || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.fail(url, "write", e)),
+        }
+    }
+
+    /// Uploads a local file: one request up to [`PART_BYTES`], else a multipart upload read a
+    /// part at a time, aborted if any part fails so that no upload is left dangling.
+    pub fn upload_file(&self, path: &Path, url: &S3Url) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let read_part = |offset: u64| -> Result<Bytes> {
+            let len = (size - offset).min(PART_BYTES as u64) as usize;
+            let mut buf = vec![0; len];
+            file.read_exact_at(&mut buf, offset)
+                .map_err(|e| Error::io(path, e))?;
+            Ok(buf.into())
+        };
+        if size <= PART_BYTES as u64 {
+            return self.put(url, read_part(0)?);
+        }
+        let create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&url.bucket)
+            .key(&url.key);
+        let upload = self
+            .runtime
+            .block_on(create.send())
+            .map_err(|e| self.fail(url, "start a multipart upload of", e))?;
+        let Some(id) = upload.upload_id().map(str::to_string) else {
+            return Err(Error::S3 {
+                url: url.to_string(),
+                op: "start a multipart upload of",
+                reason: "the store returned no upload id".into(),
+            });
+        };
+        let parts = (|| -> Result<Vec<CompletedPart>> {
+            let mut parts = Vec::new();
+            let mut offset = 0;
+            while offset < size {
+                let number = parts.len() as i32 + 1;
+                fail_point(&format!("part:{number}"), url)?;
+                let body = read_part(offset)?;
+                offset += body.len() as u64;
+                let request = self
+                    .client
+                    .upload_part()
+                    .bucket(&url.bucket)
+                    .key(&url.key)
+                    .upload_id(&id)
+                    .part_number(number)
+                    .body(ByteStream::from(body));
+                let out = self
+                    .runtime
+                    .block_on(request.send())
+                    .map_err(|e| self.fail(url, "upload a part of", e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .part_number(number)
+                        .build(),
+                );
+            }
+            Ok(parts)
+        })();
+        let completed = parts.and_then(|parts| {
+            let request = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&url.bucket)
+                .key(&url.key)
+                .upload_id(&id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                );
+            self.runtime
+                .block_on(request.send())
+                .map_err(|e| self.fail(url, "complete the multipart upload of", e))
+        });
+        if let Err(e) = completed {
+            // Best effort: the error that stopped the upload is the one to report.
+            let _ = self.abort_upload(url, &id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Aborts a multipart upload (its parts are discarded).
+    pub fn abort_upload(&self, url: &S3Url, upload_id: &str) -> Result<()> {
+        let request = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .upload_id(upload_id);
+        self.runtime
+            .block_on(request.send())
+            .map_err(|e| self.fail(url, "abort the multipart upload of", e))?;
+        Ok(())
+    }
+
+    /// Multipart uploads in progress under `prefix`: (key, upload id). `None` where the store
+    /// does not implement the listing.
+    pub fn incomplete_uploads(&self, prefix: &S3Url) -> Result<Option<Vec<(String, String)>>> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let request = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&prefix.bucket)
+                .prefix(&prefix.key)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take());
+            let page = match self.runtime.block_on(request.send()) {
+                Ok(page) => page,
+                Err(e) if matches!(e.code(), Some("NotImplemented" | "MethodNotAllowed")) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.fail(prefix, "list the multipart uploads under", e)),
+            };
+            for u in page.uploads() {
+                if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
+                    out.push((k.to_string(), id.to_string()));
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Deletes `keys` (missing ones are not an error), a thousand per request.
+    pub fn delete(&self, bucket: &S3Url, keys: &[String]) -> Result<()> {
+        for batch in keys.chunks(DELETE_BATCH) {
+            let objects = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Bug(format!("delete request: {e}")))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| Error::Bug(format!("delete request: {e}")))?;
+            let request = self
+                .client
+                .delete_objects()
+                .bucket(&bucket.bucket)
+                .delete(delete);
+            let out = self
+                .runtime
+                .block_on(request.send())
+                .map_err(|e| self.fail(bucket, "delete objects in", e))?;
+            if let Some(err) = out.errors().first() {
+                return Err(Error::S3 {
+                    url: bucket.at(err.key().unwrap_or_default()).to_string(),
+                    op: "delete",
+                    reason: format!(
+                        "{}: {} ({} of {} objects not deleted)",
+                        err.code().unwrap_or("error"),
+                        err.message().unwrap_or("no message"),
+                        out.errors().len(),
+                        batch.len()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Test hook, as in [`crate::commit`]: `SKEWER_FAIL_AT=part:<n>` fails the n-th part of a
+/// multipart upload with an error (not a crash), to show the upload is aborted.
+fn fail_point(point: &str, url: &S3Url) -> Result<()> {
+    if std::env::var("SKEWER_FAIL_AT").is_ok_and(|p| p == point) {
+        return Err(Error::S3 {
+            url: url.to_string(),
+            op: "upload a part of",
+            reason: format!("SKEWER_FAIL_AT={point}: injected failure"),
+        });
+    }
+    Ok(())
+}
+
+/// An object read by ranged GETs: an input file's bytes (see [`crate::source`]).
+#[derive(Debug)]
+pub struct S3Object {
+    pub s3: Arc<S3>,
+    pub url: S3Url,
+    pub size: u64,
+}
+
+impl crate::source::RandomAccess for S3Object {
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if offset >= self.size {
+            return Ok(0);
+        }
+        let len = buf.len().min((self.size - offset) as usize);
+        let bytes = self.get_bytes(offset, len)?;
+        buf[..len].copy_from_slice(&bytes);
+        Ok(len)
+    }
+
+    fn get_bytes(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        self.s3
+            .get_range(&self.url, offset, len)
+            .map_err(|e| match e {
+                // The caller names the object; keep the reason only.
+                Error::S3 { op, reason, .. } => io::Error::other(format!("cannot {op}: {reason}")),
+                other => io::Error::other(other.to_string()),
+            })
+    }
+
+    fn read_size(&self) -> usize {
+        // A request costs milliseconds: ask for much at a time.
+        8 << 20
+    }
+}

@@ -1,0 +1,153 @@
+//! Source: an input file's bytes, wherever they live, by offset.
+//!
+//! Takes a local file or (feature `s3`) an S3 object; gives [`RandomAccess`]: positioned reads
+//! that many threads may make at once, and [`Reader`], a sequential [`Read`] over them. Local
+//! files are read with `pread`; S3 objects with ranged GETs, so a Parquet split fetches its
+//! footer and then only the column chunks it decodes, and an NDJSON split only its range.
+//!
+//! Every reader above this (NDJSON lines, whole texts, Parquet) works on a [`Handle`], so local
+//! and remote inputs go through the same code.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Positioned reads of an immutable byte sequence.
+pub trait RandomAccess: Send + Sync + std::fmt::Debug {
+    /// The length in bytes.
+    fn len(&self) -> u64;
+
+    /// Whether the source is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`; 0 at the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+
+    /// Exactly `len` bytes at `offset`.
+    fn get_bytes(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let mut buf = vec![0; len];
+        let mut got = 0;
+        while got < len {
+            match self.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(buf.into())
+    }
+
+    /// Bytes worth asking for at a time when reading sequentially.
+    fn read_size(&self) -> usize {
+        1 << 20
+    }
+}
+
+/// A shared source.
+pub type Handle = Arc<dyn RandomAccess>;
+
+/// A local file read by `pread`.
+#[derive(Debug)]
+pub struct LocalFile {
+    file: File,
+    len: u64,
+}
+
+impl LocalFile {
+    pub fn new(file: File) -> io::Result<LocalFile> {
+        let len = file.metadata()?.len();
+        Ok(LocalFile { file, len })
+    }
+
+    /// Opens `path` as a [`Handle`].
+    pub fn open(path: &std::path::Path) -> io::Result<Handle> {
+        Ok(Arc::new(LocalFile::new(File::open(path)?)?))
+    }
+}
+
+impl RandomAccess for LocalFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+
+    fn get_bytes(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let mut buf = vec![0; len];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf.into())
+    }
+}
+
+/// A sequential reader from an offset. Unbuffered: wrap it in a `BufReader` of
+/// [`RandomAccess::read_size`] so that each read is one large request.
+#[derive(Debug)]
+pub struct Reader {
+    source: Handle,
+    pos: u64,
+}
+
+impl Reader {
+    pub fn new(source: Handle, pos: u64) -> Reader {
+        Reader { source, pos }
+    }
+
+    /// A buffered reader sized for the source.
+    pub fn buffered(source: Handle, pos: u64) -> io::BufReader<Reader> {
+        let size = source.read_size();
+        io::BufReader::with_capacity(size, Reader::new(source, pos))
+    }
+}
+
+impl Read for Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.source.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Access to object stores, connected on first use: a run that reads and writes only local
+/// files never loads AWS configuration.
+#[derive(Debug, Default)]
+pub struct Stores {
+    #[cfg(feature = "s3")]
+    config: crate::s3::S3Config,
+    #[cfg(feature = "s3")]
+    s3: std::sync::OnceLock<Arc<crate::s3::S3>>,
+}
+
+impl Stores {
+    #[cfg(feature = "s3")]
+    pub fn new(config: crate::s3::S3Config) -> Stores {
+        Stores {
+            config,
+            s3: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The S3 client.
+    #[cfg(feature = "s3")]
+    pub fn s3(&self) -> crate::Result<Arc<crate::s3::S3>> {
+        if let Some(s3) = self.s3.get() {
+            return Ok(s3.clone());
+        }
+        let s3 = crate::s3::S3::connect(&self.config)?;
+        Ok(self.s3.get_or_init(|| s3).clone())
+    }
+}
+
+/// The error for an `s3://` location in a build without the `s3` feature.
+pub fn no_s3(location: &str) -> crate::Error {
+    crate::Error::Config(format!(
+        "{location}: this skewer was built without S3 support (cargo feature \"s3\")"
+    ))
+}
