@@ -240,6 +240,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
 
+    /// Multipart part size for uploads to S3 (at least 5MiB); files up to it go in one request.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = skewer::units::parse_size)]
+    pub part_size: u64,
+
     #[command(flatten)]
     pub planning: PlanningArgs,
 
@@ -339,6 +343,7 @@ impl RunArgs {
             history: self.history,
             endpoint: self.s3.endpoint,
             work_dir: self.work_dir,
+            part_size: self.part_size,
             mappers: self.threads.unwrap_or_else(cores) as usize,
             partition: self.partition,
             mode: match self.mode {

@@ -32,6 +32,15 @@ use parquet::file::reader::FileReader;
 pub const SPLIT_BYTES: u64 = 64 << 20;
 /// Bytes read at a time from an NDJSON range.
 const CHUNK: usize = 4 << 20;
+/// S3 objects up to this size are fetched whole when discovered, ...
+#[cfg(feature = "s3")]
+const WHOLE_OBJECT: u64 = 256 << 10;
+/// ... as long as all of them together stay within this.
+#[cfg(feature = "s3")]
+const WHOLE_BUDGET: u64 = 64 << 20;
+/// Requests in flight while discovering S3 inputs (each is mostly waiting).
+#[cfg(feature = "s3")]
+const DISCOVER_REQUESTS: usize = 16;
 /// Whole (non-NDJSON) texts up to this size are read into memory and parsed as a slice
 /// (faster); larger ones are streamed, so memory stays bounded.
 const SLURP_LIMIT: u64 = 16 << 20;
@@ -186,30 +195,37 @@ fn discover_s3(input: &str, stores: &Stores) -> Result<Vec<InputFile>> {
             "--input {input:?} matches no objects"
         )));
     }
-    keys.into_iter()
-        .map(|object| {
-            let at = url.at(object.key);
-            let name = at.to_string();
-            let remote = Arc::new(S3Object {
+    // Sniffing is a round trip per object: many at once. Small objects are fetched whole
+    // (within a budget), which spares them every later request.
+    let budget = std::sync::atomic::AtomicU64::new(WHOLE_BUDGET);
+    let files = crate::source::par_map(&keys, DISCOVER_REQUESTS, |object| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let at = url.at(object.key.clone());
+        let name = at.to_string();
+        let whole = object.size <= WHOLE_OBJECT
+            && budget
+                .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(object.size))
+                .is_ok();
+        let head_len = if whole {
+            object.size
+        } else {
+            object.size.min(4)
+        };
+        let head = s3.get_range(&at, 0, head_len as usize)?;
+        Ok(InputFile {
+            path: PathBuf::from(&name),
+            name: Arc::from(name.as_str()),
+            size: object.size,
+            format: sniff(&head[..head.len().min(4)]),
+            location: Location::S3(Arc::new(S3Object {
                 s3: s3.clone(),
                 url: at,
                 size: object.size,
-            });
-            let head = crate::source::RandomAccess::get_bytes(
-                remote.as_ref(),
-                0,
-                object.size.min(4) as usize,
-            )
-            .map_err(|e| Error::io(&name, e))?;
-            Ok(InputFile {
-                path: PathBuf::from(&name),
-                name: Arc::from(name.as_str()),
-                size: object.size,
-                format: sniff(&head),
-                location: Location::S3(remote),
-            })
+                whole: whole.then_some(head),
+            })),
         })
-        .collect()
+    });
+    files.into_iter().collect()
 }
 
 fn discover_local(inputs: &[String]) -> Result<Vec<InputFile>> {
@@ -300,7 +316,8 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Whether a plain JSON file is NDJSON: its first line is one complete JSON value.
 fn is_ndjson(file: &InputFile) -> Result<bool> {
-    let mut reader = Reader::buffered(file.open()?, 0);
+    // Small reads: the first line is usually short, and from S3 each read is a request.
+    let mut reader = BufReader::with_capacity(64 << 10, Reader::new(file.open()?, 0));
     let mut line = Vec::new();
     // A first line longer than this is no NDJSON we can split cheaply; read it whole.
     (&mut reader)
@@ -314,42 +331,56 @@ fn is_ndjson(file: &InputFile) -> Result<bool> {
 /// Cuts files into splits: NDJSON into ranges of about `split_bytes`, Parquet into its row
 /// groups (a file whose footer cannot be read becomes one split, rejected when read).
 pub fn splits(files: &[InputFile], split_bytes: u64) -> Result<Vec<Split>> {
+    // A look at each file's head or footer: a round trip each from S3, so several at once.
+    let indexed: Vec<(usize, &InputFile)> = files.iter().enumerate().collect();
+    let per_file = crate::source::par_map(&indexed, SPLIT_LOOKS, |&(i, f)| {
+        file_splits(i, f, split_bytes)
+    });
     let mut out = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        match f.format {
-            Format::Json if f.size > split_bytes && is_ndjson(f)? => {
-                let mut start = 0;
-                while start < f.size {
-                    let end = (start + split_bytes).min(f.size);
-                    out.push(Split::Lines {
-                        file: i,
-                        start,
-                        end,
-                    });
-                    start = end;
-                }
+    for splits in per_file {
+        out.extend(splits?);
+    }
+    Ok(out)
+}
+
+/// Files looked at in parallel when cutting splits.
+const SPLIT_LOOKS: usize = 8;
+
+fn file_splits(i: usize, f: &InputFile, split_bytes: u64) -> Result<Vec<Split>> {
+    let mut out = Vec::new();
+    match f.format {
+        Format::Json if f.size > split_bytes && is_ndjson(f)? => {
+            let mut start = 0;
+            while start < f.size {
+                let end = (start + split_bytes).min(f.size);
+                out.push(Split::Lines {
+                    file: i,
+                    start,
+                    end,
+                });
+                start = end;
             }
-            Format::Json if is_ndjson(f)? => out.push(Split::Lines {
-                file: i,
-                start: 0,
-                end: f.size,
-            }),
-            Format::Parquet => {
-                let handle = f.open()?;
-                match contain_panic(|| crate::explode::parquet::open(handle)) {
-                    Ok(Ok(opened)) => {
-                        let groups = opened.reader.metadata().num_row_groups();
-                        out.extend((0..groups).map(|g| Split::RowGroups {
-                            file: i,
-                            start: g,
-                            end: g + 1,
-                        }));
-                    }
-                    _ => out.push(Split::Whole { file: i }),
-                }
-            }
-            _ => out.push(Split::Whole { file: i }),
         }
+        Format::Json if is_ndjson(f)? => out.push(Split::Lines {
+            file: i,
+            start: 0,
+            end: f.size,
+        }),
+        Format::Parquet => {
+            let handle = f.open()?;
+            match contain_panic(|| crate::explode::parquet::open(handle)) {
+                Ok(Ok(opened)) => {
+                    let groups = opened.reader.metadata().num_row_groups();
+                    out.extend((0..groups).map(|g| Split::RowGroups {
+                        file: i,
+                        start: g,
+                        end: g + 1,
+                    }));
+                }
+                _ => out.push(Split::Whole { file: i }),
+            }
+        }
+        _ => out.push(Split::Whole { file: i }),
     }
     Ok(out)
 }

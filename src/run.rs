@@ -39,6 +39,9 @@ use crate::sink::{PropertyWriter, SinkOptions, escape_partition_value, property_
 use crate::source::Stores;
 use crate::units::{format_utc, now_ms};
 
+/// The default multipart part size for uploads to S3.
+pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+
 /// Where a dataset is: a local folder or an `s3://bucket/prefix`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -92,6 +95,8 @@ pub struct RunConfig {
     /// Local scratch space for a dataset in S3 (staged files, spills); `None`: the system's
     /// temporary folder.
     pub work_dir: Option<PathBuf>,
+    /// Multipart part size for uploads to S3 (at least 5 MiB).
+    pub part_size: u64,
     pub params: PlanParams,
     pub mappers: usize,
     /// Hive partition prefix, `key=value[/key=value…]`.
@@ -122,6 +127,7 @@ impl RunConfig {
             history: None,
             endpoint: None,
             work_dir: None,
+            part_size: DEFAULT_PART_SIZE,
             params: PlanParams::new(reducers),
             mappers: 2,
             partition: None,
@@ -357,7 +363,16 @@ impl Dest {
             #[cfg(feature = "s3")]
             Target::S3(url) => {
                 let root = crate::s3::S3Url::parse(url).expect("an s3:// URL")?;
-                let dataset = crate::s3::dataset::S3Dataset::new(stores.s3()?, &root);
+                let s3 = stores.s3()?;
+                s3.check_bucket(&root)?;
+                let mut dataset = crate::s3::dataset::S3Dataset::new(s3, &root);
+                if config.part_size < crate::s3::MIN_PART_BYTES {
+                    return Err(Error::Config(format!(
+                        "--part-size {}: S3 needs parts of at least 5 MiB",
+                        crate::units::format_bytes(config.part_size)
+                    )));
+                }
+                dataset.part_bytes = config.part_size;
                 let parent = config.work_dir.clone().unwrap_or_else(std::env::temp_dir);
                 let work = tempfile::Builder::new()
                     .prefix("skewer-work-")

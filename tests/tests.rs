@@ -20,3 +20,7 @@ mod malformed;
 
 /// Seeded mutation fuzzing of the JSON parser and of whole runs over corrupt files.
 mod fuzz;
+
+/// S3 in and out against a real S3-compatible server (s3s-fs) on 127.0.0.1.
+#[cfg(feature = "s3")]
+mod s3;

@@ -42,6 +42,8 @@ pub struct S3Dataset {
     pub s3: Arc<S3>,
     /// The dataset's root; its key has no trailing `/`.
     pub root: S3Url,
+    /// Multipart part size for uploads.
+    pub part_bytes: u64,
 }
 
 /// What a run is about to write, so that a crash before its manifest can be undone.
@@ -74,6 +76,7 @@ impl S3Dataset {
         S3Dataset {
             s3,
             root: root.at(root.key.trim_end_matches('/')),
+            part_bytes: super::PART_BYTES,
         }
     }
 
@@ -272,7 +275,10 @@ impl S3Dataset {
                             break;
                         }
                         let rel = &keys[i];
-                        if let Err(e) = self.s3.upload_file(&staged.join(rel), &self.url(rel)) {
+                        if let Err(e) =
+                            self.s3
+                                .upload_file(&staged.join(rel), &self.url(rel), self.part_bytes)
+                        {
                             failed.store(true, Relaxed);
                             errors
                                 .lock()

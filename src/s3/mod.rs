@@ -28,9 +28,11 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
-/// Bytes per multipart part. S3's minimum is 5 MiB (except the last part); 16 MiB keeps a
-/// 10,000-part upload able to hold 156 GiB while four uploads in flight buffer 64 MiB.
-pub const PART_BYTES: usize = 16 << 20;
+/// Bytes per multipart part by default. S3's minimum is 5 MiB (except the last part); 16 MiB
+/// keeps a 10,000-part upload able to hold 156 GiB while four uploads in flight buffer 64 MiB.
+pub const PART_BYTES: u64 = 16 << 20;
+/// The smallest part S3 accepts (every part but the last).
+pub const MIN_PART_BYTES: u64 = 5 << 20;
 /// Objects per DeleteObjects request (the API's maximum).
 const DELETE_BATCH: usize = 1000;
 /// Attempts per request when `AWS_MAX_ATTEMPTS` is not set.
@@ -185,7 +187,12 @@ impl S3 {
                 (Some(code), message) => {
                     let hint = match code {
                         "NoSuchBucket" => " (the bucket does not exist)",
-                        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" => {
+                        "InvalidAccessKeyId"
+                        | "SignatureDoesNotMatch"
+                        | "AccessDenied"
+                        | "NotSignedUp"
+                        | "InvalidToken"
+                        | "ExpiredToken" => {
                             " (check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
                         }
                         _ => "",
@@ -199,6 +206,31 @@ impl S3 {
             url: url.to_string(),
             op,
             reason,
+        }
+    }
+
+    /// Checks that the bucket exists and these credentials may use it, before a run writes.
+    /// (Some S3-compatible stores create a missing bucket on the first write.)
+    pub fn check_bucket(&self, url: &S3Url) -> Result<()> {
+        let request = self.client.head_bucket().bucket(&url.bucket);
+        match self.runtime.block_on(request.send()) {
+            Ok(_) => Ok(()),
+            // A HEAD response has no body: only the status tells.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                Err(Error::S3 {
+                    url: url.to_string(),
+                    op: "use",
+                    reason: "NoSuchBucket (the bucket does not exist)".into(),
+                })
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                Err(Error::S3 {
+                    url: url.to_string(),
+                    op: "use",
+                    reason: "AccessDenied (check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)".into(),
+                })
+            }
+            Err(e) => Err(self.fail(url, "use", e)),
         }
     }
 
@@ -331,20 +363,20 @@ impl S3 {
         }
     }
 
-    /// Uploads a local file: one request up to [`PART_BYTES`], else a multipart upload read a
+    /// Uploads a local file: one request up to `part_bytes`, else a multipart upload read a
     /// part at a time, aborted if any part fails so that no upload is left dangling.
-    pub fn upload_file(&self, path: &Path, url: &S3Url) -> Result<()> {
+    pub fn upload_file(&self, path: &Path, url: &S3Url, part_bytes: u64) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let read_part = |offset: u64| -> Result<Bytes> {
-            let len = (size - offset).min(PART_BYTES as u64) as usize;
+            let len = (size - offset).min(part_bytes) as usize;
             let mut buf = vec![0; len];
             file.read_exact_at(&mut buf, offset)
                 .map_err(|e| Error::io(path, e))?;
             Ok(buf.into())
         };
-        if size <= PART_BYTES as u64 {
+        if size <= part_bytes {
             return self.put(url, read_part(0)?);
         }
         let create = self
@@ -526,6 +558,10 @@ pub struct S3Object {
     pub s3: Arc<S3>,
     pub url: S3Url,
     pub size: u64,
+    /// The whole object, when it is small and was fetched at discovery: a dump of many small
+    /// files then costs one request per file, not one per look (sniff, NDJSON check, sample,
+    /// read), each a round trip.
+    pub whole: Option<Bytes>,
 }
 
 impl crate::source::RandomAccess for S3Object {
@@ -544,6 +580,13 @@ impl crate::source::RandomAccess for S3Object {
     }
 
     fn get_bytes(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        if let Some(whole) = &self.whole {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX);
+            return match start.checked_add(len) {
+                Some(end) if end <= whole.len() => Ok(whole.slice(start..end)),
+                _ => Err(io::ErrorKind::UnexpectedEof.into()),
+            };
+        }
         self.s3
             .get_range(&self.url, offset, len)
             .map_err(|e| match e {
@@ -556,5 +599,41 @@ impl crate::source::RandomAccess for S3Object {
     fn read_size(&self) -> usize {
         // A request costs milliseconds: ask for much at a time.
         8 << 20
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_into_bucket_and_key() {
+        let url = S3Url::parse("s3://lake/contacts/dt=2026-11-20/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(url.bucket, "lake");
+        assert_eq!(url.key, "contacts/dt=2026-11-20/");
+        assert_eq!(url.dir_prefix(), "contacts/dt=2026-11-20/");
+        assert_eq!(url.to_string(), "s3://lake/contacts/dt=2026-11-20/");
+        let bare = S3Url::parse("s3://lake").unwrap().unwrap();
+        assert_eq!((bare.key.as_str(), bare.dir_prefix().as_str()), ("", ""));
+        assert!(S3Url::parse("s3:///x").unwrap().is_err());
+        assert!(S3Url::parse("/data/lake").is_none());
+    }
+
+    #[test]
+    fn a_dataset_names_its_objects_under_its_root() {
+        let s3 = S3::connect(&S3Config {
+            endpoint: Some("http://127.0.0.1:9".into()),
+        })
+        .unwrap();
+        let ds = dataset::S3Dataset::new(s3, &S3Url::parse("s3://b/lake/").unwrap().unwrap());
+        assert_eq!(ds.root.key, "lake");
+        assert_eq!(
+            ds.url("property_name=a/x.parquet").key,
+            "lake/property_name=a/x.parquet"
+        );
+        assert_eq!(ds.history_dir().to_string(), "s3://b/lake/_skewer/history/");
+        assert_eq!(ds.rejects("r1").key, "lake/_skewer/rejects/r1.ndjson");
     }
 }
