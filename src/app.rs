@@ -142,6 +142,47 @@ pub fn recover(
     out.flush().map_err(Error::Output)
 }
 
+/// `skewer inspect`: what to look at and how to print it.
+#[derive(Clone, Debug)]
+pub struct InspectConfig {
+    pub dataset: crate::run::Target,
+    pub endpoint: Option<String>,
+    /// Properties listed in the table (0: all).
+    pub top: usize,
+    pub format: OutputFormat,
+}
+
+/// Inspects a dataset and prints the report; `Err` (exit 1) if a check failed.
+pub fn inspect(config: &InspectConfig, out: &mut dyn Write) -> Result<()> {
+    let store = crate::inspect::Store::open(&config.dataset, config.endpoint.clone())?;
+    let report = crate::inspect::inspect(&store, &config.dataset.to_string())?;
+    let text = match config.format {
+        OutputFormat::Table => crate::inspect::table(&report, config.top),
+        OutputFormat::Json => {
+            let value = serde_json::to_value(&report)
+                .map_err(|e| Error::Bug(format!("inspect report to JSON: {e}")))?;
+            crate::jsonfmt::to_lines(&value)
+        }
+    };
+    out.write_all(text.as_bytes()).map_err(Error::Output)?;
+    out.flush().map_err(Error::Output)?;
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.check)
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Mismatch(format!(
+            "{}: failed {}",
+            config.dataset,
+            failed.join(", ")
+        )))
+    }
+}
+
 /// `skewer checksum`: the dataset's row count and checksum, optionally checked against a
 /// generated dump's answer key.
 pub fn checksum(

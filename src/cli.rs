@@ -33,9 +33,45 @@ pub enum Command {
     /// Generate a synthetic HubSpot-like dump (deterministic by --seed) with its expected row
     /// count and checksum in <out>/_expected.json.
     Gen(GenArgs),
+    /// Check a dataset's health: files, rows and bytes per property; schema, sort order, stray
+    /// files and manifests (exit 1 if a check fails); small-file and skew warnings.
+    Inspect(InspectArgs),
     /// Count a dataset's rows and checksum them (order-independent); with --expected, check
     /// them against what `gen` wrote (exit 1 if they differ).
     Checksum(ChecksumArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The dataset: a folder or s3://bucket/prefix.
+    #[arg(value_name = "DATASET")]
+    pub dataset: String,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    /// Properties listed, largest first (0: all).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub top: usize,
+
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl InspectArgs {
+    pub fn into_config(self) -> skewer::app::InspectConfig {
+        skewer::app::InspectConfig {
+            dataset: skewer::run::Target::parse(&self.dataset),
+            endpoint: self.s3.endpoint,
+            top: self.top,
+            format: if self.json {
+                OutputFormat::Json
+            } else {
+                OutputFormat::Table
+            },
+        }
+    }
 }
 
 #[derive(Debug, Args)]

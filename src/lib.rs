@@ -28,6 +28,7 @@
 //! | [`commit`] | staged files | an atomic publish, its manifest, history record and rejects |
 //! | `s3` (feature `s3`) | staged files, an `s3://` dataset | uploads and the object-store publish |
 //! | [`history`], [`sample`] | past runs, or the input itself | the volumes the planner (`planner`) plans from |
+//! | [`inspect`] | a dataset, local or in S3 | its files per property and health checks |
 //!
 //! [`run`] wires them together; [`app`] is each subcommand as a call with a plain config.
 //! The design is `../shared/DESIGN.md`; the history format is `history/README.md`.
@@ -42,6 +43,7 @@ pub mod explode;
 pub mod generate;
 pub mod history;
 pub mod input;
+pub mod inspect;
 pub mod jsonfmt;
 pub mod reduce;
 pub mod report;

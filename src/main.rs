@@ -53,6 +53,9 @@ fn main() -> ExitCode {
             args.s3.endpoint,
             &mut io::stdout().lock(),
         ),
+        cli::Command::Inspect(args) => {
+            skewer::app::inspect(&args.into_config(), &mut io::stdout().lock())
+        }
         cli::Command::Run(args) => {
             let (config, format) = args.into_config();
             skewer::app::run(&config, format, &mut io::stdout().lock())

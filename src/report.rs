@@ -244,7 +244,7 @@ fn span(first: u32, last: u32) -> String {
 
 /// A property name fit for one table cell: control characters escaped (names are arbitrary
 /// strings, and a newline would break the table), then clipped to `width` characters.
-fn clip(name: &str, width: usize) -> String {
+pub(crate) fn clip(name: &str, width: usize) -> String {
     let mut shown = String::with_capacity(name.len());
     for c in name.chars() {
         if c.is_control() {

@@ -81,7 +81,7 @@ pub struct PropertyOutput {
     pub objects: u64,
 }
 
-fn schema() -> Arc<Type> {
+pub(crate) fn schema() -> Arc<Type> {
     Arc::new(parquet::schema::parser::parse_message_type(SCHEMA).expect("the output schema parses"))
 }
 

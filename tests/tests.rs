@@ -18,6 +18,9 @@ mod publish;
 /// Bad input of every kind: rejected with its place and reason, never a panic.
 mod malformed;
 
+/// `skewer inspect`: a healthy dataset passes; unsorted, stray and unlisted files fail.
+mod inspect;
+
 /// Seeded mutation fuzzing of the JSON parser and of whole runs over corrupt files.
 mod fuzz;
 

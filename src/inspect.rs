@@ -1,0 +1,626 @@
+//! Inspect: a dataset's health, local or in S3.
+//!
+//! Takes a dataset; gives per property its files, rows and bytes (smallest and largest file),
+//! and the result of each check:
+//!
+//! - **schema**: every data file has the output schema;
+//! - **sort order**: every file's rows are in `(object_id, timestamp)` order;
+//! - **no strays**: nothing left by a run that did not finish (staging, uploads, temporary
+//!   files, a manifest still `publishing`);
+//! - **manifests**: the data files are exactly those the committed manifests leave (each run
+//!   adds its files and removes those it replaced), with the rows and bytes they recorded.
+//!
+//! Warnings (not failures): small files beside larger ones of the same property, and reducer
+//! loads of the latest run far from even. Only footers and the two sort columns are read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use parquet::column::reader::ColumnReader;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use serde::Serialize;
+
+use crate::commit::{Manifest, STATE_COMMITTED, STATE_PUBLISHING};
+use crate::error::{Error, Result};
+use crate::sink::{PROPERTY_COLUMN, unescape_partition_value};
+use crate::source::{Handle, LocalFile};
+
+/// A file smaller than this beside a larger one of the same property is a "small file".
+const SMALL_FILE: u64 = 8 << 20;
+/// S3 data files up to this size are fetched in one request to be checked.
+#[cfg(feature = "s3")]
+const WHOLE_FILE: u64 = 8 << 20;
+/// Reducer load max/mean past this is worth a warning.
+const SKEWED: f64 = 1.25;
+
+/// A dataset's files, wherever they are.
+#[derive(Debug)]
+pub enum Store {
+    Local(PathBuf),
+    #[cfg(feature = "s3")]
+    S3(crate::s3::dataset::S3Dataset),
+}
+
+impl Store {
+    /// Opens `location` (a folder or `s3://…`).
+    pub fn open(location: &crate::run::Target, endpoint: Option<String>) -> Result<Store> {
+        match location {
+            crate::run::Target::Local(path) => {
+                if !path.join("_skewer").is_dir() {
+                    return Err(Error::Config(format!(
+                        "{}: not a skewer dataset (no _skewer folder)",
+                        path.display()
+                    )));
+                }
+                Ok(Store::Local(path.clone()))
+            }
+            #[cfg(feature = "s3")]
+            crate::run::Target::S3(url) => {
+                let root = crate::s3::S3Url::parse(url).expect("an s3:// URL")?;
+                let s3 = crate::s3::S3::connect(&crate::s3::S3Config { endpoint })?;
+                Ok(Store::S3(crate::s3::dataset::S3Dataset::new(s3, &root)))
+            }
+            #[cfg(not(feature = "s3"))]
+            crate::run::Target::S3(url) => {
+                let _ = endpoint;
+                Err(crate::source::no_s3(url))
+            }
+        }
+    }
+
+    /// Every object in the dataset: relative path (with `/`) and size, sorted by path.
+    pub fn objects(&self) -> Result<Vec<(String, u64)>> {
+        match self {
+            Store::Local(root) => {
+                let mut out = Vec::new();
+                walk(root, root, &mut out)?;
+                out.sort();
+                Ok(out)
+            }
+            #[cfg(feature = "s3")]
+            Store::S3(ds) => {
+                let prefix = ds.root.dir_prefix();
+                Ok(ds
+                    .s3
+                    .list(&ds.root.at(prefix.clone()))?
+                    .into_iter()
+                    .filter(|o| !o.key.ends_with('/'))
+                    .filter_map(|o| {
+                        o.key
+                            .strip_prefix(&prefix)
+                            .map(|rel| (rel.to_string(), o.size))
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Where `rel` is, for messages.
+    pub fn name(&self, rel: &str) -> String {
+        match self {
+            Store::Local(root) => root.join(rel).display().to_string(),
+            #[cfg(feature = "s3")]
+            Store::S3(ds) => ds.url(rel).to_string(),
+        }
+    }
+
+    fn open_file(&self, rel: &str, size: u64) -> Result<Handle> {
+        let _ = size; // the listing's size spares S3 a HEAD request
+        match self {
+            Store::Local(root) => {
+                let path = root.join(rel);
+                LocalFile::open(&path).map_err(|e| Error::io(&path, e))
+            }
+            #[cfg(feature = "s3")]
+            Store::S3(ds) => {
+                // A footer and the pages of two columns are several requests; a file of a
+                // few MiB costs less in one.
+                let url = ds.url(rel);
+                let whole = if size <= WHOLE_FILE {
+                    Some(ds.s3.get_range(&url, 0, size as usize)?)
+                } else {
+                    None
+                };
+                Ok(std::sync::Arc::new(crate::s3::S3Object {
+                    s3: ds.s3.clone(),
+                    url,
+                    size,
+                    whole,
+                }))
+            }
+        }
+    }
+
+    /// Files checked at once: CPU-bound locally, waiting on requests in S3.
+    fn workers(&self) -> usize {
+        match self {
+            Store::Local(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            #[cfg(feature = "s3")]
+            Store::S3(_) => 16,
+        }
+    }
+
+    /// A whole (small) object.
+    pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
+        match self {
+            Store::Local(root) => {
+                let path = root.join(rel);
+                std::fs::read(&path).map_err(|e| Error::io(&path, e))
+            }
+            #[cfg(feature = "s3")]
+            Store::S3(ds) => {
+                let url = ds.url(rel);
+                ds.s3.get(&url)?.map(|b| b.to_vec()).ok_or_else(|| {
+                    Error::io(
+                        url.to_string(),
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no such object"),
+                    )
+                })
+            }
+        }
+    }
+
+    /// The committed and interrupted run manifests, oldest first.
+    pub fn manifests(&self, objects: &[(String, u64)]) -> Result<Vec<Manifest>> {
+        let mut out = Vec::new();
+        for (rel, _) in objects {
+            let Some(name) = rel.strip_prefix("_skewer/runs/") else {
+                continue;
+            };
+            if name.contains('/') || !name.ends_with(".json") || name.starts_with('.') {
+                continue;
+            }
+            let bytes = self.read(rel)?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).map_err(|e| Error::json(self.name(rel), &e))?;
+            out.push(manifest);
+        }
+        // Run ids sort by start time.
+        out.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        Ok(out)
+    }
+}
+
+fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, u64)>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
+        if meta.is_dir() {
+            walk(root, &path, out)?;
+        } else {
+            let rel = path.strip_prefix(root).expect("under root");
+            out.push((rel.to_string_lossy().into_owned(), meta.len()));
+        }
+    }
+    Ok(())
+}
+
+/// One property's files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PropertyReport {
+    pub property: String,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub smallest_file: u64,
+    pub largest_file: u64,
+}
+
+/// One check and what it found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub check: &'static str,
+    pub ok: bool,
+    /// Each problem, naming the file.
+    pub problems: Vec<String>,
+}
+
+/// What `inspect` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub dataset: String,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub properties: Vec<PropertyReport>,
+    pub checks: Vec<Check>,
+    pub warnings: Vec<String>,
+    /// Committed runs, oldest first.
+    pub runs: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+/// A data file: a visible file in a visible `property_name=` folder.
+fn data_property(rel: &str) -> Option<String> {
+    let mut parts: Vec<&str> = rel.split('/').collect();
+    let name = parts.pop()?;
+    if parts.is_empty()
+        || parts
+            .iter()
+            .chain([&name])
+            .any(|p| p.starts_with(['_', '.']))
+    {
+        return None;
+    }
+    let folder = parts.last()?;
+    let value = folder.strip_prefix(PROPERTY_COLUMN)?.strip_prefix('=')?;
+    unescape_partition_value(value)
+}
+
+/// Leftovers of a run that did not finish.
+fn is_stray(rel: &str) -> Option<&'static str> {
+    const PENDING: [(&str, &str); 4] = [
+        ("_skewer/staging/", "staged by a run that did not publish"),
+        (
+            "_skewer/replaced/",
+            "set aside by a publish that did not finish",
+        ),
+        (
+            "_skewer/uploading/",
+            "the intent of an upload that did not finish",
+        ),
+        (
+            "_skewer/pending/",
+            "the history of a publish that did not finish",
+        ),
+    ];
+    if let Some((_, why)) = PENDING.iter().find(|(p, _)| rel.starts_with(p)) {
+        return Some(why);
+    }
+    if rel.starts_with("_skewer/") {
+        return None;
+    }
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if name.starts_with('.') {
+        return Some("a hidden (temporary) file in the data folders");
+    }
+    None
+}
+
+/// Inspects the dataset.
+pub fn inspect(store: &Store, display: &str) -> Result<Report> {
+    let objects = store.objects()?;
+    let manifests = store.manifests(&objects)?;
+    let expected_schema = crate::sink::schema();
+
+    let mut schema = Check {
+        check: "schema",
+        ok: true,
+        problems: vec![],
+    };
+    let mut sorted = Check {
+        check: "sort order",
+        ok: true,
+        problems: vec![],
+    };
+    let mut strays = Check {
+        check: "no stray files",
+        ok: true,
+        problems: vec![],
+    };
+    let mut listed = Check {
+        check: "manifests match the files",
+        ok: true,
+        problems: vec![],
+    };
+
+    // What the committed manifests say is live: path → (rows, bytes, run).
+    let mut live: BTreeMap<String, (u64, u64, String)> = BTreeMap::new();
+    let mut runs = Vec::new();
+    let locked = objects.iter().any(|(rel, _)| rel == "_skewer/lock");
+    for m in &manifests {
+        if m.state == STATE_PUBLISHING {
+            if !locked {
+                strays.problems.push(format!(
+                    "{}: run {} stopped while publishing (skewer recover finishes it)",
+                    store.name(&format!("_skewer/runs/{}.json", m.run_id)),
+                    m.run_id
+                ));
+            }
+            continue;
+        }
+        if m.state != STATE_COMMITTED {
+            continue;
+        }
+        runs.push(m.run_id.clone());
+        for r in &m.replaced {
+            live.remove(r);
+        }
+        for f in &m.files {
+            live.insert(f.path.clone(), (f.rows, f.bytes, m.run_id.clone()));
+        }
+    }
+
+    let mut data = Vec::new();
+    for (rel, size) in &objects {
+        if let Some(why) = is_stray(rel) {
+            // A run holding the lock may be staging right now.
+            if !(locked && rel.starts_with("_skewer/")) {
+                strays.problems.push(format!("{}: {why}", store.name(rel)));
+            }
+            continue;
+        }
+        if let Some(property) = data_property(rel) {
+            data.push((rel, *size, property));
+        }
+    }
+    let checked = crate::source::par_map(&data, store.workers(), |(rel, size, _)| {
+        let handle = store.open_file(rel, *size)?;
+        Ok(FileCheck::read(handle, &store.name(rel), &expected_schema))
+    });
+
+    let mut properties: BTreeMap<String, PropertyReport> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for ((rel, size, property), file) in data.into_iter().zip(checked) {
+        let file: std::result::Result<FileCheck, String> = file?;
+        let property = property.clone();
+        seen.insert(rel.clone());
+        let rows = match file {
+            Err(problem) => {
+                schema.problems.push(problem);
+                0
+            }
+            Ok(f) => {
+                if let Some(p) = f.schema_problem {
+                    schema.problems.push(p);
+                }
+                if let Some(p) = f.order_problem {
+                    sorted.problems.push(p);
+                }
+                f.rows
+            }
+        };
+        let size = &size;
+        match live.get(rel) {
+            None => listed.problems.push(format!(
+                "{}: not in any committed manifest (written by something else, or left by a crash)",
+                store.name(rel)
+            )),
+            Some((want_rows, want_bytes, run)) if (*want_rows, *want_bytes) != (rows, *size) => {
+                listed.problems.push(format!(
+                    "{}: {rows} rows and {size} bytes, but run {run}'s manifest says {want_rows} rows and {want_bytes} bytes",
+                    store.name(rel)
+                ))
+            }
+            Some(_) => {}
+        }
+        let p = properties
+            .entry(property.clone())
+            .or_insert_with(|| PropertyReport {
+                property,
+                smallest_file: u64::MAX,
+                ..Default::default()
+            });
+        p.files += 1;
+        p.rows += rows;
+        p.bytes += size;
+        p.smallest_file = p.smallest_file.min(*size);
+        p.largest_file = p.largest_file.max(*size);
+    }
+    for (rel, (_, _, run)) in &live {
+        if !seen.contains(rel) {
+            listed.problems.push(format!(
+                "{}: listed by run {run}'s manifest but missing",
+                store.name(rel)
+            ));
+        }
+    }
+
+    let mut warnings = Vec::new();
+    for p in properties.values() {
+        if p.files > 1 && p.smallest_file < SMALL_FILE && p.largest_file >= 2 * SMALL_FILE {
+            warnings.push(format!(
+                "small files: property {:?} has {} files, the smallest {}",
+                p.property,
+                p.files,
+                crate::units::format_bytes(p.smallest_file)
+            ));
+        }
+    }
+    if let Some(m) = manifests.iter().rev().find(|m| m.state == STATE_COMMITTED) {
+        let loads: Vec<u64> = m.reducers.iter().map(|r| r.rows).collect();
+        let mean = loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64;
+        let max = loads.iter().copied().max().unwrap_or(0) as f64;
+        if mean > 0.0 && max / mean > SKEWED {
+            warnings.push(format!(
+                "skew: the latest run ({}) had reducer load max/mean {:.2} (the plan predicted {:.2})",
+                m.run_id,
+                max / mean,
+                m.plan.predicted_max_over_mean
+            ));
+        }
+    }
+
+    let checks: Vec<Check> = [schema, sorted, strays, listed]
+        .into_iter()
+        .map(|mut c| {
+            c.ok = c.problems.is_empty();
+            c
+        })
+        .collect();
+    let properties: Vec<PropertyReport> = properties.into_values().collect();
+    Ok(Report {
+        dataset: display.to_string(),
+        files: properties.iter().map(|p| p.files).sum(),
+        rows: properties.iter().map(|p| p.rows).sum(),
+        bytes: properties.iter().map(|p| p.bytes).sum(),
+        properties,
+        checks,
+        warnings,
+        runs,
+    })
+}
+
+/// What one file's footer and sort columns say.
+struct FileCheck {
+    rows: u64,
+    schema_problem: Option<String>,
+    order_problem: Option<String>,
+}
+
+impl FileCheck {
+    /// `Err`: the file cannot be read as Parquet at all.
+    fn read(
+        handle: Handle,
+        name: &str,
+        expected: &parquet::schema::types::Type,
+    ) -> std::result::Result<FileCheck, String> {
+        let reader = SerializedFileReader::new(crate::explode::parquet::PreadFile::new(handle))
+            .map_err(|e| format!("{name}: not a readable Parquet file: {e}"))?;
+        let meta = reader.metadata().file_metadata();
+        let rows = u64::try_from(meta.num_rows()).unwrap_or(0);
+        let actual = meta.schema();
+        let same = actual.get_fields().len() == expected.get_fields().len()
+            && actual
+                .get_fields()
+                .iter()
+                .zip(expected.get_fields())
+                .all(|(a, b)| {
+                    a.name() == b.name()
+                        && a.get_physical_type() == b.get_physical_type()
+                        && a.get_basic_info().logical_type_ref()
+                            == b.get_basic_info().logical_type_ref()
+                        && a.get_basic_info().repetition() == b.get_basic_info().repetition()
+                });
+        if !same {
+            return Ok(FileCheck {
+                rows,
+                schema_problem: Some(format!(
+                    "{name}: columns {} differ from the output schema's {}",
+                    field_list(actual),
+                    field_list(expected)
+                )),
+                order_problem: None,
+            });
+        }
+        let order_problem = check_order(&reader).map_err(|e| format!("{name}: {e}"))?;
+        Ok(FileCheck {
+            rows,
+            schema_problem: None,
+            order_problem: order_problem.map(|p| format!("{name}: {p}")),
+        })
+    }
+}
+
+fn field_list(t: &parquet::schema::types::Type) -> String {
+    let names: Vec<String> = t
+        .get_fields()
+        .iter()
+        .map(|f| {
+            let logical = f
+                .get_basic_info()
+                .logical_type_ref()
+                .map(|l| format!(" {l:?}"))
+                .unwrap_or_default();
+            format!("{} {}{logical}", f.name(), f.get_physical_type())
+        })
+        .collect();
+    format!("[{}]", names.join(", "))
+}
+
+/// The first place `(object_id, timestamp)` goes backwards, if any. Columns 0 and 1 (the
+/// schema was checked).
+fn check_order<R: FileReader>(reader: &R) -> std::result::Result<Option<String>, String> {
+    let mut last: Option<(i64, i64)> = None;
+    let mut row = 0u64;
+    let (mut ids, mut times) = (Vec::new(), Vec::new());
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g).map_err(|e| e.to_string())?;
+        let n = group.metadata().num_rows() as usize;
+        for (c, out) in [(0, &mut ids), (1, &mut times)] {
+            out.clear();
+            match group.get_column_reader(c).map_err(|e| e.to_string())? {
+                ColumnReader::Int64ColumnReader(mut r) => {
+                    r.read_records(n, None, None, out)
+                        .map_err(|e| e.to_string())?;
+                }
+                _ => return Err(format!("column {c} is not INT64")),
+            }
+        }
+        for (&o, &t) in ids.iter().zip(&times) {
+            if let Some(prev) = last
+                && (o, t) < prev
+            {
+                return Ok(Some(format!(
+                    "row {row} (row group {g}) has object_id {o}, timestamp {t} after object_id {}, timestamp {}: not sorted",
+                    prev.0, prev.1
+                )));
+            }
+            last = Some((o, t));
+            row += 1;
+        }
+    }
+    Ok(None)
+}
+
+/// The report for people.
+pub fn table(r: &Report, top: usize) -> String {
+    use crate::units::{format_bytes, format_count};
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} properties, {} files, {} rows, {} ({} committed runs)",
+        r.dataset,
+        format_count(r.properties.len() as u64),
+        format_count(r.files as u64),
+        format_count(r.rows),
+        format_bytes(r.bytes),
+        r.runs.len()
+    );
+    let mut by_size: Vec<&PropertyReport> = r.properties.iter().collect();
+    by_size.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.property.cmp(&b.property)));
+    let _ = writeln!(
+        out,
+        "\n  {:<38} {:>6} {:>14} {:>11} {:>11} {:>11}",
+        "property", "files", "rows", "bytes", "smallest", "largest"
+    );
+    let shown = if top == 0 {
+        by_size.len()
+    } else {
+        top.min(by_size.len())
+    };
+    for p in &by_size[..shown] {
+        let _ = writeln!(
+            out,
+            "  {:<38} {:>6} {:>14} {:>11} {:>11} {:>11}",
+            crate::report::clip(&p.property, 38),
+            p.files,
+            format_count(p.rows),
+            format_bytes(p.bytes),
+            format_bytes(p.smallest_file),
+            format_bytes(p.largest_file)
+        );
+    }
+    if shown < by_size.len() {
+        let rest = &by_size[shown..];
+        let _ = writeln!(
+            out,
+            "  {:<38} {:>6} {:>14} {:>11}",
+            format!("… {} more properties", rest.len()),
+            rest.iter().map(|p| p.files).sum::<usize>(),
+            format_count(rest.iter().map(|p| p.rows).sum()),
+            format_bytes(rest.iter().map(|p| p.bytes).sum())
+        );
+    }
+    out.push('\n');
+    for c in &r.checks {
+        let _ = writeln!(out, "{} {}", if c.ok { "ok  " } else { "FAIL" }, c.check);
+        for p in c.problems.iter().take(20) {
+            let _ = writeln!(out, "       {p}");
+        }
+        if c.problems.len() > 20 {
+            let _ = writeln!(out, "       … and {} more", c.problems.len() - 20);
+        }
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "warn {w}");
+    }
+    out
+}

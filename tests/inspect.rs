@@ -1,0 +1,163 @@
+//! `skewer inspect`: passes on a fresh dataset; fails, naming the problem, on an unsorted file,
+//! a stray staging file and a file no manifest lists.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::skewer;
+
+/// A fresh dataset from a small generated dump; returns (temp dir, dataset).
+fn dataset() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dump = tmp.path().join("dump");
+    let out = tmp.path().join("lake");
+    let g = skewer([
+        "gen",
+        "--objects",
+        "600",
+        "--properties",
+        "40",
+        "--out",
+        dump.to_str().unwrap(),
+    ]);
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    let r = skewer([
+        "run",
+        "-i",
+        dump.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-r",
+        "2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    (tmp, out)
+}
+
+fn inspect(dataset: &Path) -> (i32, Value, String) {
+    let r = skewer(["inspect", dataset.to_str().unwrap(), "--json"]);
+    let report: Value = serde_json::from_str(&r.stdout).expect("inspect --json prints JSON");
+    (r.code, report, r.stderr)
+}
+
+/// The problems of one check.
+fn problems(report: &Value, check: &str) -> Vec<String> {
+    let c = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("no check {check}"));
+    c["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The largest data file.
+fn largest_file(dataset: &Path) -> PathBuf {
+    skewer::dataset::files(dataset)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
+#[test]
+fn a_fresh_dataset_passes_every_check() {
+    let (_tmp, lake) = dataset();
+    let (code, report, stderr) = inspect(&lake);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true)
+    );
+    assert_eq!(report["properties"].as_array().unwrap().len(), 40);
+    let rows: u64 = report["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(report["rows"].as_u64().unwrap(), rows);
+    assert!(rows > 0);
+    // The table too.
+    let table = skewer(["inspect", lake.to_str().unwrap()]);
+    assert_eq!(table.code, 0);
+    assert!(table.stdout.contains("ok   sort order"), "{}", table.stdout);
+}
+
+#[test]
+fn an_unsorted_file_fails_the_sort_check() {
+    let (_tmp, lake) = dataset();
+    let path = largest_file(&lake);
+    let rows = skewer::dataset::read_rows(&path).unwrap();
+    assert!(rows.len() > 10);
+    // The same rows, written backwards over the file.
+    let reversed: Vec<u32> = (0..rows.len() as u32).rev().collect();
+    let dir = path.parent().unwrap();
+    let stem = path.file_stem().unwrap().to_str().unwrap();
+    fs::remove_file(&path).unwrap();
+    skewer::sink::write_property(dir, stem, &rows.cols, &reversed, &Default::default()).unwrap();
+    assert!(path.exists());
+
+    let (code, report, stderr) = inspect(&lake);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("failed sort order"), "{stderr}");
+    let found = problems(&report, "sort order");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains(path.to_str().unwrap()) && found[0].contains("not sorted"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_stray_staging_file_fails() {
+    let (_tmp, lake) = dataset();
+    let stray =
+        lake.join("_skewer/staging/20261120T020000Z-dead/property_name=email/part-x.parquet");
+    fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    fs::write(&stray, b"half a file").unwrap();
+    let (code, report, _) = inspect(&lake);
+    assert_eq!(code, 1);
+    let found = problems(&report, "no stray files");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains(stray.to_str().unwrap()), "{found:?}");
+    assert!(problems(&report, "manifests match the files").is_empty());
+}
+
+#[test]
+fn a_file_missing_from_the_manifest_fails_and_so_does_a_missing_file() {
+    let (_tmp, lake) = dataset();
+    let path = largest_file(&lake);
+    let copy = path.with_file_name("part-copied-r9.parquet");
+    fs::copy(&path, &copy).unwrap();
+    let (code, report, _) = inspect(&lake);
+    assert_eq!(code, 1);
+    let found = problems(&report, "manifests match the files");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains(copy.to_str().unwrap())
+            && found[0].contains("not in any committed manifest"),
+        "{found:?}"
+    );
+
+    fs::remove_file(&copy).unwrap();
+    fs::remove_file(&path).unwrap();
+    let (code, report, _) = inspect(&lake);
+    assert_eq!(code, 1);
+    let found = problems(&report, "manifests match the files");
+    assert!(
+        found.len() == 1 && found[0].contains("listed by run") && found[0].contains("missing"),
+        "{found:?}"
+    );
+}
