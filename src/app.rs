@@ -142,6 +142,40 @@ pub fn recover(
     out.flush().map_err(Error::Output)
 }
 
+/// `skewer replay`: runs each date and prints what happened to each; `Err` (exit 1) if a
+/// date failed (missing dates are not failures).
+pub fn replay(
+    config: &crate::replay::ReplayConfig,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let results = crate::replay::replay(config)?;
+    let text = match format {
+        OutputFormat::Table => crate::replay::table(&results),
+        OutputFormat::Json => {
+            let value = serde_json::json!({ "dates": results });
+            crate::jsonfmt::to_lines(&value)
+        }
+    };
+    out.write_all(text.as_bytes()).map_err(Error::Output)?;
+    out.flush().map_err(Error::Output)?;
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, crate::replay::Outcome::Failed { .. }))
+        .map(|r| r.date.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Mismatch(format!(
+            "replay: {} of {} dates failed: {}",
+            failed.len(),
+            results.len(),
+            failed.join(", ")
+        )))
+    }
+}
+
 /// `skewer inspect`: what to look at and how to print it.
 #[derive(Clone, Debug)]
 pub struct InspectConfig {

@@ -33,12 +33,72 @@ pub enum Command {
     /// Generate a synthetic HubSpot-like dump (deterministic by --seed) with its expected row
     /// count and checksum in <out>/_expected.json.
     Gen(GenArgs),
+    /// Re-partition old dumps: one run per date from --from to --to, each replacing only its
+    /// own partition; missing dates are skipped, dates already committed with the same input
+    /// and plan too (unless --force).
+    Replay(ReplayArgs),
     /// Check a dataset's health: files, rows and bytes per property; schema, sort order, stray
     /// files and manifests (exit 1 if a check fails); small-file and skew warnings.
     Inspect(InspectArgs),
     /// Count a dataset's rows and checksum them (order-independent); with --expected, check
     /// them against what `gen` wrote (exit 1 if they differ).
     Checksum(ChecksumArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// First date (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub from: i64,
+
+    /// Last date, included (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub to: i64,
+
+    /// Which history plans each date: the runs of earlier dates, or every run but the
+    /// replayed dates'.
+    #[arg(long, value_enum, default_value_t = PlanFromArg::HistoryAtDate)]
+    pub plan_from: PlanFromArg,
+
+    /// Redo dates already committed with the same input and plan.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The run options; --input holds {date} (e.g. 'raw/contacts/dt={date}/'), and
+    /// --partition defaults to dt={date}.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFromArg {
+    HistoryAtDate,
+    Current,
+}
+
+fn parse_date(text: &str) -> Result<i64, String> {
+    skewer::units::parse_date(text).ok_or_else(|| format!("{text:?} is not a date (YYYY-MM-DD)"))
+}
+
+impl ReplayArgs {
+    pub fn into_config(self) -> (skewer::replay::ReplayConfig, OutputFormat) {
+        let partition = self.run.partition.clone();
+        let (run, format) = self.run.into_config();
+        (
+            skewer::replay::ReplayConfig {
+                run,
+                from: self.from,
+                to: self.to,
+                partition: partition.unwrap_or_else(|| "dt={date}".into()),
+                plan_from: match self.plan_from {
+                    PlanFromArg::HistoryAtDate => skewer::replay::PlanFrom::HistoryAtDate,
+                    PlanFromArg::Current => skewer::replay::PlanFrom::Current,
+                },
+                force: self.force,
+            },
+            format,
+        )
+    }
 }
 
 #[derive(Debug, Args)]
@@ -380,6 +440,7 @@ impl RunArgs {
             endpoint: self.s3.endpoint,
             work_dir: self.work_dir,
             part_size: self.part_size,
+            plan: None,
             mappers: self.threads.unwrap_or_else(cores) as usize,
             partition: self.partition,
             mode: match self.mode {

@@ -53,6 +53,9 @@ pub enum Error {
         limit: String,
         rejects: PathBuf,
     },
+    /// An `--input` path, prefix or glob matched nothing (exit 2, as a usage error).
+    #[error("--input {input:?} matches no {what}")]
+    NoInput { input: String, what: &'static str },
     /// A dataset does not hold what it should (`skewer checksum --expected`).
     #[error("{0}")]
     Mismatch(String),
@@ -89,7 +92,7 @@ impl Error {
     /// The process exit code: 2 for usage, 3 for too many bad records, 1 for any other failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_) | Error::NoInput { .. } => 2,
             Error::TooManyBadRecords { .. } => 3,
             _ => 1,
         }

@@ -191,9 +191,10 @@ fn discover_s3(input: &str, stores: &Stores) -> Result<Vec<InputFile>> {
         }
     }
     if keys.is_empty() {
-        return Err(Error::Config(format!(
-            "--input {input:?} matches no objects"
-        )));
+        return Err(Error::NoInput {
+            input: input.to_string(),
+            what: "objects",
+        });
     }
     // Sniffing is a round trip per object: many at once. Small objects are fetched whole
     // (within a budget), which spares them every later request.
@@ -243,7 +244,10 @@ fn discover_local(inputs: &[String]) -> Result<Vec<InputFile>> {
                 collect(&path, &mut found)?;
             }
             if found.is_empty() {
-                return Err(Error::Config(format!("--input {input:?} matches no files")));
+                return Err(Error::NoInput {
+                    input: input.clone(),
+                    what: "files",
+                });
             }
             found.sort();
             paths.extend(found);

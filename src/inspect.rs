@@ -160,6 +160,42 @@ impl Store {
         }
     }
 
+    /// Every run manifest, oldest first, listing only `_skewer/runs/`.
+    pub fn run_manifests(&self) -> Result<Vec<Manifest>> {
+        let objects = match self {
+            Store::Local(root) => {
+                let dir = root.join("_skewer/runs");
+                let mut out = Vec::new();
+                match std::fs::read_dir(&dir) {
+                    Ok(entries) => {
+                        for e in entries {
+                            let e = e.map_err(|e| Error::io(&dir, e))?;
+                            let name = e.file_name().to_string_lossy().into_owned();
+                            out.push((format!("_skewer/runs/{name}"), 0));
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&dir, e)),
+                }
+                out
+            }
+            #[cfg(feature = "s3")]
+            Store::S3(ds) => {
+                let prefix = ds.root.dir_prefix();
+                ds.s3
+                    .list(&ds.url("_skewer/runs/"))?
+                    .into_iter()
+                    .filter_map(|o| {
+                        o.key
+                            .strip_prefix(&prefix)
+                            .map(|rel| (rel.to_string(), o.size))
+                    })
+                    .collect()
+            }
+        };
+        self.manifests(&objects)
+    }
+
     /// The committed and interrupted run manifests, oldest first.
     pub fn manifests(&self, objects: &[(String, u64)]) -> Result<Vec<Manifest>> {
         let mut out = Vec::new();

@@ -29,6 +29,7 @@
 //! | `s3` (feature `s3`) | staged files, an `s3://` dataset | uploads and the object-store publish |
 //! | [`history`], [`sample`] | past runs, or the input itself | the volumes the planner (`planner`) plans from |
 //! | [`inspect`] | a dataset, local or in S3 | its files per property and health checks |
+//! | [`replay`] | dumps per date (`{date}` in `--input`), a date range | one run per date, resumable |
 //!
 //! [`run`] wires them together; [`app`] is each subcommand as a call with a plain config.
 //! The design is `../shared/DESIGN.md`; the history format is `history/README.md`.
@@ -46,6 +47,7 @@ pub mod input;
 pub mod inspect;
 pub mod jsonfmt;
 pub mod reduce;
+pub mod replay;
 pub mod report;
 pub mod route;
 pub mod run;

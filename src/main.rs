@@ -53,6 +53,10 @@ fn main() -> ExitCode {
             args.s3.endpoint,
             &mut io::stdout().lock(),
         ),
+        cli::Command::Replay(args) => {
+            let (config, format) = args.into_config();
+            skewer::app::replay(&config, format, &mut io::stdout().lock())
+        }
         cli::Command::Inspect(args) => {
             skewer::app::inspect(&args.into_config(), &mut io::stdout().lock())
         }

@@ -377,6 +377,7 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &dyn std::fmt::Display) 
                 format_count(*sampled),
                 format_count(*estimated)
             ),
+            crate::run::PlanSource::Given { what } => what.clone(),
         };
         writeln!(
             out,

@@ -97,6 +97,9 @@ pub struct RunConfig {
     pub work_dir: Option<PathBuf>,
     /// Multipart part size for uploads to S3 (at least 5 MiB).
     pub part_size: u64,
+    /// A plan made by the caller (`replay`), used instead of planning from a history or a
+    /// sample; `source` says what it was made from.
+    pub plan: Option<(Arc<Plan>, PlanSource)>,
     pub params: PlanParams,
     pub mappers: usize,
     /// Hive partition prefix, `key=value[/key=value…]`.
@@ -128,6 +131,7 @@ impl RunConfig {
             endpoint: None,
             work_dir: None,
             part_size: DEFAULT_PART_SIZE,
+            plan: None,
             params: PlanParams::new(reducers),
             mappers: 2,
             partition: None,
@@ -281,6 +285,10 @@ pub enum PlanSource {
         sampled: u64,
         estimated: u64,
     },
+    /// Made by the caller (replay), as it describes it.
+    Given {
+        what: String,
+    },
 }
 
 /// What a run did, for the summary on screen.
@@ -330,9 +338,16 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A run id that sorts by start time and differs between runs started the same second.
+/// A run id that sorts by start time (to the millisecond: replays start several runs a
+/// second, and manifests are applied in run-id order) and differs between runs started at
+/// the same moment.
 fn new_run_id(started_ms: i64) -> String {
     let stamp = format_utc(started_ms).replace(['-', ':'], "");
+    let stamp = format!(
+        "{}.{:03}Z",
+        stamp.trim_end_matches('Z'),
+        started_ms.rem_euclid(1000)
+    );
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -495,9 +510,14 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     let recovery = dest.recover()?;
 
     let splits = input::splits(&files, config.split_bytes)?;
-    let (plan, plan_source) = make_plan(config, &dest, &stores, &files, &splits)?;
+    let (plan, plan_source) = match &config.plan {
+        Some((plan, source)) => (plan.clone(), source.clone()),
+        None => {
+            let (plan, source) = make_plan(config, &dest, &stores, &files, &splits)?;
+            (Arc::new(plan), source)
+        }
+    };
     let predicted = plan.stats().max_over_mean;
-    let plan = Arc::new(plan);
     let table = PropertyTable::new(plan.clone());
 
     let staging = layout.staging(&run_id);

@@ -77,6 +77,35 @@ pub fn format_utc(ms: i64) -> String {
     )
 }
 
+/// A day number (days since 1970-01-01) as `YYYY-MM-DD`.
+pub fn format_date(days: i64) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-DD` as a day number; `None` if it is not a valid date.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let days = planner::days_from_civil(y, m, d);
+    // Round trip: rejects 2026-02-30 and month 13.
+    (format_date(days) == text).then_some(days)
+}
+
+/// The first `YYYY-MM-DD` date in `text`, as a day number.
+pub fn find_date(text: &str) -> Option<i64> {
+    (0..text.len().saturating_sub(9)).find_map(|i| text.get(i..i + 10).and_then(parse_date))
+}
+
 /// Now, in epoch milliseconds.
 pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now()
@@ -155,5 +184,34 @@ mod tests {
         assert_eq!(format_bytes(1536), "1.5 KiB");
         assert_eq!(format_bytes(512 << 20), "512.0 MiB");
         assert_eq!(format_bytes(u64::MAX), "16384.0 PiB");
+    }
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_format_and_are_found_in_text() {
+        let d = parse_date("2026-10-31").unwrap();
+        assert_eq!(format_date(d + 1), "2026-11-01");
+        assert_eq!(
+            parse_date("2024-02-29").map(format_date).as_deref(),
+            Some("2024-02-29")
+        );
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "2026-1-01",
+            "20261001",
+            "2026-10-0x",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+        assert_eq!(
+            find_date("dt=2026-10-05/x").map(format_date).as_deref(),
+            Some("2026-10-05")
+        );
+        assert_eq!(find_date("dt=today"), None);
     }
 }

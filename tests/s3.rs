@@ -633,3 +633,93 @@ fn bad_credentials_a_missing_bucket_and_no_server_are_clear_errors_and_publish_n
     assert!(!server.bucket().join("lake").exists());
     assert!(!server.root.path().join("nobucket").exists());
 }
+
+#[test]
+fn replay_and_inspect_work_on_s3() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    for (day, seed) in [("01", "1"), ("03", "3")] {
+        let dir = tmp.path().join(day);
+        let g = crate::util::skewer([
+            "gen",
+            "--objects",
+            "300",
+            "--properties",
+            "30",
+            "--seed",
+            seed,
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert_eq!(g.code, 0, "{}", g.stderr);
+        upload_dir(&server, &dir, &format!("raw/dt=2026-10-{day}"));
+    }
+    let replay = || {
+        server.skewer(
+            &[
+                "replay",
+                "--input",
+                "s3://bkt/raw/dt={date}/",
+                "--from",
+                "2026-10-01",
+                "--to",
+                "2026-10-03",
+                "--output",
+                "s3://bkt/lake",
+                "-r",
+                "2",
+                "--json",
+            ],
+            &[],
+        )
+    };
+    let statuses = |run: &Run| -> Vec<String> {
+        let v = ok(run);
+        v["dates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(statuses(&replay()), ["committed", "missing", "committed"]);
+    assert_eq!(statuses(&replay()), ["skipped", "missing", "skipped"]);
+    for day in ["01", "03"] {
+        let check = crate::util::skewer([
+            "checksum",
+            server
+                .bucket()
+                .join(format!("lake/dt=2026-10-{day}"))
+                .to_str()
+                .unwrap(),
+            "--expected",
+            tmp.path().join(day).to_str().unwrap(),
+        ]);
+        assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    }
+
+    let inspect = server.skewer(&["inspect", "s3://bkt/lake", "--json"], &[]);
+    let report = ok(&inspect);
+    assert_eq!(report["runs"].as_array().unwrap().len(), 2);
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true)
+    );
+    // An upload intent left behind is a stray.
+    let stray = server
+        .bucket()
+        .join("lake/_skewer/uploading/20261001T000000.000Z-dead.json");
+    fs::write(&stray, "{}").unwrap();
+    let inspect = server.skewer(&["inspect", "s3://bkt/lake"], &[]);
+    assert_eq!(inspect.code, 1);
+    assert!(
+        inspect
+            .stdout
+            .contains("s3://bkt/lake/_skewer/uploading/20261001T000000.000Z-dead.json"),
+        "{}",
+        inspect.stdout
+    );
+}

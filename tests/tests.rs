@@ -21,6 +21,9 @@ mod malformed;
 /// `skewer inspect`: a healthy dataset passes; unsorted, stray and unlisted files fail.
 mod inspect;
 
+/// `skewer replay`: dates in order, missing and failing ones reported, resumable.
+mod replay;
+
 /// Seeded mutation fuzzing of the JSON parser and of whole runs over corrupt files.
 mod fuzz;
 
