@@ -28,6 +28,9 @@ pub struct PlanConfig {
     pub history: PathBuf,
     /// An S3-compatible endpoint for an `s3://` history.
     pub endpoint: Option<String>,
+    /// Draw the predicted loads into these files.
+    pub svg: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     pub params: PlanParams,
     /// Properties listed before the table sums up the tail (0: all).
     pub top: usize,
@@ -52,12 +55,38 @@ pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
         other => Error::Bug(format!("planning a validated history: {other}")),
     })?;
     let stats = plan.stats();
+    draw(
+        || crate::svg::plan(&plan),
+        &format!("plan {}", &plan.digest()[..12]),
+        config.svg.as_deref(),
+        config.html.as_deref(),
+    )?;
     let text = match config.format {
         OutputFormat::Table => report::plan_table(&plan, &stats, &loaded, config.top),
         OutputFormat::Json => report::plan_json(&plan, &stats)?,
     };
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)
+}
+
+/// Writes a picture as SVG and/or as an HTML page, if asked to.
+fn draw(
+    svg: impl FnOnce() -> String,
+    title: &str,
+    svg_file: Option<&std::path::Path>,
+    html_file: Option<&std::path::Path>,
+) -> Result<()> {
+    if svg_file.is_none() && html_file.is_none() {
+        return Ok(());
+    }
+    let picture = svg();
+    if let Some(path) = svg_file {
+        std::fs::write(path, &picture).map_err(|e| Error::io(path, e))?;
+    }
+    if let Some(path) = html_file {
+        std::fs::write(path, crate::svg::html(&picture, title)).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// `skewer run`: runs the job and writes its summary (or JSON) to `out`.
@@ -184,11 +213,43 @@ pub struct InspectConfig {
     /// Properties listed in the table (0: all).
     pub top: usize,
     pub format: OutputFormat,
+    /// A run (or "latest") to draw into `svg`/`html`.
+    pub run: Option<String>,
+    pub svg: Option<PathBuf>,
+    pub html: Option<PathBuf>,
 }
 
 /// Inspects a dataset and prints the report; `Err` (exit 1) if a check failed.
 pub fn inspect(config: &InspectConfig, out: &mut dyn Write) -> Result<()> {
     let store = crate::inspect::Store::open(&config.dataset, config.endpoint.clone())?;
+    if let Some(run) = &config.run {
+        let manifests = store.run_manifests()?;
+        let manifest = if run == "latest" {
+            manifests
+                .iter()
+                .rev()
+                .find(|m| m.state == crate::commit::STATE_COMMITTED)
+        } else {
+            manifests.iter().find(|m| &m.run_id == run)
+        }
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{}: no run {run:?} (runs: {})",
+                config.dataset,
+                manifests
+                    .iter()
+                    .map(|m| m.run_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        draw(
+            || crate::svg::run(manifest),
+            &format!("run {}", manifest.run_id),
+            config.svg.as_deref(),
+            config.html.as_deref(),
+        )?;
+    }
     let report = crate::inspect::inspect(&store, &config.dataset.to_string())?;
     let text = match config.format {
         OutputFormat::Table => crate::inspect::table(&report, config.top),

@@ -117,6 +117,19 @@ pub struct InspectArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Draw this run's reducer loads, actual beside predicted ("latest": the newest
+    /// committed run), into --svg or --html.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+
+    /// The SVG file to draw --run into.
+    #[arg(long, value_name = "FILE", requires = "run")]
+    pub svg: Option<PathBuf>,
+
+    /// The HTML page to draw --run into.
+    #[arg(long, value_name = "FILE", requires = "run")]
+    pub html: Option<PathBuf>,
 }
 
 impl InspectArgs {
@@ -125,6 +138,9 @@ impl InspectArgs {
             dataset: skewer::run::Target::parse(&self.dataset),
             endpoint: self.s3.endpoint,
             top: self.top,
+            run: self.run,
+            svg: self.svg,
+            html: self.html,
             format: if self.json {
                 OutputFormat::Json
             } else {
@@ -272,6 +288,14 @@ pub struct PlanArgs {
     /// Print the plan and its figures as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Also draw the reducers' predicted loads, stacked by property, into this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+
+    /// Also draw them into this HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// How the reducers are allocated: shared by `plan` and `run`.
@@ -419,6 +443,8 @@ impl PlanArgs {
         PlanConfig {
             history: self.history,
             endpoint: self.s3.endpoint,
+            svg: self.svg,
+            html: self.html,
             params: self.planning.params(),
             top: self.top,
             format: if self.json {

@@ -550,6 +550,9 @@ pub struct ReducerEntry {
     pub rows: u64,
     pub bytes: u64,
     pub wall_ms: u64,
+    /// Rows the plan predicted for it (manifests before 0.1 lack it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_rows: Option<u64>,
 }
 
 /// Where a run's wall time went (milliseconds): planning (discovery, recovery, sampling),

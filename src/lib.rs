@@ -56,6 +56,7 @@ pub mod s3;
 pub mod sample;
 pub mod sink;
 pub mod source;
+pub mod svg;
 pub mod units;
 
 pub use error::{Error, Result};

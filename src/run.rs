@@ -517,7 +517,9 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             (Arc::new(plan), source)
         }
     };
-    let predicted = plan.stats().max_over_mean;
+    let stats = plan.stats();
+    let predicted = stats.max_over_mean;
+    let predicted_loads: Vec<u64> = stats.reducers.iter().map(|l| l.rows).collect();
     let table = PropertyTable::new(plan.clone());
 
     let staging = layout.staging(&run_id);
@@ -624,6 +626,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             rows: r.rows_in,
             bytes,
             wall_ms: r.wall.as_millis() as u64,
+            predicted_rows: predicted_loads.get(r.reducer as usize).copied(),
         });
     }
     files_out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -161,3 +161,80 @@ fn a_file_missing_from_the_manifest_fails_and_so_does_a_missing_file() {
         "{found:?}"
     );
 }
+
+/// Tags open and close in order, and the root is an `<svg>`.
+fn well_formed(svg: &str) -> bool {
+    let mut stack = Vec::new();
+    let mut rest = svg;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let Some(end) = rest.find('>') else {
+            return false;
+        };
+        let tag = &rest[..end];
+        rest = &rest[end + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            if stack.pop().as_deref() != Some(name) {
+                return false;
+            }
+        } else if !tag.ends_with('/') {
+            stack.push(tag.split_whitespace().next().unwrap_or("").to_string());
+        }
+    }
+    stack.is_empty() && svg.trim_start().starts_with("<svg")
+}
+
+#[test]
+fn the_plan_and_run_pictures_have_one_bar_per_reducer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let svg = tmp.path().join("plan.svg");
+    let html = tmp.path().join("plan.html");
+    let plan = skewer([
+        "plan",
+        "--history",
+        "history/samples/contacts-zipf",
+        "-r",
+        "12",
+        "--svg",
+        svg.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let picture = fs::read_to_string(&svg).unwrap();
+    assert!(well_formed(&picture));
+    assert_eq!(picture.matches(r#"<g class="reducer""#).count(), 12);
+    // The heaviest property spans several reducers and is drawn as a span.
+    assert!(picture.contains("hs_analytics_num_page_views spans reducers"));
+    assert!(fs::read_to_string(&html).unwrap().contains(&picture));
+
+    let (_tmp, lake) = dataset();
+    let run_svg = tmp.path().join("run.svg");
+    let r = skewer([
+        "inspect",
+        lake.to_str().unwrap(),
+        "--run",
+        "latest",
+        "--svg",
+        run_svg.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let picture = fs::read_to_string(&run_svg).unwrap();
+    assert!(well_formed(&picture));
+    assert_eq!(picture.matches(r#"<g class="reducer""#).count(), 2);
+    assert!(picture.contains("predicted</title>") || picture.contains(" predicted"));
+    let missing = skewer([
+        "inspect",
+        lake.to_str().unwrap(),
+        "--run",
+        "nope",
+        "--svg",
+        "x.svg",
+    ]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("no run \"nope\""),
+        "{}",
+        missing.stderr
+    );
+}

@@ -80,7 +80,7 @@ impl Route {
     }
 
     /// The interval `(start, len)` this route spreads hashes over.
-    pub(crate) fn interval(self) -> (u64, u64) {
+    pub fn interval(self) -> (u64, u64) {
         (self.start, self.len)
     }
 
