@@ -205,6 +205,49 @@ pub fn replay(
     }
 }
 
+/// `skewer history show`: a dataset's (or a history folder's) runs and trends.
+pub fn history_show(
+    location: &str,
+    endpoint: Option<String>,
+    top: usize,
+    window: usize,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let stores = {
+        #[cfg(feature = "s3")]
+        {
+            crate::source::Stores::new(crate::s3::S3Config { endpoint })
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = endpoint;
+            crate::source::Stores::default()
+        }
+    };
+    // A dataset's own history, else the location itself.
+    let trimmed = location.trim_end_matches('/');
+    let own = format!("{trimmed}/_skewer/history");
+    let has_own = if location.starts_with("s3://") {
+        !trimmed.ends_with("_skewer/history")
+    } else {
+        std::path::Path::new(&own).is_dir()
+    };
+    let path = PathBuf::from(if has_own { own } else { location.to_string() });
+    let loaded = history::load_from(&path, &stores)?;
+    let shown = history::show::summarize(loaded.history.runs(), top, window);
+    let text = match format {
+        OutputFormat::Table => history::show::table(&shown, &path.display().to_string()),
+        OutputFormat::Json => {
+            let value = serde_json::to_value(&shown)
+                .map_err(|e| Error::Bug(format!("history to JSON: {e}")))?;
+            crate::jsonfmt::to_lines(&value)
+        }
+    };
+    out.write_all(text.as_bytes()).map_err(Error::Output)?;
+    out.flush().map_err(Error::Output)
+}
+
 /// `skewer inspect`: what to look at and how to print it.
 #[derive(Clone, Debug)]
 pub struct InspectConfig {

@@ -37,12 +37,44 @@ pub enum Command {
     /// own partition; missing dates are skipped, dates already committed with the same input
     /// and plan too (unless --force).
     Replay(ReplayArgs),
+    /// Show a dataset's volume history: totals per run and the trend of the largest
+    /// properties.
+    #[command(subcommand)]
+    History(HistoryCommand),
     /// Check a dataset's health: files, rows and bytes per property; schema, sort order, stray
     /// files and manifests (exit 1 if a check fails); small-file and skew warnings.
     Inspect(InspectArgs),
     /// Count a dataset's rows and checksum them (order-independent); with --expected, check
     /// them against what `gen` wrote (exit 1 if they differ).
     Checksum(ChecksumArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Volumes per run, and the rows of the largest properties over the last runs.
+    Show(HistoryShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryShowArgs {
+    /// A dataset (its _skewer/history is read), a history folder or file; local or s3://.
+    #[arg(value_name = "DATASET|HISTORY")]
+    pub dataset: String,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    /// Largest properties to follow.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// Runs the trends cover (the planner's window, by default).
+    #[arg(long, value_name = "N", default_value_t = Window::default().runs as usize)]
+    pub window: usize,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -394,6 +426,10 @@ pub struct RunArgs {
     /// Print the run's manifest and figures as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
+
+    /// No progress bars (they are drawn on stderr only when it is a terminal).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -466,6 +502,7 @@ impl RunArgs {
             endpoint: self.s3.endpoint,
             work_dir: self.work_dir,
             part_size: self.part_size,
+            progress: skewer::progress::Show::from_env(self.quiet),
             plan: None,
             mappers: self.threads.unwrap_or_else(cores) as usize,
             partition: self.partition,

@@ -46,6 +46,7 @@ pub mod history;
 pub mod input;
 pub mod inspect;
 pub mod jsonfmt;
+pub mod progress;
 pub mod reduce;
 pub mod replay;
 pub mod report;

@@ -26,8 +26,20 @@ fn fix_mmap_threshold() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn fix_mmap_threshold() {}
 
+/// Structured logs on stderr when `RUST_LOG` asks for them (e.g. `RUST_LOG=skewer=debug`).
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
+            .try_init();
+    }
+}
+
 fn main() -> ExitCode {
     fix_mmap_threshold();
+    init_logs();
     // clap prints usage errors itself and exits with 2.
     let cli = cli::Cli::parse();
     let result = match cli.command {
@@ -57,6 +69,18 @@ fn main() -> ExitCode {
             let (config, format) = args.into_config();
             skewer::app::replay(&config, format, &mut io::stdout().lock())
         }
+        cli::Command::History(cli::HistoryCommand::Show(args)) => skewer::app::history_show(
+            &args.dataset,
+            args.s3.endpoint,
+            args.top,
+            args.window,
+            if args.json {
+                skewer::app::OutputFormat::Json
+            } else {
+                skewer::app::OutputFormat::Table
+            },
+            &mut io::stdout().lock(),
+        ),
         cli::Command::Inspect(args) => {
             skewer::app::inspect(&args.into_config(), &mut io::stdout().lock())
         }

@@ -141,6 +141,7 @@ impl Reducer {
     /// Writes every buffered property as a sorted, de-duplicated segment of a new spill file,
     /// and frees the buffers.
     fn spill(&mut self) -> Result<()> {
+        tracing::debug!(file = self.spill_files.len(), "spill");
         std::fs::create_dir_all(&self.spill_dir).map_err(|e| Error::io(&self.spill_dir, e))?;
         let path = self
             .spill_dir

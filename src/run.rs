@@ -97,6 +97,8 @@ pub struct RunConfig {
     pub work_dir: Option<PathBuf>,
     /// Multipart part size for uploads to S3 (at least 5 MiB).
     pub part_size: u64,
+    /// When to draw progress bars on stderr.
+    pub progress: crate::progress::Show,
     /// A plan made by the caller (`replay`), used instead of planning from a history or a
     /// sample; `source` says what it was made from.
     pub plan: Option<(Arc<Plan>, PlanSource)>,
@@ -131,6 +133,7 @@ impl RunConfig {
             endpoint: None,
             work_dir: None,
             part_size: DEFAULT_PART_SIZE,
+            progress: crate::progress::Show::Never,
             plan: None,
             params: PlanParams::new(reducers),
             mappers: 2,
@@ -505,12 +508,16 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     let dest = Dest::open(config, &stores)?;
     let layout = dest.layout();
 
+    tracing::info!(run = %run_id, inputs = files.len(), output = %config.output, "run starts");
     let lock = dest.lock(&run_id)?;
     // Finish what an earlier run left half-published before planning from its history.
     let recovery = dest.recover()?;
+    if recovery != commit::Recovery::default() {
+        tracing::info!(rolled_forward = ?recovery.rolled_forward, discarded = ?recovery.discarded, "recovered earlier runs");
+    }
 
     let splits = input::splits(&files, config.split_bytes)?;
-    let (plan, plan_source) = match &config.plan {
+    let (plan, plan_source): (Arc<Plan>, PlanSource) = match &config.plan {
         Some((plan, source)) => (plan.clone(), source.clone()),
         None => {
             let (plan, source) = make_plan(config, &dest, &stores, &files, &splits)?;
@@ -519,6 +526,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     };
     let stats = plan.stats();
     let predicted = stats.max_over_mean;
+    tracing::info!(digest = %plan.digest(), source = ?plan_source, predicted_max_over_mean = predicted, "plan");
     let predicted_loads: Vec<u64> = stats.reducers.iter().map(|l| l.rows).collect();
     let table = PropertyTable::new(plan.clone());
 
@@ -533,6 +541,13 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     };
     let spill_dir = staging.join("_spill");
     let planned_at = Instant::now();
+    tracing::info!(run = %run_id, splits = splits.len(), reducers = plan.reducers(), "mapping");
+    let progress = Arc::new(crate::progress::Progress::default());
+    let bars = crate::progress::start(
+        &progress,
+        files.iter().map(|f| f.size).sum(),
+        config.progress,
+    );
     let (mapped, reduced, mapped_at) = execute(
         config,
         &files,
@@ -541,10 +556,18 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         &staged_root,
         &spill_dir,
         &run_id,
+        &progress,
     )
     .map_err(discard)?;
+    drop(bars);
     let spilled_bytes = reduced.iter().map(|r| r.spilled_bytes).sum();
     let reduced_at = Instant::now();
+    tracing::info!(
+        map_ms = ms(mapped_at - planned_at),
+        reduce_ms = ms(reduced_at - mapped_at),
+        spilled_bytes,
+        "mapped and reduced"
+    );
 
     let mut counts = Counts::default();
     let mut rejects: Vec<Reject> = Vec::new();
@@ -636,7 +659,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         &RunRecord {
             schema_version: planner::HISTORY_SCHEMA_VERSION,
             run_id: run_id.clone(),
-            started_at: format_utc(started_ms),
+            started_at: crate::units::format_utc_ms(started_ms),
             dataset: config.output.name(),
             partition: partition.clone(),
             properties: volumes.clone(),
@@ -656,7 +679,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         schema_version: commit::MANIFEST_SCHEMA_VERSION,
         run_id: run_id.clone(),
         state: String::new(),
-        started_at: format_utc(started_ms),
+        started_at: crate::units::format_utc_ms(started_ms),
         finished_at: format_utc(now_ms()),
         mode: config.mode,
         partition: partition.clone(),
@@ -688,7 +711,13 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     };
     // From here on, a failure leaves a manifest the next run or `skewer recover` completes.
     let publishing = Instant::now();
+    tracing::info!(
+        files = manifest.files.len(),
+        replaced = manifest.replaced.len(),
+        "publishing"
+    );
     dest.publish(&mut manifest)?;
+    tracing::info!(run = %run_id, publish_ms = ms(publishing.elapsed()), "committed");
     drop(lock);
     manifest.timings.publish_ms = ms(publishing.elapsed());
 
@@ -788,8 +817,28 @@ struct Reduced {
 
 type Mapped = (MapCounts, Vec<Reject>);
 
+/// Input bytes a split stands for, for progress: its range, or its share of its file.
+fn split_weights(files: &[InputFile], splits: &[Split]) -> Vec<u64> {
+    let mut per_file = vec![0u64; files.len()];
+    for s in splits {
+        if let Split::Whole { file } | Split::RowGroups { file, .. } = *s {
+            per_file[file] += 1;
+        }
+    }
+    splits
+        .iter()
+        .map(|s| match *s {
+            Split::Lines { start, end, .. } => end - start,
+            Split::Whole { file } | Split::RowGroups { file, .. } => {
+                files[file].size / per_file[file].max(1)
+            }
+        })
+        .collect()
+}
+
 /// Runs the mappers and reducers; returns what each produced. Staged files are under
 /// `staged_root` when this returns `Ok`.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     config: &RunConfig,
     files: &[InputFile],
@@ -798,11 +847,13 @@ fn execute(
     staged_root: &std::path::Path,
     spill_dir: &std::path::Path,
     run_id: &str,
+    progress: &crate::progress::Progress,
 ) -> Result<(Vec<Mapped>, Vec<Reduced>, Instant)> {
     let reducers = table.plan().reducers() as usize;
     let memory = MemoryPlan::new(config.memory_limit, config.mappers.max(1), reducers)?;
     let (split_tx, split_rx) = crossbeam_channel::unbounded();
-    for s in splits {
+    let weights = split_weights(files, &splits);
+    for s in splits.into_iter().zip(weights) {
         split_tx.send(s).expect("the queue is open");
     }
     drop(split_tx);
@@ -823,11 +874,11 @@ fn execute(
                         r as u32,
                         rx,
                         table,
-                        staged_root,
-                        spill_dir,
+                        (staged_root, spill_dir),
                         run_id,
                         sink,
                         budget,
+                        progress,
                     )
                 })
             })
@@ -836,7 +887,9 @@ fn execute(
             .map(|_| {
                 let senders = senders.clone();
                 let split_rx = split_rx.clone();
-                scope.spawn(move || map_thread(split_rx, files, table, senders, memory.batch_rows))
+                scope.spawn(move || {
+                    map_thread(split_rx, files, table, senders, memory.batch_rows, progress)
+                })
             })
             .collect();
         drop(senders);
@@ -883,17 +936,26 @@ fn joined<T>(result: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
 }
 
 fn map_thread(
-    splits: Receiver<Split>,
+    splits: Receiver<(Split, u64)>,
     files: &[InputFile],
     table: &PropertyTable,
     senders: Vec<Sender<Rows>>,
     batch_rows: usize,
+    progress: &crate::progress::Progress,
 ) -> Result<Mapped> {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut ids = MapperIds::new(table);
     let mut router = Router::new(table, senders, batch_rows);
     let mut scratch = MapperScratch::default();
-    for split in splits.iter() {
+    let (mut records, mut rows) = (0, 0);
+    for (split, weight) in splits.iter() {
         input::read_split(files, &split, &mut scratch, &mut ids, &mut router)?;
+        let c = &router.counts;
+        let (r, n) = (c.records + c.rejected, c.rows);
+        progress.bytes_read.fetch_add(weight, Relaxed);
+        progress.records_read.fetch_add(r - records, Relaxed);
+        progress.rows_routed.fetch_add(n - rows, Relaxed);
+        (records, rows) = (r, n);
         if router.disconnected {
             break;
         }
@@ -910,11 +972,11 @@ fn reduce_thread(
     reducer: u32,
     batches: Receiver<Rows>,
     table: &PropertyTable,
-    staged_root: &std::path::Path,
-    spill_dir: &std::path::Path,
+    (staged_root, spill_dir): (&std::path::Path, &std::path::Path),
     run_id: &str,
     sink: &SinkOptions,
     budget: usize,
+    progress: &crate::progress::Progress,
 ) -> Result<Reduced> {
     let mut state = Reducer::new(budget, spill_dir.join(format!("r{reducer}")));
     let mut first_row: Option<Instant> = None;
@@ -931,9 +993,15 @@ fn reduce_thread(
     // logs come out the same every run (files do whatever the order).
     let mut ids = state.properties();
     ids.sort_by(|a, b| (a.1, &names[a.0 as usize]).cmp(&(b.1, &names[b.0 as usize])));
+    let counts: std::collections::HashMap<u32, u64> = ids.iter().map(|&(p, n)| (p, n)).collect();
     let ids = ids.into_iter().map(|(p, _)| p).collect();
     let stem = format!("part-{run_id}-r{reducer}");
     let finished = state.finish(ids, |p| {
+        use std::sync::atomic::Ordering::Relaxed;
+        progress
+            .rows_written
+            .fetch_add(counts.get(&p).copied().unwrap_or(0), Relaxed);
+        progress.files_written.fetch_add(1, Relaxed);
         PropertyWriter::new(
             &staged_root.join(property_dir(&names[p as usize])),
             &stem,

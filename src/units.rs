@@ -77,6 +77,13 @@ pub fn format_utc(ms: i64) -> String {
     )
 }
 
+/// Epoch milliseconds as RFC 3339 UTC with milliseconds: `2026-11-21T08:15:00.123Z`. Run
+/// start times: runs started the same second (a replay) still sort in order.
+pub fn format_utc_ms(ms: i64) -> String {
+    let s = format_utc(ms);
+    format!("{}.{:03}Z", s.trim_end_matches('Z'), ms.rem_euclid(1000))
+}
+
 /// A day number (days since 1970-01-01) as `YYYY-MM-DD`.
 pub fn format_date(days: i64) -> String {
     let (y, m, d) = civil_from_days(days);

@@ -365,3 +365,43 @@ fn sample_files_are_what_the_readme_says() {
         assert!((0.45..0.55).contains(&(max as f64 / sum as f64)));
     }
 }
+
+#[test]
+fn history_show_lists_runs_and_trends() {
+    let r = skewer([
+        "history",
+        "show",
+        "history/samples/contacts-zipf",
+        "--json",
+        "--top",
+        "3",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["runs"].as_array().unwrap().len(), 7);
+    assert_eq!(v["runs"][6]["properties"], 1282);
+    let trends = v["trends"].as_array().unwrap();
+    assert_eq!(trends.len(), 3);
+    assert_eq!(trends[0]["property"], "hs_analytics_num_page_views");
+    assert_eq!(trends[0]["rows"].as_array().unwrap().len(), 7);
+    let table = skewer([
+        "history",
+        "show",
+        "history/samples/contacts-zipf",
+        "--window",
+        "3",
+    ]);
+    assert_eq!(table.code, 0);
+    assert!(
+        table.stdout.contains("over the last 3 runs"),
+        "{}",
+        table.stdout
+    );
+    let missing = skewer(["history", "show", "no/such/dataset"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("no/such/dataset"),
+        "{}",
+        missing.stderr
+    );
+}

@@ -579,3 +579,61 @@ fn the_binary_runs_gen_and_run_and_prints_a_summary() {
     ]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }
+
+#[test]
+fn progress_goes_to_stderr_only_and_json_to_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump");
+    let expected = generate(&GenConfig {
+        objects: 500,
+        properties: 40,
+        ..gen_config(&dump, Dialect::V1, Format::Ndjson)
+    })
+    .unwrap();
+    let run = |quiet: bool, out: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skewer"));
+        cmd.args([
+            "run",
+            "-i",
+            dump.to_str().unwrap(),
+            "-r",
+            "2",
+            "--json",
+            "-o",
+        ])
+        .arg(dir.path().join(out))
+        .env("SKEWER_PROGRESS", "always")
+        .env_remove("RUST_LOG");
+        if quiet {
+            cmd.arg("--quiet");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(false, "a");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // stdout is the JSON document alone, holding the run's counts.
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(json["manifest"]["counts"]["rows_written"], expected.rows);
+    assert_eq!(json["manifest"]["counts"]["records_read"], 500);
+    assert!(!stdout.contains('\x1b'));
+    // The bars were drawn, on stderr.
+    assert!(
+        stderr.contains("read  [") && stderr.contains("write ["),
+        "{stderr}"
+    );
+    assert!(stderr.contains("records"), "{stderr}");
+
+    let quiet = run(true, "b");
+    assert!(quiet.status.success());
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+}

@@ -275,6 +275,7 @@ impl S3Dataset {
                             break;
                         }
                         let rel = &keys[i];
+                        tracing::debug!(key = %rel, "upload");
                         if let Err(e) =
                             self.s3
                                 .upload_file(&staged.join(rel), &self.url(rel), self.part_bytes)
@@ -300,6 +301,7 @@ impl S3Dataset {
     /// Steps 5–7 (idempotent): what recovery repeats for an interrupted publish.
     fn finish(&self, manifest: &mut Manifest) -> Result<()> {
         let run = manifest.run_id.clone();
+        tracing::debug!(run = %run, replaced = manifest.replaced.len(), "finishing the publish");
         let replaced: Vec<String> = manifest
             .replaced
             .iter()
