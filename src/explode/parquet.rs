@@ -446,6 +446,9 @@ impl ChunkReader for PreadFile {
 /// thousands of small ones saves 15–20 %; a window rather than the whole row group keeps a
 /// mapper's read buffer small whatever the row group size.
 const READ_WINDOW: u64 = 8 << 20;
+/// The window for a remote file (S3), where every read is a request costing milliseconds:
+/// large enough that the heavy properties' units are fetched whole, not page by page.
+const REMOTE_READ_WINDOW: u64 = 32 << 20;
 
 /// A row group's column chunks, served from a window of prefetched bytes that moves forward
 /// as the columns are decoded (in file order); reads outside it go to the file.
@@ -459,6 +462,8 @@ struct RowGroupChunk {
     units: Vec<(u64, u64)>,
     /// (offset, bytes) of the window.
     window: Mutex<(u64, Bytes)>,
+    /// Bytes fetched per read at most: [`READ_WINDOW`], or [`REMOTE_READ_WINDOW`].
+    window_limit: u64,
 }
 
 impl Length for RowGroupChunk {
@@ -496,10 +501,17 @@ impl RowGroupChunk {
         if !sane {
             ranges.clear();
         }
+        // A source that prefers large reads is remote (see `RandomAccess::read_size`).
+        let window_limit = if file.file.read_size() > (1 << 20) {
+            REMOTE_READ_WINDOW
+        } else {
+            READ_WINDOW
+        };
         RowGroupChunk {
             file,
             units: ranges,
             window: Mutex::new((0, Bytes::new())),
+            window_limit,
         }
     }
 
@@ -525,11 +537,12 @@ impl RowGroupChunk {
             return Ok(None);
         };
         let (first, mut last) = self.units[i];
-        if end.is_none_or(|end| end > last) || last - first > READ_WINDOW {
+        let limit = self.window_limit;
+        if end.is_none_or(|end| end > last) || last - first > limit {
             return Ok(None);
         }
         for &(_, e) in &self.units[i + 1..] {
-            if e - first > READ_WINDOW {
+            if e - first > limit {
                 break;
             }
             last = e;
