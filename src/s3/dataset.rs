@@ -17,7 +17,7 @@
 //! A reader that follows the manifests never sees a mix: the new objects are complete before
 //! the manifest names them, and the old ones go only after it. Every step after 4 is
 //! idempotent, so the next run (or `skewer recover`) rolls an interrupted publish forward from
-//! the manifest. A run that stopped before its manifest published nothing: recovery deletes
+//! the manifest. The intent is deleted last, so the runs to look at are those with one. A run that stopped before its manifest published nothing: recovery deletes
 //! what its intent lists (and aborts its multipart uploads where the store can list them).
 //!
 //! One run at a time holds `_skewer/lock`, taken with a conditional write (`If-None-Match`).
@@ -144,21 +144,6 @@ impl S3Dataset {
             path: url.to_string().into(),
             owner: "another process that took it at the same moment".into(),
         })
-    }
-
-    /// The history records (name, bytes), in name order; empty if there are none.
-    pub fn history_records(&self) -> Result<Vec<(String, bytes::Bytes)>> {
-        let mut out = Vec::new();
-        for name in self.names_in("history/")? {
-            if name.starts_with(['.', '_']) || !name.ends_with(".json") {
-                continue;
-            }
-            let url = self.meta(&format!("history/{name}"));
-            if let Some(bytes) = self.s3.get(&url)? {
-                out.push((url.to_string(), bytes));
-            }
-        }
-        Ok(out)
     }
 
     /// Objects in the partitions `partitions` that a run `run` replaces: all but its own.
@@ -329,13 +314,20 @@ impl S3Dataset {
     /// history and intent.
     fn discard(&self, intent: &Intent) -> Result<()> {
         let mut keys: Vec<String> = intent.keys.iter().map(|rel| self.url(rel).key).collect();
-        if let Some(uploads) = self.s3.incomplete_uploads(&self.root)? {
-            let wanted: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
-            for (key, id) in uploads {
-                if wanted.contains(key.as_str()) {
-                    self.s3.abort_upload(&self.root.at(key), &id)?;
+        // Uploads cut by a crash; a store that cannot list them is left to its lifecycle
+        // rules, and that must not keep the objects below from being deleted.
+        match self.s3.incomplete_uploads(&self.root) {
+            Ok(Some(uploads)) => {
+                let wanted: std::collections::HashSet<&str> =
+                    keys.iter().map(String::as_str).collect();
+                for (key, id) in uploads {
+                    if wanted.contains(key.as_str()) {
+                        self.s3.abort_upload(&self.root.at(key), &id)?;
+                    }
                 }
             }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot list incomplete multipart uploads: {e}"),
         }
         keys.push(self.meta(&format!("pending/{}.json", intent.run_id)).key);
         self.s3.delete(&self.root, &keys)?;
@@ -345,19 +337,11 @@ impl S3Dataset {
 
     /// Rolls every interrupted publish forward and undoes runs that stopped before their
     /// manifest. Call with the lock held.
+    ///
+    /// Only runs with an intent can be unfinished (the intent goes last, after the commit
+    /// mark), so this reads the few intents, not every manifest of the dataset's history.
     pub fn recover(&self) -> Result<Recovery> {
         let mut done = Recovery::default();
-        for name in self.names_in("runs/")? {
-            let Some(run) = name.strip_suffix(".json") else {
-                continue;
-            };
-            if let Some(mut manifest) = self.read_manifest(run)?
-                && manifest.state == STATE_PUBLISHING
-            {
-                self.finish(&mut manifest)?;
-                done.rolled_forward.push(run.to_string());
-            }
-        }
         for name in self.names_in("uploading/")? {
             let url = self.meta(&format!("uploading/{name}"));
             let Some(bytes) = self.s3.get(&url)? else {
@@ -366,6 +350,10 @@ impl S3Dataset {
             let intent: Intent =
                 serde_json::from_slice(&bytes).map_err(|e| Error::json(url.to_string(), &e))?;
             match self.read_manifest(&intent.run_id)? {
+                Some(mut manifest) if manifest.state == STATE_PUBLISHING => {
+                    self.finish(&mut manifest)?;
+                    done.rolled_forward.push(intent.run_id);
+                }
                 // Committed, its intent not yet deleted.
                 Some(_) => self.s3.delete(&self.root, std::slice::from_ref(&url.key))?,
                 None => {
