@@ -11,7 +11,7 @@ mkdir -p "$work"
 scripts/s3-server.sh install >/dev/null
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 cargo build --release --quiet
-skewer=$PWD/target/release/skewer
+skewer=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/skewer
 
 dump="${1:-$work/dump}"
 if [ ! -d "$dump" ]; then

@@ -23,7 +23,7 @@ fi
 cargo build --release --quiet
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-target/release/skewer gen --objects 3000 --properties 300 --files 3 --out "$work/in" >/dev/null
+"${CARGO_TARGET_DIR:-target}/release/skewer" gen --objects 3000 --properties 300 --files 3 --out "$work/in" >/dev/null
 # Property names a folder cannot hold as they are: they must come back unescaped.
 python3 - "$work/in/names.ndjson" <<'PY'
 import json, sys
@@ -34,5 +34,5 @@ with open(sys.argv[1], "w") as f:
             f.write(json.dumps({"vid": 9_000_000_000 + o, "properties": {name: {"versions": [
                 {"value": f"v{i}", "timestamp": 1_700_000_000_000 + o}]}}}) + "\n")
 PY
-target/release/skewer run --input "$work/in" --output "$work/dataset" >/dev/null
+"${CARGO_TARGET_DIR:-target}/release/skewer" run --input "$work/in" --output "$work/dataset" >/dev/null
 "$venv/bin/python" scripts/check_readers.py "$work/dataset"

@@ -20,7 +20,7 @@ if [ ! -x /usr/bin/time ]; then
     apt-get install -y time >/dev/null 2>&1 || { echo "needs /usr/bin/time (Debian package 'time')" >&2; exit 1; }
 fi
 cargo build --release --quiet
-skewer=target/release/skewer
+skewer=${CARGO_TARGET_DIR:-target}/release/skewer
 work=${WORK:-$(mktemp -d)}
 trap 'rm -rf "$work"' EXIT
 

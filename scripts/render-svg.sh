@@ -14,7 +14,7 @@ if ! command -v rsvg-convert >/dev/null 2>&1; then
     apt-get install -y librsvg2-bin >/dev/null
 fi
 cargo build --release --quiet
-skewer=target/release/skewer
+skewer=${CARGO_TARGET_DIR:-target}/release/skewer
 
 $skewer plan --history history/samples/contacts-zipf --reducers 16 --svg "$out/plan.svg" --html "$out/plan.html" >/dev/null
 rm -rf "$out/dump" "$out/dataset"
