@@ -106,13 +106,21 @@ pub fn replay(config: &ReplayConfig) -> Result<Vec<DateResult>> {
     // Checked once here rather than failing every date the same way.
     crate::run::partition_path(&config.partition.replace("{date}", "2026-01-01"))?;
     let stores = stores(&config.run);
+    // The manifests are read once: a dataset with a year of nightly runs has hundreds, each
+    // a request from S3, and only this replay adds to them meanwhile.
+    let mut latest = if config.force {
+        std::collections::HashMap::new()
+    } else {
+        committed_by_partition(&config.run)?
+    };
     let mut results = Vec::new();
     for day in config.from..=config.to {
         let date = format_date(day);
-        let outcome =
-            replay_date(config, &stores, day, &date).unwrap_or_else(|e| Outcome::Failed {
+        let outcome = replay_date(config, &stores, &mut latest, day, &date).unwrap_or_else(|e| {
+            Outcome::Failed {
                 reason: e.to_string(),
-            });
+            }
+        });
         results.push(DateResult { date, outcome });
     }
     Ok(results)
@@ -132,7 +140,13 @@ fn stores(config: &RunConfig) -> Stores {
     }
 }
 
-fn replay_date(config: &ReplayConfig, stores: &Stores, day: i64, date: &str) -> Result<Outcome> {
+fn replay_date(
+    config: &ReplayConfig,
+    stores: &Stores,
+    latest: &mut std::collections::HashMap<String, Manifest>,
+    day: i64,
+    date: &str,
+) -> Result<Outcome> {
     let inputs: Vec<String> = config
         .run
         .inputs
@@ -154,12 +168,12 @@ fn replay_date(config: &ReplayConfig, stores: &Stores, day: i64, date: &str) -> 
 
     let (plan, source) = plan_for(config, stores, &files, day)?;
     if !config.force
-        && let Some(done) = committed(&config.run, &partition_dir)?
+        && let Some(done) = latest.get(&partition_dir)
         && done.plan.digest == plan.digest()
-        && same_inputs(&done, &files)
+        && same_inputs(done, &files)
     {
         return Ok(Outcome::Skipped {
-            run_id: done.run_id,
+            run_id: done.run_id.clone(),
         });
     }
 
@@ -168,6 +182,7 @@ fn replay_date(config: &ReplayConfig, stores: &Stores, day: i64, date: &str) -> 
     run.partition = Some(partition);
     run.plan = Some((Arc::new(plan), source));
     let summary = crate::run::run(&run)?;
+    latest.insert(partition_dir, summary.manifest.clone());
     Ok(Outcome::Committed {
         run_id: summary.manifest.run_id.clone(),
         rows: summary.manifest.counts.rows_written,
@@ -249,16 +264,22 @@ fn plan_for(
     ))
 }
 
-/// The latest committed run of `partition`, if any.
-fn committed(run: &RunConfig, partition: &str) -> Result<Option<Manifest>> {
+/// The latest committed run of each partition.
+fn committed_by_partition(run: &RunConfig) -> Result<std::collections::HashMap<String, Manifest>> {
     let store = match &run.output {
-        Target::Local(p) if !p.join("_skewer").is_dir() => return Ok(None),
+        Target::Local(p) if !p.join("_skewer").is_dir() => return Ok(Default::default()),
         target => crate::inspect::Store::open(target, run.endpoint.clone())?,
     };
-    Ok(store
-        .run_manifests()?
-        .into_iter()
-        .rfind(|m| m.state == STATE_COMMITTED && m.partition.as_deref() == Some(partition)))
+    let mut latest = std::collections::HashMap::new();
+    // Oldest first: a later run of a partition replaces an earlier one.
+    for m in store.run_manifests()? {
+        if m.state == STATE_COMMITTED
+            && let Some(p) = m.partition.clone()
+        {
+            latest.insert(p, m);
+        }
+    }
+    Ok(latest)
 }
 
 fn same_inputs(done: &Manifest, files: &[crate::input::InputFile]) -> bool {
