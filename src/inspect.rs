@@ -349,7 +349,23 @@ pub fn inspect(store: &Store, display: &str) -> Result<Report> {
     // What the committed manifests say is live: path → (rows, bytes, run).
     let mut live: BTreeMap<String, (u64, u64, String)> = BTreeMap::new();
     let mut runs = Vec::new();
-    let locked = objects.iter().any(|(rel, _)| rel == "_skewer/lock");
+    // A live run may be staging or publishing right now: its files are not strays. A lock
+    // whose process is gone (on this host) is itself a leftover.
+    let mut locked = false;
+    if objects.iter().any(|(rel, _)| rel == "_skewer/lock") {
+        let owner = store
+            .read("_skewer/lock")
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::commit::LockOwner>(&b).ok());
+        match owner {
+            Some(owner) if !owner.is_stale() => locked = true,
+            owner => strays.problems.push(format!(
+                "{}: left by {}, whose process is gone (the next run or skewer recover takes it over)",
+                store.name("_skewer/lock"),
+                owner.map_or("a run".to_string(), |o| o.describe())
+            )),
+        }
+    }
     for m in &manifests {
         if m.state == STATE_PUBLISHING {
             if !locked {

@@ -238,3 +238,56 @@ fn the_plan_and_run_pictures_have_one_bar_per_reducer() {
         missing.stderr
     );
 }
+
+#[test]
+fn a_crashed_runs_lock_and_staging_are_strays_but_a_live_runs_are_not() {
+    let (_tmp, lake) = dataset();
+    let staged = lake.join("_skewer/staging/r-crashed/property_name=email/part-x.parquet");
+    fs::create_dir_all(staged.parent().unwrap()).unwrap();
+    fs::write(&staged, b"half").unwrap();
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    // A process that does not exist on this host.
+    let lock = |pid: u32| {
+        format!(
+            r#"{{"pid": {pid}, "host": "{host}", "process_start": 1, "since": "2026-11-20T02:00:00Z", "run_id": "r-crashed"}}"#
+        )
+    };
+    fs::write(lake.join("_skewer/lock"), lock(u32::MAX - 7)).unwrap();
+    let (code, report, _) = inspect(&lake);
+    assert_eq!(code, 1);
+    let found = problems(&report, "no stray files");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("_skewer/lock") && p.contains("process is gone"))
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("r-crashed/property_name=email"))
+    );
+
+    // This test's own process stands in for a live run: its staging is work in progress.
+    let me = std::process::id();
+    let start = fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+    let start: u64 = start[start.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    fs::write(
+        lake.join("_skewer/lock"),
+        lock(me).replace(
+            "\"process_start\": 1",
+            &format!("\"process_start\": {start}"),
+        ),
+    )
+    .unwrap();
+    let (code, report, stderr) = inspect(&lake);
+    assert_eq!(code, 0, "{stderr} {report}");
+}
