@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use planner::{PlanError, PlanParams};
+use planner::PlanParams;
 
 use crate::error::{Error, Result};
 use crate::{history, report};
@@ -39,21 +39,9 @@ pub struct PlanConfig {
 
 /// Reads the history, plans, and writes the table or JSON to `out`.
 pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
-    let stores = {
-        #[cfg(feature = "s3")]
-        {
-            crate::source::Stores::new(crate::s3::S3Config {
-                endpoint: config.endpoint.clone(),
-            })
-        }
-        #[cfg(not(feature = "s3"))]
-        crate::source::Stores::default()
-    };
+    let stores = crate::source::Stores::with_endpoint(config.endpoint.clone());
     let loaded = history::load_from(&config.history, &stores)?;
-    let plan = planner::plan(&loaded.history, &config.params).map_err(|e| match e {
-        PlanError::InvalidParams(msg) => Error::Config(msg),
-        other => Error::Bug(format!("planning a validated history: {other}")),
-    })?;
+    let plan = planner::plan(&loaded.history, &config.params).map_err(crate::run::plan_error)?;
     let stats = plan.stats();
     draw(
         || crate::svg::plan(&plan),
@@ -136,34 +124,21 @@ pub fn recover(
     endpoint: Option<String>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let done = match dataset {
-        crate::run::Target::Local(dataset) => {
-            if !dataset.join("_skewer").is_dir() {
-                return Err(Error::Config(format!(
-                    "{}: not a skewer dataset (no _skewer folder)",
-                    dataset.display()
-                )));
-            }
-            let layout = crate::commit::Layout::new(dataset);
+    // The same checks and connection as `inspect`: a local folder must hold `_skewer`.
+    let done = match crate::inspect::Store::open(dataset, endpoint)? {
+        crate::inspect::Store::Local(path) => {
+            let layout = crate::commit::Layout::new(path);
             let lock = crate::commit::lock(&layout, "recover")?;
             let done = crate::commit::recover(&layout)?;
             drop(lock);
             done
         }
         #[cfg(feature = "s3")]
-        crate::run::Target::S3(url) => {
-            let root = crate::s3::S3Url::parse(url).expect("an s3:// URL")?;
-            let s3 = crate::s3::S3::connect(&crate::s3::S3Config { endpoint })?;
-            let dataset = crate::s3::dataset::S3Dataset::new(s3, &root);
+        crate::inspect::Store::S3(dataset) => {
             let lock = dataset.lock("recover")?;
             let done = dataset.recover()?;
             drop(lock);
             done
-        }
-        #[cfg(not(feature = "s3"))]
-        crate::run::Target::S3(url) => {
-            let _ = endpoint;
-            return Err(crate::source::no_s3(url));
         }
     };
     let text = report::recovery(&done, dataset);
@@ -214,17 +189,7 @@ pub fn history_show(
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let stores = {
-        #[cfg(feature = "s3")]
-        {
-            crate::source::Stores::new(crate::s3::S3Config { endpoint })
-        }
-        #[cfg(not(feature = "s3"))]
-        {
-            let _ = endpoint;
-            crate::source::Stores::default()
-        }
-    };
+    let stores = crate::source::Stores::with_endpoint(endpoint);
     // A dataset's own history, else the location itself.
     let trimmed = location.trim_end_matches('/');
     let own = format!("{trimmed}/_skewer/history");

@@ -55,7 +55,7 @@ pub fn load_from(location: &Path, stores: &crate::source::Stores) -> Result<Load
         let mut records = Vec::new();
         for object in s3.list(&dir)? {
             let name = object.key.strip_prefix(&dir.key).unwrap_or(&object.key);
-            if name.contains('/') || name.starts_with(['.', '_']) || !name.ends_with(".json") {
+            if name.contains('/') || !is_record_name(name) {
                 continue;
             }
             let at = url.at(object.key.clone());
@@ -122,6 +122,11 @@ pub fn from_records(source: &Path, records: Vec<(PathBuf, Vec<u8>)>) -> Result<L
     })
 }
 
+/// A run record's file name: `*.json`, not hidden or in progress (`.`/`_`).
+fn is_record_name(name: &str) -> bool {
+    !name.starts_with(['.', '_']) && name.ends_with(".json")
+}
+
 /// `*.json` files directly in `dir`, skipping hidden and in-progress (`.`/`_`) ones, by name.
 fn record_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
@@ -129,7 +134,7 @@ fn record_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') || name.starts_with('_') || !name.ends_with(".json") {
+        if !is_record_name(&name) {
             continue;
         }
         let path = entry.path();

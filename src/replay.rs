@@ -105,7 +105,7 @@ pub fn replay(config: &ReplayConfig) -> Result<Vec<DateResult>> {
     }
     // Checked once here rather than failing every date the same way.
     crate::run::partition_path(&config.partition.replace("{date}", "2026-01-01"))?;
-    let stores = stores(&config.run);
+    let stores = Stores::with_endpoint(config.run.endpoint.clone());
     // The manifests are read once: a dataset with a year of nightly runs has hundreds, each
     // a request from S3, and only this replay adds to them meanwhile.
     let mut latest = if config.force {
@@ -124,20 +124,6 @@ pub fn replay(config: &ReplayConfig) -> Result<Vec<DateResult>> {
         results.push(DateResult { date, outcome });
     }
     Ok(results)
-}
-
-fn stores(config: &RunConfig) -> Stores {
-    #[cfg(feature = "s3")]
-    {
-        Stores::new(crate::s3::S3Config {
-            endpoint: config.endpoint.clone(),
-        })
-    }
-    #[cfg(not(feature = "s3"))]
-    {
-        let _ = config;
-        Stores::default()
-    }
 }
 
 fn replay_date(
@@ -239,23 +225,13 @@ fn plan_for(
             "outside the replayed dates".to_string(),
         ),
     };
-    let usage = |e: planner::PlanError| match e {
-        planner::PlanError::InvalidParams(msg) => Error::Config(msg),
-        other => Error::Bug(format!("planning: {other}")),
-    };
     if kept.is_empty() {
         let splits = crate::input::splits(files, config.run.split_bytes)?;
-        let ((sample, sampled), estimated) = {
-            let s = crate::sample::sample(files, &splits)?;
-            let estimated = s.0.estimated_records;
-            (s, estimated)
-        };
-        let plan = planner::plan_from_sample(&sample, &config.run.params).map_err(usage)?;
-        return Ok((plan, PlanSource::Sample { sampled, estimated }));
+        return crate::run::plan_from_sample(files, &splits, &config.run.params);
     }
     let n = kept.len();
     let history = History::new(kept).map_err(|e| Error::Bug(format!("validated history: {e}")))?;
-    let plan = planner::plan(&history, &config.run.params).map_err(usage)?;
+    let plan = planner::plan(&history, &config.run.params).map_err(crate::run::plan_error)?;
     Ok((
         plan,
         PlanSource::Given {

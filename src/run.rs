@@ -503,7 +503,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         .as_deref()
         .map(partition_path)
         .transpose()?;
-    let stores = stores(config);
+    let stores = Stores::with_endpoint(config.endpoint.clone());
     let files = input::discover(&config.inputs, &stores)?;
     let dest = Dest::open(config, &stores)?;
     let layout = dest.layout();
@@ -750,21 +750,6 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     })
 }
 
-/// The object stores a run's configuration reaches.
-fn stores(config: &RunConfig) -> Stores {
-    #[cfg(feature = "s3")]
-    {
-        Stores::new(crate::s3::S3Config {
-            endpoint: config.endpoint.clone(),
-        })
-    }
-    #[cfg(not(feature = "s3"))]
-    {
-        let _ = config;
-        Stores::default()
-    }
-}
-
 fn make_plan(
     config: &RunConfig,
     dest: &Dest,
@@ -784,23 +769,34 @@ fn make_plan(
         Err(Error::EmptyHistory { .. }) => None,
         Err(e) => return Err(e),
     };
-    let usage = |e: planner::PlanError| match e {
-        planner::PlanError::InvalidParams(msg) => Error::Config(msg),
-        other => Error::Bug(format!("planning: {other}")),
-    };
     match loaded {
         Some(loaded) => {
             let runs = loaded.history.runs().len();
-            let plan = planner::plan(&loaded.history, &config.params).map_err(usage)?;
+            let plan = planner::plan(&loaded.history, &config.params).map_err(plan_error)?;
             Ok((plan, PlanSource::History { dir, runs }))
         }
-        None => {
-            let sample = crate::sample::sample(files, splits)?;
-            let (sample, sampled) = sample;
-            let estimated = sample.estimated_records;
-            let plan = planner::plan_from_sample(&sample, &config.params).map_err(usage)?;
-            Ok((plan, PlanSource::Sample { sampled, estimated }))
-        }
+        None => plan_from_sample(files, splits, &config.params),
+    }
+}
+
+/// A plan for input no history knows: from a sample of it (footers, for nested Parquet).
+pub(crate) fn plan_from_sample(
+    files: &[InputFile],
+    splits: &[Split],
+    params: &PlanParams,
+) -> Result<(Plan, PlanSource)> {
+    let (sample, sampled) = crate::sample::sample(files, splits)?;
+    let estimated = sample.estimated_records;
+    let plan = planner::plan_from_sample(&sample, params).map_err(plan_error)?;
+    Ok((plan, PlanSource::Sample { sampled, estimated }))
+}
+
+/// A planner error: bad parameters are a usage error; anything else, with a validated history
+/// or sample, is a bug.
+pub(crate) fn plan_error(e: planner::PlanError) -> Error {
+    match e {
+        planner::PlanError::InvalidParams(msg) => Error::Config(msg),
+        other => Error::Bug(format!("planning: {other}")),
     }
 }
 

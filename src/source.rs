@@ -126,11 +126,20 @@ pub struct Stores {
 }
 
 impl Stores {
-    #[cfg(feature = "s3")]
-    pub fn new(config: crate::s3::S3Config) -> Stores {
-        Stores {
-            config,
-            s3: std::sync::OnceLock::new(),
+    /// Stores reached through `endpoint` (an S3-compatible store; `None`: AWS's own, or
+    /// `AWS_ENDPOINT_URL`). Without the `s3` feature the endpoint is unused.
+    pub fn with_endpoint(endpoint: Option<String>) -> Stores {
+        #[cfg(feature = "s3")]
+        {
+            Stores {
+                config: crate::s3::S3Config { endpoint },
+                s3: std::sync::OnceLock::new(),
+            }
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = endpoint;
+            Stores {}
         }
     }
 

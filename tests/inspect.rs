@@ -6,23 +6,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::util::skewer;
+use crate::util::{gen_dump, skewer};
 
 /// A fresh dataset from a small generated dump; returns (temp dir, dataset).
 fn dataset() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dump = tmp.path().join("dump");
     let out = tmp.path().join("lake");
-    let g = skewer([
-        "gen",
-        "--objects",
-        "600",
-        "--properties",
-        "40",
-        "--out",
-        dump.to_str().unwrap(),
-    ]);
-    assert_eq!(g.code, 0, "{}", g.stderr);
+    gen_dump(&dump, 600, 40, &[]);
     let r = skewer([
         "run",
         "-i",

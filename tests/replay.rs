@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::util::skewer;
+use crate::util::{gen_dump, skewer};
 
 fn dates(run: &crate::util::Run) -> Vec<(String, String)> {
     let v: Value =
@@ -38,18 +38,12 @@ fn a_replay_commits_each_date_skips_missing_ones_and_reports_failures() {
     let tmp = tempfile::tempdir().unwrap();
     let raw = tmp.path().join("raw");
     for (day, seed) in [("01", "1"), ("03", "3"), ("05", "5")] {
-        let g = skewer([
-            "gen",
-            "--objects",
-            "300",
-            "--properties",
-            "30",
-            "--seed",
-            seed,
-            "--out",
-            raw.join(format!("dt=2026-10-{day}")).to_str().unwrap(),
-        ]);
-        assert_eq!(g.code, 0, "{}", g.stderr);
+        gen_dump(
+            &raw.join(format!("dt=2026-10-{day}")),
+            300,
+            30,
+            &["--seed", seed],
+        );
     }
     // 2026-10-02 has no dump; 2026-10-04's is unreadable.
     fs::create_dir_all(raw.join("dt=2026-10-04")).unwrap();

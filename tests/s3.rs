@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Run, repo};
+use crate::util::{Run, gen_dump, repo};
 
 const KEY: &str = "skewer-test";
 const SECRET: &str = "skewer-test-secret";
@@ -124,18 +124,7 @@ impl Server {
 }
 
 fn generate(dir: &Path, objects: u32, properties: u32, format: &str) {
-    let run = crate::util::skewer([
-        "gen",
-        "--objects",
-        &objects.to_string(),
-        "--properties",
-        &properties.to_string(),
-        "--format",
-        format,
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    gen_dump(dir, objects, properties, &["--format", format]);
 }
 
 /// Copies a folder's files into the bucket under `prefix` (test setup: s3s-fs serves them).
@@ -415,18 +404,7 @@ fn a_crash_between_upload_and_publish_leaves_the_old_dataset_and_the_next_run_co
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     generate(&a, 800, 100, "ndjson");
-    let gen_b = crate::util::skewer([
-        "gen",
-        "--objects",
-        "700",
-        "--properties",
-        "100",
-        "--seed",
-        "9",
-        "--out",
-        b.to_str().unwrap(),
-    ]);
-    assert_eq!(gen_b.code, 0, "{}", gen_b.stderr);
+    gen_dump(&b, 700, 100, &["--seed", "9"]);
     upload_dir(&server, &a, "raw/a");
     upload_dir(&server, &b, "raw/b");
 
@@ -640,18 +618,7 @@ fn replay_and_inspect_work_on_s3() {
     let tmp = tempfile::tempdir().unwrap();
     for (day, seed) in [("01", "1"), ("03", "3")] {
         let dir = tmp.path().join(day);
-        let g = crate::util::skewer([
-            "gen",
-            "--objects",
-            "300",
-            "--properties",
-            "30",
-            "--seed",
-            seed,
-            "--out",
-            dir.to_str().unwrap(),
-        ]);
-        assert_eq!(g.code, 0, "{}", g.stderr);
+        gen_dump(&dir, 300, 30, &["--seed", seed]);
         upload_dir(&server, &dir, &format!("raw/dt=2026-10-{day}"));
     }
     let replay = || {

@@ -31,3 +31,14 @@ where
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// `skewer gen --objects N --properties P … --out DIR`, which must succeed; `extra` adds
+/// options (`--format parquet`, `--seed 9`).
+pub fn gen_dump(out: &Path, objects: u32, properties: u32, extra: &[&str]) {
+    let (objects, properties) = (objects.to_string(), properties.to_string());
+    let mut args = vec!["gen", "--objects", &objects, "--properties", &properties];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out.to_str().expect("a UTF-8 path")]);
+    let run = skewer(args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
