@@ -446,9 +446,10 @@ impl ChunkReader for PreadFile {
 /// thousands of small ones saves 15–20 %; a window rather than the whole row group keeps a
 /// mapper's read buffer small whatever the row group size.
 const READ_WINDOW: u64 = 8 << 20;
-/// The window for a remote file (S3), where every read is a request costing milliseconds:
-/// large enough that the heavy properties' units are fetched whole, not page by page.
-const REMOTE_READ_WINDOW: u64 = 32 << 20;
+/// Windows are at least this many of the source's preferred reads: from S3 (8 MiB reads,
+/// each a request costing milliseconds) 32 MiB, so the heavy properties' units come whole,
+/// not page by page.
+const WINDOW_READS: u64 = 4;
 
 /// A row group's column chunks, served from a window of prefetched bytes that moves forward
 /// as the columns are decoded (in file order); reads outside it go to the file.
@@ -462,7 +463,7 @@ struct RowGroupChunk {
     units: Vec<(u64, u64)>,
     /// (offset, bytes) of the window.
     window: Mutex<(u64, Bytes)>,
-    /// Bytes fetched per read at most: [`READ_WINDOW`], or [`REMOTE_READ_WINDOW`].
+    /// Bytes fetched per read at most (see [`WINDOW_READS`]).
     window_limit: u64,
 }
 
@@ -501,12 +502,7 @@ impl RowGroupChunk {
         if !sane {
             ranges.clear();
         }
-        // A source that prefers large reads is remote (see `RandomAccess::read_size`).
-        let window_limit = if file.file.read_size() > (1 << 20) {
-            REMOTE_READ_WINDOW
-        } else {
-            READ_WINDOW
-        };
+        let window_limit = READ_WINDOW.max(WINDOW_READS * file.file.read_size() as u64);
         RowGroupChunk {
             file,
             units: ranges,
