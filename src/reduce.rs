@@ -9,23 +9,29 @@
 //! deliver rows in a different order every run, yet the same input gives the same files.
 //!
 //! ```text
-//!  add(batch) ──► per-property columns ──(past the budget)──► spill: each property sorted,
-//!                        │                                     de-duplicated, appended to
-//!                        │                                     spill-<n>.bin as one segment
+//!  add(batch) ──► per-property columns ──(past the budget)──► spill: the largest properties
+//!                        │                                     (down to half the budget), each
+//!                        │                                     sorted, de-duplicated, appended
+//!                        │                                     to spill-<n>.bin as one segment
 //!                        │                                     (blocks of whole columns)
 //!                        ▼ finish, per property in the order given
 //!               no segments: sort, dedupe ──────────────────► PropertyWriter
 //!               segments:    sort the rest, k-way merge it with its segments, dedupe ──► "
 //! ```
 //!
-//! Memory: the buffered rows, capped by `budget` (capacity, not just length, is counted), plus
-//! 28 bytes a row (sort keys and permutation) while one property sorts; merging holds one
-//! block per segment and one row group.
+//! Memory: the buffered rows (capacity, not just length, is counted) and the sort keys of
+//! the largest property (28 bytes a row, what a spill needs to sort it) stay within
+//! `budget`; merging holds one block per segment and one row group.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use crate::batch::{Columns, Row, Rows, StrColumn};
 use crate::error::{Error, Result};
@@ -46,6 +52,8 @@ pub struct Reducer {
     /// Heap bytes held per property (as of its last update) and in all.
     heap: Vec<usize>,
     bytes: usize,
+    /// The most rows any buffered property holds (what its sort keys will take).
+    largest: usize,
     budget: usize,
     /// Properties touched by the current batch (`mark[p] == generation`).
     mark: Vec<u32>,
@@ -73,6 +81,60 @@ pub struct Finished {
     pub spilled_bytes: u64,
 }
 
+/// One property's write: its rows in memory and its spilled segments, sorted, merged,
+/// de-duplicated and written by [`Job::write`].
+#[derive(Debug)]
+pub struct Job {
+    pub property: u32,
+    /// Rows the reducer received for the property (before duplicates are dropped).
+    received: u64,
+    rows: Columns,
+    segments: Vec<Segment>,
+    files: Arc<SpillFiles>,
+}
+
+impl Job {
+    /// Rows the reducer received for the property (before duplicates are dropped).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Writes the property's rows in output order into `writer`; returns the duplicates
+    /// dropped. The caller finishes the writer.
+    pub fn write(&self, writer: &mut PropertyWriter) -> Result<u64> {
+        let (order, mut duplicates) = sort_dedupe(&self.rows);
+        if self.segments.is_empty() {
+            writer.write(&self.rows, &order)?;
+        } else {
+            duplicates += merge(
+                &self.rows,
+                &order,
+                &self.segments,
+                &self.files.files,
+                writer,
+            )?;
+        }
+        Ok(duplicates)
+    }
+}
+
+/// A reducer's spill files, removed when the last job that may read them is dropped (also
+/// when a run fails half way).
+#[derive(Debug)]
+struct SpillFiles {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl Drop for SpillFiles {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 impl Reducer {
     /// A reducer that spills to files under `spill_dir` once its rows take `budget` bytes.
     pub fn new(budget: usize, spill_dir: PathBuf) -> Self {
@@ -80,6 +142,7 @@ impl Reducer {
             by_property: Vec::new(),
             heap: Vec::new(),
             bytes: 0,
+            largest: 0,
             budget,
             mark: Vec::new(),
             generation: 1,
@@ -124,10 +187,11 @@ impl Reducer {
             let now = rows.heap_bytes();
             self.bytes = self.bytes + now - self.heap[p];
             self.heap[p] = now;
+            self.largest = self.largest.max(rows.len());
         }
         self.touched.clear();
         self.generation = self.generation.wrapping_add(1).max(1);
-        if self.bytes > self.budget {
+        if self.bytes + self.largest * SORT_ROW_BYTES > self.budget {
             self.spill()?;
         }
         Ok(())
@@ -138,8 +202,13 @@ impl Reducer {
         self.rows
     }
 
-    /// Writes every buffered property as a sorted, de-duplicated segment of a new spill file,
-    /// and frees the buffers.
+    /// Writes the largest buffered properties, until what stays takes at most half the budget,
+    /// as sorted, de-duplicated segments of a new spill file, and frees their buffers.
+    ///
+    /// Largest first, and only half: the heavy properties that fill the budget go to disk in
+    /// long segments, the many light ones stay in memory and are never merged, and what is
+    /// left in memory at the end (up to the whole budget) is not written twice. Which
+    /// properties spill never changes the output, only the work.
     fn spill(&mut self) -> Result<()> {
         tracing::debug!(file = self.spill_files.len(), "spill");
         std::fs::create_dir_all(&self.spill_dir).map_err(|e| Error::io(&self.spill_dir, e))?;
@@ -152,10 +221,24 @@ impl Reducer {
         let mut encoded = Vec::new();
         let mut block = Columns::default();
         let index = self.spill_files.len();
-        for p in 0..self.by_property.len() {
-            if self.by_property[p].is_empty() {
-                continue;
-            }
+        // Heaviest first; ties by id, so the same input spills the same way every run.
+        let mut chosen: Vec<usize> = (0..self.by_property.len())
+            .filter(|&p| !self.by_property[p].is_empty())
+            .collect();
+        chosen.sort_unstable_by_key(|&p| (std::cmp::Reverse(self.heap[p]), p));
+        let mut left = self.bytes;
+        let keep = chosen
+            .iter()
+            .position(|&p| {
+                let done = left <= self.budget / 2;
+                left -= self.heap[p];
+                done
+            })
+            .unwrap_or(chosen.len());
+        chosen.truncate(keep.max(1));
+        // Segments in id order within the file: reading them back then moves forward.
+        chosen.sort_unstable();
+        for p in chosen {
             let rows = std::mem::take(&mut self.by_property[p]);
             let (order, duplicates) = sort_dedupe(&rows);
             self.duplicates += duplicates;
@@ -176,48 +259,65 @@ impl Reducer {
                 offset: start,
                 rows: order.len() as u64,
             });
+            self.bytes -= self.heap[p];
             self.heap[p] = 0;
         }
         out.flush().map_err(|e| Error::io(&path, e))?;
+        self.largest = self.by_property.iter().map(Columns::len).max().unwrap_or(0);
         self.spilled_bytes += offset;
         self.spill_files.push(path);
-        self.bytes = 0;
         Ok(())
     }
 
-    /// Writes every property in `ids`, in that order (a fixed order keeps runs reproducible;
-    /// smallest first keeps the peak low), through the writer `writer_for` makes for it.
+    /// Writes every property in `ids`, in that order, through the writer `writer_for` makes
+    /// for it: [`Reducer::into_jobs`] run one after the other.
     pub fn finish(
-        mut self,
-        mut ids: Vec<u32>,
+        self,
+        ids: Vec<u32>,
         mut writer_for: impl FnMut(u32) -> PropertyWriter,
     ) -> Result<Finished> {
+        let (jobs, mut done) = self.into_jobs(ids);
+        for job in jobs {
+            let p = job.property;
+            let mut writer = writer_for(p);
+            done.duplicates += job.write(&mut writer)?;
+            done.properties.push((p, writer.finish()?));
+        }
+        Ok(done)
+    }
+
+    /// The write of every property in `ids` that holds rows, as independent jobs in that
+    /// order (a fixed order keeps runs reproducible; smallest first keeps the peak low), and
+    /// what the reducer counted so far (duplicates dropped while spilling, bytes spilled).
+    ///
+    /// Jobs may run on any thread and in any order: each owns its rows and its segments, and
+    /// the spill files go when the last job that reads them is dropped.
+    pub fn into_jobs(mut self, mut ids: Vec<u32>) -> (Vec<Job>, Finished) {
         ids.retain(|&p| {
             let p = p as usize;
             p < self.by_property.len()
                 && (!self.by_property[p].is_empty() || !self.segments[p].is_empty())
         });
-        let mut done = Finished::default();
-        for p in ids {
-            let rows = std::mem::take(&mut self.by_property[p as usize]);
-            let (order, duplicates) = sort_dedupe(&rows);
-            self.duplicates += duplicates;
-            let mut writer = writer_for(p);
-            if self.segments[p as usize].is_empty() {
-                writer.write(&rows, &order)?;
-            } else {
-                let segments = std::mem::take(&mut self.segments[p as usize]);
-                self.duplicates += merge(&rows, &order, &segments, &self.spill_files, &mut writer)?;
-            }
-            done.properties.push((p, writer.finish()?));
-        }
-        done.duplicates = self.duplicates;
-        done.spilled_bytes = self.spilled_bytes;
-        for f in &self.spill_files {
-            let _ = std::fs::remove_file(f);
-        }
-        let _ = std::fs::remove_dir(&self.spill_dir);
-        Ok(done)
+        let files = Arc::new(SpillFiles {
+            dir: std::mem::take(&mut self.spill_dir),
+            files: std::mem::take(&mut self.spill_files),
+        });
+        let jobs = ids
+            .into_iter()
+            .map(|p| Job {
+                property: p,
+                received: self.received[p as usize],
+                rows: std::mem::take(&mut self.by_property[p as usize]),
+                segments: std::mem::take(&mut self.segments[p as usize]),
+                files: files.clone(),
+            })
+            .collect();
+        let done = Finished {
+            properties: Vec::new(),
+            duplicates: self.duplicates,
+            spilled_bytes: self.spilled_bytes,
+        };
+        (jobs, done)
     }
 
     /// Every property id that received rows, with how many.
@@ -228,6 +328,121 @@ impl Reducer {
             .collect()
     }
 }
+
+/// The write phase, shared by the reducer threads. Each reducer publishes its jobs and
+/// writes them in its order; a thread whose queue is empty takes the next job of another
+/// reducer's queue. Loads are even in rows, not in work (a reducer that spilled also merges),
+/// and without this the last reducer to finish wrote alone while the other cores idled.
+///
+/// Which thread writes a property never shows in the output: the file carries its owning
+/// reducer's number, and [`WritePool::into_written`] puts each owner's results back in its
+/// order. At most one writer per thread is open at a time.
+#[derive(Debug)]
+pub struct WritePool {
+    queues: Vec<Mutex<VecDeque<Taken>>>,
+    written: Vec<Mutex<Written>>,
+    /// Per owner: jobs not yet written.
+    left: Vec<AtomicUsize>,
+    /// Set when a write fails: the other threads stop taking jobs.
+    failed: AtomicBool,
+}
+
+/// A job taken from the pool, with its owning reducer and its place in the owner's order.
+#[derive(Debug)]
+pub struct Taken {
+    pub owner: usize,
+    position: usize,
+    pub job: Job,
+}
+
+/// What was written for one owning reducer.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// (property id, output), in the owner's order.
+    pub properties: Vec<(u32, PropertyOutput)>,
+    /// Duplicates dropped by its jobs.
+    pub duplicates: u64,
+    /// When its last job was written (or it published none).
+    pub finished: Option<Instant>,
+    positions: Vec<usize>,
+}
+
+impl WritePool {
+    pub fn new(reducers: usize) -> Self {
+        WritePool {
+            queues: (0..reducers).map(|_| Mutex::default()).collect(),
+            written: (0..reducers).map(|_| Mutex::default()).collect(),
+            left: (0..reducers).map(|_| AtomicUsize::new(0)).collect(),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Hands `reducer`'s jobs, in its order, to the pool.
+    pub fn publish(&self, reducer: usize, jobs: Vec<Job>) {
+        self.left[reducer].store(jobs.len(), SeqCst);
+        if jobs.is_empty() {
+            lock(&self.written[reducer]).finished = Some(Instant::now());
+        }
+        *lock(&self.queues[reducer]) = jobs
+            .into_iter()
+            .enumerate()
+            .map(|(position, job)| Taken {
+                owner: reducer,
+                position,
+                job,
+            })
+            .collect();
+    }
+
+    /// The next job for `reducer`'s thread: its own first, then the other queues in turn;
+    /// `None` when none is left (or a write failed).
+    pub fn next(&self, reducer: usize) -> Option<Taken> {
+        if self.failed.load(SeqCst) {
+            return None;
+        }
+        let n = self.queues.len();
+        (0..n).find_map(|k| lock(&self.queues[(reducer + k) % n]).pop_front())
+    }
+
+    /// Records a job's output.
+    pub fn done(&self, taken: &Taken, out: PropertyOutput, duplicates: u64) {
+        let mut w = lock(&self.written[taken.owner]);
+        w.properties.push((taken.job.property, out));
+        w.positions.push(taken.position);
+        w.duplicates += duplicates;
+        if self.left[taken.owner].fetch_sub(1, SeqCst) == 1 {
+            w.finished = Some(Instant::now());
+        }
+    }
+
+    /// Stops the other threads taking jobs (the run is failing).
+    pub fn fail(&self) {
+        self.failed.store(true, SeqCst);
+    }
+
+    /// Per owning reducer, what was written, in its order.
+    pub fn into_written(self) -> Vec<Written> {
+        self.written
+            .into_iter()
+            .map(|w| {
+                let mut w = w.into_inner().unwrap_or_else(|e| e.into_inner());
+                let mut by_position: Vec<_> =
+                    w.positions.drain(..).zip(w.properties.drain(..)).collect();
+                by_position.sort_by_key(|&(position, _)| position);
+                w.properties = by_position.into_iter().map(|(_, p)| p).collect();
+                w
+            })
+            .collect()
+    }
+}
+
+/// A mutex's contents, even after a panic elsewhere (the panic itself fails the run).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Bytes [`sort_dedupe`] takes per row while it sorts: a key and the permutation.
+const SORT_ROW_BYTES: usize = std::mem::size_of::<(i64, i64, u32)>() + std::mem::size_of::<u32>();
 
 /// The output order of `rows` with exact duplicates removed, and how many were removed.
 ///
@@ -749,5 +964,142 @@ mod tests {
         for (i, want) in all.iter().enumerate() {
             assert_eq!(got.row(i), *want, "row {i}");
         }
+    }
+
+    /// Past the budget only the heaviest properties spill, down to half the budget: light
+    /// properties stay in memory, heavy ones are merged from several segments, and every
+    /// property still comes out as exactly its sorted, de-duplicated rows.
+    #[test]
+    fn spilling_the_heaviest_properties_keeps_every_property_exact() {
+        let mut seed = 11u64;
+        let mut next = || {
+            seed = planner::fmix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            seed
+        };
+        let values: [Option<&[u8]>; 4] = [None, Some(b"a"), Some(b"bc"), Some(b"a longer value")];
+        let dir = tempfile::tempdir().unwrap();
+        let mut reducer = Reducer::new(400_000, dir.path().join("spill"));
+        // Property p gets a share ~ 1/2^p of the rows: 0 is heavy, 5 is rare.
+        let mut all: Vec<Vec<Row<'static>>> = vec![Vec::new(); 6];
+        for _ in 0..40 {
+            let mut batch = Rows::default();
+            for _ in 0..1_000 {
+                let p = (next() % 64).leading_zeros().saturating_sub(58).min(5);
+                let row = Row {
+                    object_id: (next() % 2_000) as i64,
+                    timestamp: (next() % 3) as i64,
+                    value: values[(next() % 4) as usize],
+                    source_type: None,
+                    source_id: None,
+                    source_label: None,
+                    updated_by_user_id: None,
+                };
+                batch.push(p, &row);
+                all[p as usize].push(row);
+            }
+            reducer.add(&batch).unwrap();
+        }
+        assert!(
+            reducer.segments[0].len() >= 2,
+            "the heavy property spills repeatedly"
+        );
+        assert!(
+            reducer.segments[5].is_empty(),
+            "the rare property never spills"
+        );
+        assert!(!reducer.by_property[5].is_empty());
+
+        let out = dir.path().join("out");
+        let options = SinkOptions {
+            row_group_rows: 700,
+            ..SinkOptions::default()
+        };
+        let done = reducer
+            .finish((0..6).rev().collect(), |p| {
+                PropertyWriter::new(&out.join(p.to_string()), "p", &options)
+            })
+            .unwrap();
+        assert!(done.spilled_bytes > 0);
+        let mut dropped = 0;
+        for (p, want) in all.iter_mut().enumerate() {
+            let n = want.len();
+            want.sort_by(compare_rows);
+            want.dedup_by(|a, b| compare_rows(a, b) == Ordering::Equal);
+            dropped += (n - want.len()) as u64;
+            let mut files: Vec<_> = std::fs::read_dir(out.join(p.to_string()))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            let mut got = Vec::new();
+            for f in files {
+                let rows = crate::dataset::read_rows(&f).unwrap();
+                got.extend((0..rows.len()).map(|i| {
+                    let r = rows.row(i);
+                    (r.object_id, r.timestamp, r.value.map(<[u8]>::to_vec))
+                }));
+            }
+            let want: Vec<_> = want
+                .iter()
+                .map(|r| (r.object_id, r.timestamp, r.value.map(<[u8]>::to_vec)))
+                .collect();
+            assert_eq!(got, want, "property {p}");
+        }
+        assert_eq!(done.duplicates, dropped);
+    }
+
+    /// A thread with nothing left of its own takes another reducer's jobs in that reducer's
+    /// order, and results come back in each owner's order whoever wrote them and when.
+    #[test]
+    fn an_idle_thread_takes_the_next_job_of_another_reducer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reducer = Reducer::new(1 << 30, dir.path().join("spill"));
+        let mut batch = Rows::default();
+        for p in 0..4u32 {
+            for k in 0..=p {
+                batch.push(p, &row(i64::from(k), 0, Some(b"v")));
+            }
+        }
+        reducer.add(&batch).unwrap();
+        let (jobs, _) = reducer.into_jobs(vec![3, 1, 0, 2]);
+        assert_eq!(
+            jobs.iter().map(|j| j.received()).collect::<Vec<_>>(),
+            [4, 2, 1, 3]
+        );
+
+        let pool = WritePool::new(2);
+        pool.publish(0, jobs);
+        pool.publish(1, Vec::new());
+        // Thread 1 owns nothing: it takes reducer 0's first job; thread 0 goes on in order.
+        let a = pool.next(1).unwrap();
+        let b = pool.next(0).unwrap();
+        let c = pool.next(1).unwrap();
+        assert_eq!((a.owner, a.job.property), (0, 3));
+        assert_eq!((b.owner, b.job.property), (0, 1));
+        assert_eq!((c.owner, c.job.property), (0, 0));
+        let out = |rows| PropertyOutput {
+            rows,
+            ..PropertyOutput::default()
+        };
+        pool.done(&c, out(1), 0);
+        pool.done(&a, out(4), 2);
+        // A failed write stops everyone taking jobs.
+        pool.fail();
+        assert!(pool.next(0).is_none());
+        pool.done(&b, out(2), 1);
+
+        let written = pool.into_written();
+        let order: Vec<_> = written[0]
+            .properties
+            .iter()
+            .map(|(p, o)| (*p, o.rows))
+            .collect();
+        assert_eq!(order, [(3, 4), (1, 2), (0, 1)]);
+        assert_eq!(written[0].duplicates, 3);
+        assert!(
+            written[0].finished.is_none(),
+            "reducer 0 still has a job left"
+        );
+        assert!(written[1].finished.is_some() && written[1].properties.is_empty());
     }
 }

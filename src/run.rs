@@ -33,7 +33,7 @@ use crate::commit::{
 };
 use crate::error::{Error, Result};
 use crate::input::{self, InputFile, MapperScratch, Split};
-use crate::reduce::Reducer;
+use crate::reduce::{Reducer, WritePool};
 use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Reject, Router};
 use crate::sink::{PropertyWriter, SinkOptions, escape_partition_value, property_dir};
 use crate::source::Stores;
@@ -857,12 +857,13 @@ fn execute(
         .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
         .unzip();
 
+    let pool = WritePool::new(reducers);
     std::thread::scope(|scope| {
         let reducer_handles: Vec<_> = receivers
             .into_iter()
             .enumerate()
             .map(|(r, rx)| {
-                let table = &*table;
+                let (table, pool) = (&*table, &pool);
                 scope.spawn(move || {
                     let sink = &config.sink;
                     let budget = memory.reducer_budget;
@@ -875,6 +876,7 @@ fn execute(
                         sink,
                         budget,
                         progress,
+                        pool,
                     )
                 })
             })
@@ -901,10 +903,10 @@ fn execute(
             }
         }
         let mapped_at = Instant::now();
-        let mut reduced = Vec::new();
+        let mut received = Vec::new();
         for h in reducer_handles {
             match joined(h.join(), "reducer") {
-                Ok(r) => reduced.push(r),
+                Ok(r) => received.push(r),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -912,9 +914,41 @@ fn execute(
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok((mapped, reduced, mapped_at)),
+            None => Ok((mapped, received, mapped_at)),
         }
     })
+    .map(|(mapped, received, mapped_at)| (mapped, reduced(received, pool), mapped_at))
+}
+
+/// Each reducer's rows in and its writes, whichever thread did them.
+fn reduced(received: Vec<Received>, pool: WritePool) -> Vec<Reduced> {
+    let mut written = pool.into_written();
+    received
+        .into_iter()
+        .map(|r| {
+            let w = std::mem::take(&mut written[r.reducer as usize]);
+            let end = w.finished.unwrap_or_else(Instant::now);
+            Reduced {
+                reducer: r.reducer,
+                rows_in: r.rows_in,
+                duplicates: r.duplicates + w.duplicates,
+                spilled_bytes: r.spilled_bytes,
+                properties: w.properties,
+                wall: end.saturating_duration_since(r.started),
+            }
+        })
+        .collect()
+}
+
+/// What a reducer thread received before the write phase.
+struct Received {
+    reducer: u32,
+    rows_in: u64,
+    spilled_bytes: u64,
+    /// Duplicates dropped while spilling.
+    duplicates: u64,
+    /// When its first row arrived.
+    started: Instant,
 }
 
 fn joined<T>(result: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
@@ -973,43 +1007,63 @@ fn reduce_thread(
     sink: &SinkOptions,
     budget: usize,
     progress: &crate::progress::Progress,
-) -> Result<Reduced> {
+    pool: &WritePool,
+) -> Result<Received> {
     let mut state = Reducer::new(budget, spill_dir.join(format!("r{reducer}")));
     let mut first_row: Option<Instant> = None;
     for batch in batches.iter() {
         first_row.get_or_insert_with(Instant::now);
         // On an error (a full spill disk) the receiver drops: mappers stop, the run fails.
-        state.add(&batch)?;
+        if let Err(e) = state.add(&batch) {
+            pool.publish(reducer as usize, Vec::new());
+            return Err(e);
+        }
     }
     let started = first_row.unwrap_or_else(Instant::now);
     let rows_in = state.rows();
+    let writing = Instant::now();
     let names = table.names();
     // Smallest first: each property written frees its rows before the next one sorts, so
     // the largest sorts last, beside the least else. Counts and names fix the order, so
     // logs come out the same every run (files do whatever the order).
     let mut ids = state.properties();
     ids.sort_by(|a, b| (a.1, &names[a.0 as usize]).cmp(&(b.1, &names[b.0 as usize])));
-    let counts: std::collections::HashMap<u32, u64> = ids.iter().map(|&(p, n)| (p, n)).collect();
-    let ids = ids.into_iter().map(|(p, _)| p).collect();
-    let stem = format!("part-{run_id}-r{reducer}");
-    let finished = state.finish(ids, |p| {
+    let (jobs, finished) = state.into_jobs(ids.into_iter().map(|(p, _)| p).collect());
+    pool.publish(reducer as usize, jobs);
+    while let Some(job) = pool.next(reducer as usize) {
         use std::sync::atomic::Ordering::Relaxed;
-        progress
-            .rows_written
-            .fetch_add(counts.get(&p).copied().unwrap_or(0), Relaxed);
-        progress.files_written.fetch_add(1, Relaxed);
-        PropertyWriter::new(
+        let (p, rows) = (job.job.property, job.job.received());
+        let mut writer = PropertyWriter::new(
             &staged_root.join(property_dir(&names[p as usize])),
-            &stem,
+            &format!("part-{run_id}-r{}", job.owner),
             sink,
-        )
-    })?;
-    Ok(Reduced {
+        );
+        let written = job
+            .job
+            .write(&mut writer)
+            .and_then(|d| Ok((d, writer.finish()?)));
+        match written {
+            Ok((duplicates, out)) => pool.done(&job, out, duplicates),
+            Err(e) => {
+                pool.fail();
+                return Err(e);
+            }
+        }
+        progress.rows_written.fetch_add(rows, Relaxed);
+        progress.files_written.fetch_add(1, Relaxed);
+    }
+    tracing::debug!(
+        reducer,
+        rows = rows_in,
+        spilled_bytes = finished.spilled_bytes,
+        write_ms = ms(writing.elapsed()),
+        "reducer thread finished"
+    );
+    Ok(Received {
         reducer,
         rows_in,
-        duplicates: finished.duplicates,
         spilled_bytes: finished.spilled_bytes,
-        properties: finished.properties,
-        wall: started.elapsed(),
+        duplicates: finished.duplicates,
+        started,
     })
 }
