@@ -85,7 +85,14 @@ impl<'a> JsonContext<'a> {
 /// Explodes every top-level value in `bytes`. Returns the first syntax error, after which the
 /// rest of `bytes` is not read; records before it have reached the sink.
 pub fn explode_slice(bytes: &[u8], ctx: &mut JsonContext<'_>) -> Result<(), serde_json::Error> {
-    explode_values(&mut serde_json::Deserializer::from_slice(bytes), ctx)
+    // Checking the whole text once runs the validator's fast ASCII loop over long stretches;
+    // from a `&str` the parser then skips its check of every string, most of them a few
+    // bytes long, where the call costs more than the check (5 % of an NDJSON run's CPU).
+    // A text that is not UTF-8 goes the checking way, which finds and reports the bad string.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => explode_values(&mut serde_json::Deserializer::from_str(text), ctx),
+        Err(_) => explode_values(&mut serde_json::Deserializer::from_slice(bytes), ctx),
+    }
 }
 
 /// [`explode_slice`] over a stream (a decompressing reader), for texts that are not NDJSON.
