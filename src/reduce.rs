@@ -551,8 +551,10 @@ fn compare_rows(a: &Row<'_>, b: &Row<'_>) -> Ordering {
 // ---------------------------------------------------------------------------------------
 
 /// Rows per spill block: large enough that the codec runs in long column loops, small enough
-/// that a merge over many segments holds little (one block each).
-const BLOCK_ROWS: usize = 8192;
+/// that a merge over many segments holds little (one block each, decoded and raw: ~200 KB
+/// for NDJSON rows with sources). A small budget spills often, and a heavy property then
+/// merges a hundred segments or more.
+const BLOCK_ROWS: usize = 1024;
 
 /// Reads one segment a block at a time.
 struct Cursor {
