@@ -28,8 +28,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -71,14 +71,13 @@ pub struct Reducer {
     spilled_bytes: u64,
 }
 
-/// What a reducer wrote.
-#[derive(Debug, Default)]
-pub struct Finished {
-    /// (property id, output), in the order written.
-    pub properties: Vec<(u32, PropertyOutput)>,
+/// What a reducer counted before its writes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Spilled {
+    /// Duplicates dropped while spilling.
     pub duplicates: u64,
     /// Bytes written to spill files.
-    pub spilled_bytes: u64,
+    pub bytes: u64,
 }
 
 /// One property's write: its rows in memory and its spilled segments, sorted, merged,
@@ -226,16 +225,12 @@ impl Reducer {
             .filter(|&p| !self.by_property[p].is_empty())
             .collect();
         chosen.sort_unstable_by_key(|&p| (std::cmp::Reverse(self.heap[p]), p));
-        let mut left = self.bytes;
-        let keep = chosen
-            .iter()
-            .position(|&p| {
-                let done = left <= self.budget / 2;
-                left -= self.heap[p];
-                done
-            })
-            .unwrap_or(chosen.len());
-        chosen.truncate(keep.max(1));
+        let (mut left, mut keep) = (self.bytes, 0);
+        while keep < chosen.len() && (keep == 0 || left > self.budget / 2) {
+            left -= self.heap[chosen[keep]];
+            keep += 1;
+        }
+        chosen.truncate(keep);
         // Segments in id order within the file: reading them back then moves forward.
         chosen.sort_unstable();
         for p in chosen {
@@ -269,30 +264,13 @@ impl Reducer {
         Ok(())
     }
 
-    /// Writes every property in `ids`, in that order, through the writer `writer_for` makes
-    /// for it: [`Reducer::into_jobs`] run one after the other.
-    pub fn finish(
-        self,
-        ids: Vec<u32>,
-        mut writer_for: impl FnMut(u32) -> PropertyWriter,
-    ) -> Result<Finished> {
-        let (jobs, mut done) = self.into_jobs(ids);
-        for job in jobs {
-            let p = job.property;
-            let mut writer = writer_for(p);
-            done.duplicates += job.write(&mut writer)?;
-            done.properties.push((p, writer.finish()?));
-        }
-        Ok(done)
-    }
-
     /// The write of every property in `ids` that holds rows, as independent jobs in that
     /// order (a fixed order keeps runs reproducible; smallest first keeps the peak low), and
-    /// what the reducer counted so far (duplicates dropped while spilling, bytes spilled).
+    /// what the reducer counted while spilling.
     ///
     /// Jobs may run on any thread and in any order: each owns its rows and its segments, and
     /// the spill files go when the last job that reads them is dropped.
-    pub fn into_jobs(mut self, mut ids: Vec<u32>) -> (Vec<Job>, Finished) {
+    pub fn into_jobs(mut self, mut ids: Vec<u32>) -> (Vec<Job>, Spilled) {
         ids.retain(|&p| {
             let p = p as usize;
             p < self.by_property.len()
@@ -312,12 +290,11 @@ impl Reducer {
                 files: files.clone(),
             })
             .collect();
-        let done = Finished {
-            properties: Vec::new(),
+        let spilled = Spilled {
             duplicates: self.duplicates,
-            spilled_bytes: self.spilled_bytes,
+            bytes: self.spilled_bytes,
         };
-        (jobs, done)
+        (jobs, spilled)
     }
 
     /// Every property id that received rows, with how many.
@@ -340,11 +317,18 @@ impl Reducer {
 #[derive(Debug)]
 pub struct WritePool {
     queues: Vec<Mutex<VecDeque<Taken>>>,
-    written: Vec<Mutex<Written>>,
-    /// Per owner: jobs not yet written.
-    left: Vec<AtomicUsize>,
+    /// Per owner: a slot per job, in its order, filled as jobs are written.
+    slots: Vec<Mutex<Slots>>,
     /// Set when a write fails: the other threads stop taking jobs.
     failed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    outputs: Vec<Option<(u32, PropertyOutput)>>,
+    left: usize,
+    duplicates: u64,
+    finished: Option<Instant>,
 }
 
 /// A job taken from the pool, with its owning reducer and its place in the owner's order.
@@ -362,26 +346,28 @@ pub struct Written {
     pub properties: Vec<(u32, PropertyOutput)>,
     /// Duplicates dropped by its jobs.
     pub duplicates: u64,
-    /// When its last job was written (or it published none).
+    /// When its last job was written (or it published none); `None` if some never were.
     pub finished: Option<Instant>,
-    positions: Vec<usize>,
 }
 
 impl WritePool {
     pub fn new(reducers: usize) -> Self {
         WritePool {
             queues: (0..reducers).map(|_| Mutex::default()).collect(),
-            written: (0..reducers).map(|_| Mutex::default()).collect(),
-            left: (0..reducers).map(|_| AtomicUsize::new(0)).collect(),
+            slots: (0..reducers).map(|_| Mutex::default()).collect(),
             failed: AtomicBool::new(false),
         }
     }
 
     /// Hands `reducer`'s jobs, in its order, to the pool.
     pub fn publish(&self, reducer: usize, jobs: Vec<Job>) {
-        self.left[reducer].store(jobs.len(), SeqCst);
-        if jobs.is_empty() {
-            lock(&self.written[reducer]).finished = Some(Instant::now());
+        {
+            let mut slots = lock(&self.slots[reducer]);
+            slots.outputs = (0..jobs.len()).map(|_| None).collect();
+            slots.left = jobs.len();
+            if jobs.is_empty() {
+                slots.finished = Some(Instant::now());
+            }
         }
         *lock(&self.queues[reducer]) = jobs
             .into_iter()
@@ -406,31 +392,31 @@ impl WritePool {
 
     /// Records a job's output.
     pub fn done(&self, taken: &Taken, out: PropertyOutput, duplicates: u64) {
-        let mut w = lock(&self.written[taken.owner]);
-        w.properties.push((taken.job.property, out));
-        w.positions.push(taken.position);
-        w.duplicates += duplicates;
-        if self.left[taken.owner].fetch_sub(1, SeqCst) == 1 {
-            w.finished = Some(Instant::now());
+        let mut slots = lock(&self.slots[taken.owner]);
+        slots.outputs[taken.position] = Some((taken.job.property, out));
+        slots.duplicates += duplicates;
+        slots.left -= 1;
+        if slots.left == 0 {
+            slots.finished = Some(Instant::now());
         }
     }
 
-    /// Stops the other threads taking jobs (the run is failing).
+    /// Stops every thread taking jobs (the run is failing).
     pub fn fail(&self) {
         self.failed.store(true, SeqCst);
     }
 
     /// Per owning reducer, what was written, in its order.
     pub fn into_written(self) -> Vec<Written> {
-        self.written
+        self.slots
             .into_iter()
-            .map(|w| {
-                let mut w = w.into_inner().unwrap_or_else(|e| e.into_inner());
-                let mut by_position: Vec<_> =
-                    w.positions.drain(..).zip(w.properties.drain(..)).collect();
-                by_position.sort_by_key(|&(position, _)| position);
-                w.properties = by_position.into_iter().map(|(_, p)| p).collect();
-                w
+            .map(|m| {
+                let slots = m.into_inner().unwrap_or_else(|e| e.into_inner());
+                Written {
+                    properties: slots.outputs.into_iter().flatten().collect(),
+                    duplicates: slots.duplicates,
+                    finished: slots.finished,
+                }
             })
             .collect()
     }
@@ -824,6 +810,45 @@ mod tests {
         }
     }
 
+    /// The next number of a seeded sequence.
+    fn seeded(seed: &mut u64) -> u64 {
+        *seed = planner::fmix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        *seed
+    }
+
+    /// Writes every job of `reducer`, in `ids` order, on this thread; returns what was
+    /// spilled, with the duplicates of the writes added.
+    fn write_all(
+        reducer: Reducer,
+        ids: Vec<u32>,
+        mut writer_for: impl FnMut(u32) -> PropertyWriter,
+    ) -> Spilled {
+        let (jobs, mut done) = reducer.into_jobs(ids);
+        for job in jobs {
+            let mut writer = writer_for(job.property);
+            done.duplicates += job.write(&mut writer).unwrap();
+            writer.finish().unwrap();
+        }
+        done
+    }
+
+    /// Every row of the Parquet files in `dir`, files in name order.
+    fn rows_in(dir: &Path) -> Columns {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let mut got = Columns::default();
+        for f in files {
+            let rows = crate::dataset::read_rows(&f).unwrap();
+            for i in 0..rows.len() {
+                got.push(&rows.row(i));
+            }
+        }
+        got
+    }
+
     #[test]
     fn sorts_by_the_whole_row_and_drops_exact_duplicates() {
         let mut rows = Columns::default();
@@ -867,10 +892,7 @@ mod tests {
     #[test]
     fn column_and_row_orders_agree() {
         let mut seed = 7u64;
-        let mut next = || {
-            seed = planner::fmix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
-            seed
-        };
+        let mut next = || seeded(&mut seed);
         let values: [Option<&[u8]>; 4] = [None, Some(b""), Some(b"a"), Some(b"ab")];
         let mut rows = Columns::default();
         for _ in 0..400 {
@@ -908,10 +930,7 @@ mod tests {
     #[test]
     fn spilled_runs_merge_to_the_sorted_deduplicated_rows() {
         let mut seed = 3u64;
-        let mut next = || {
-            seed = planner::fmix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
-            seed
-        };
+        let mut next = || seeded(&mut seed);
         let values: [Option<&[u8]>; 3] = [None, Some(b"a"), Some(b"bc")];
         let dir = tempfile::tempdir().unwrap();
         let mut reducer = Reducer::new(200_000, dir.path().join("spill"));
@@ -942,26 +961,15 @@ mod tests {
             row_group_rows: 1000,
             ..SinkOptions::default()
         };
-        let done = reducer
-            .finish(vec![0], |_| PropertyWriter::new(&out, "p", &options))
-            .unwrap();
-        assert!(done.spilled_bytes > 0);
+        let done = write_all(reducer, vec![0], |_| {
+            PropertyWriter::new(&out, "p", &options)
+        });
+        assert!(done.bytes > 0);
 
         all.sort_by(compare_rows);
         all.dedup_by(|a, b| compare_rows(a, b) == Ordering::Equal);
         assert_eq!(done.duplicates, 32_504 - all.len() as u64);
-        let mut files: Vec<_> = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        let mut got = Columns::default();
-        for f in files {
-            let rows = crate::dataset::read_rows(&f).unwrap();
-            for i in 0..rows.len() {
-                got.push(&rows.row(i));
-            }
-        }
+        let got = rows_in(&out);
         assert_eq!(got.len(), all.len());
         for (i, want) in all.iter().enumerate() {
             assert_eq!(got.row(i), *want, "row {i}");
@@ -974,10 +982,7 @@ mod tests {
     #[test]
     fn spilling_the_heaviest_properties_keeps_every_property_exact() {
         let mut seed = 11u64;
-        let mut next = || {
-            seed = planner::fmix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
-            seed
-        };
+        let mut next = || seeded(&mut seed);
         let values: [Option<&[u8]>; 4] = [None, Some(b"a"), Some(b"bc"), Some(b"a longer value")];
         let dir = tempfile::tempdir().unwrap();
         let mut reducer = Reducer::new(400_000, dir.path().join("spill"));
@@ -1016,36 +1021,21 @@ mod tests {
             row_group_rows: 700,
             ..SinkOptions::default()
         };
-        let done = reducer
-            .finish((0..6).rev().collect(), |p| {
-                PropertyWriter::new(&out.join(p.to_string()), "p", &options)
-            })
-            .unwrap();
-        assert!(done.spilled_bytes > 0);
+        let done = write_all(reducer, (0..6).rev().collect(), |p| {
+            PropertyWriter::new(&out.join(p.to_string()), "p", &options)
+        });
+        assert!(done.bytes > 0);
         let mut dropped = 0;
         for (p, want) in all.iter_mut().enumerate() {
             let n = want.len();
             want.sort_by(compare_rows);
             want.dedup_by(|a, b| compare_rows(a, b) == Ordering::Equal);
             dropped += (n - want.len()) as u64;
-            let mut files: Vec<_> = std::fs::read_dir(out.join(p.to_string()))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            files.sort();
-            let mut got = Vec::new();
-            for f in files {
-                let rows = crate::dataset::read_rows(&f).unwrap();
-                got.extend((0..rows.len()).map(|i| {
-                    let r = rows.row(i);
-                    (r.object_id, r.timestamp, r.value.map(<[u8]>::to_vec))
-                }));
+            let got = rows_in(&out.join(p.to_string()));
+            assert_eq!(got.len(), want.len(), "property {p}");
+            for (i, want) in want.iter().enumerate() {
+                assert_eq!(got.row(i), *want, "property {p}, row {i}");
             }
-            let want: Vec<_> = want
-                .iter()
-                .map(|r| (r.object_id, r.timestamp, r.value.map(<[u8]>::to_vec)))
-                .collect();
-            assert_eq!(got, want, "property {p}");
         }
         assert_eq!(done.duplicates, dropped);
     }

@@ -936,8 +936,8 @@ fn reduced(received: Vec<Received>, pool: WritePool) -> Vec<Reduced> {
             Reduced {
                 reducer: r.reducer,
                 rows_in: r.rows_in,
-                duplicates: r.duplicates + w.duplicates,
-                spilled_bytes: r.spilled_bytes,
+                duplicates: r.spilled.duplicates + w.duplicates,
+                spilled_bytes: r.spilled.bytes,
                 properties: w.properties,
                 wall: end.saturating_duration_since(r.started),
             }
@@ -949,9 +949,7 @@ fn reduced(received: Vec<Received>, pool: WritePool) -> Vec<Reduced> {
 struct Received {
     reducer: u32,
     rows_in: u64,
-    spilled_bytes: u64,
-    /// Duplicates dropped while spilling.
-    duplicates: u64,
+    spilled: crate::reduce::Spilled,
     /// When its first row arrived.
     started: Instant,
 }
@@ -1020,7 +1018,8 @@ fn reduce_thread(
         first_row.get_or_insert_with(Instant::now);
         // On an error (a full spill disk) the receiver drops: mappers stop, the run fails.
         if let Err(e) = state.add(&batch) {
-            pool.publish(reducer as usize, Vec::new());
+            // The run fails: the other reducers need not write what they hold.
+            pool.fail();
             return Err(e);
         }
     }
@@ -1033,7 +1032,7 @@ fn reduce_thread(
     // logs come out the same every run (files do whatever the order).
     let mut ids = state.properties();
     ids.sort_by(|a, b| (a.1, &names[a.0 as usize]).cmp(&(b.1, &names[b.0 as usize])));
-    let (jobs, finished) = state.into_jobs(ids.into_iter().map(|(p, _)| p).collect());
+    let (jobs, spilled) = state.into_jobs(ids.into_iter().map(|(p, _)| p).collect());
     pool.publish(reducer as usize, jobs);
     while let Some(job) = pool.next(reducer as usize) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -1060,15 +1059,14 @@ fn reduce_thread(
     tracing::debug!(
         reducer,
         rows = rows_in,
-        spilled_bytes = finished.spilled_bytes,
+        spilled_bytes = spilled.bytes,
         write_ms = ms(writing.elapsed()),
         "reducer thread finished"
     );
     Ok(Received {
         reducer,
         rows_in,
-        spilled_bytes: finished.spilled_bytes,
-        duplicates: finished.duplicates,
+        spilled,
         started,
     })
 }
