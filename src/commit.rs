@@ -111,7 +111,8 @@ fn exchange_allowed() -> bool {
 // The lock
 // ---------------------------------------------------------------------------------------
 
-/// Who holds a dataset.
+/// Who holds a dataset: the note a run writes into the lock file while it holds the lock.
+/// It is for people (messages, `inspect`); the lock itself is the operating system's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockOwner {
     pub pid: u32,
@@ -123,17 +124,21 @@ pub struct LockOwner {
     pub run_id: String,
 }
 
-/// The dataset lock, released on drop.
+/// The dataset lock: an exclusive `flock` on `_skewer/lock`, held while this value lives.
+///
+/// The operating system releases it when the process ends, however it ends, so there is no
+/// stale lock to take over and no window between creating the file and claiming it. The file
+/// itself stays: removing it would let a run lock a new file while another still holds the
+/// old, unlinked one.
 #[derive(Debug)]
 pub struct Lock {
-    path: PathBuf,
-    /// The stale lock this one replaced, if any (its owner had died).
-    pub took_over: Option<LockOwner>,
+    file: fs::File,
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // Clear the note before the lock goes (closing the file releases it).
+        let _ = self.file.set_len(0);
     }
 }
 
@@ -164,9 +169,7 @@ impl LockOwner {
             Some(start) => self.process_start.is_some_and(|s| s != start),
         }
     }
-}
 
-impl LockOwner {
     /// This process, running `run_id`.
     pub(crate) fn me(run_id: &str) -> LockOwner {
         LockOwner {
@@ -178,55 +181,95 @@ impl LockOwner {
         }
     }
 
-    /// For messages: who, where, since when.
+    /// A note read back from a lock file (untrusted: anything may have written it).
+    pub(crate) fn parse(bytes: &[u8]) -> Option<LockOwner> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// For messages: who, where, since when (each part clipped: the note is untrusted).
     pub(crate) fn describe(&self) -> String {
         format!(
             "run {} (pid {} on {}, since {})",
-            self.run_id, self.pid, self.host, self.since
+            clip(&self.run_id),
+            self.pid,
+            clip(&self.host),
+            clip(&self.since)
         )
     }
 }
 
-/// Takes the dataset's lock for `run_id`. Fails if a live run holds it; replaces a stale one.
+/// Text read back from metadata, shortened and with control characters escaped, for a message.
+pub(crate) fn clip(text: &str) -> String {
+    crate::report::clip(text, 80)
+}
+
+/// Takes the dataset's lock for `run_id`, or fails at once naming the run that holds it.
 pub fn lock(layout: &Layout, run_id: &str) -> Result<Lock> {
     let path = layout.lock_file();
     make_parent(&path)?;
-    let me = LockOwner::me(run_id);
-    let body = serde_json::to_vec(&me).map_err(|e| Error::Bug(e.to_string()))?;
-    let mut took_over = None;
-    for _ in 0..2 {
-        match fs::OpenOptions::new()
+    let note = serde_json::to_vec(&LockOwner::me(run_id)).map_err(|e| Error::Bug(e.to_string()))?;
+    // A lock file replaced while we waited for it (by a skewer that removed its lock file on
+    // exit) is not the one the next run will lock: lock whatever the path names now.
+    for _ in 0..8 {
+        let file = fs::OpenOptions::new()
+            .read(true)
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(false)
             .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(&body).map_err(|e| Error::io(&path, e))?;
-                return Ok(Lock { path, took_over });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            .map_err(|e| lock_file_error(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
                 let text = fs::read(&path).unwrap_or_default();
-                match serde_json::from_slice::<LockOwner>(&text) {
-                    Ok(owner) if !owner.is_stale() => {
-                        return Err(Error::Locked {
-                            path,
-                            owner: owner.describe(),
-                        });
-                    }
-                    // A dead owner, or a lock file cut short by a crash: take it over.
-                    owner => {
-                        took_over = owner.ok();
-                        let _ = fs::remove_file(&path);
-                    }
-                }
+                let owner = match LockOwner::parse(&text) {
+                    Some(owner) => owner.describe(),
+                    // The holder has not written its note yet, or something else holds it.
+                    None => "another process (it has not said which run it is yet)".into(),
+                };
+                return Err(Error::Locked { path, owner });
             }
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }
+        if !same_file(&file, &path) {
+            continue;
+        }
+        let mut file = file;
+        file.set_len(0).map_err(|e| Error::io(&path, e))?;
+        file.write_all(&note).map_err(|e| Error::io(&path, e))?;
+        return Ok(Lock { file });
     }
-    Err(Error::Locked {
+    Err(Error::Io {
         path,
-        owner: "another process that took it at the same moment".into(),
+        source: std::io::Error::other("the lock file keeps being replaced by another process"),
     })
+}
+
+/// Whether `file` is still what `path` names (same device and inode).
+fn same_file(file: &fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+fn lock_file_error(path: &Path, e: std::io::Error) -> Error {
+    if path.is_dir() {
+        return Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(
+                "is a directory, not skewer's lock file: remove it (nothing in it is skewer's)",
+            ),
+        };
+    }
+    Error::io(path, e)
+}
+
+/// Who holds the dataset's lock right now, as its note says, if a live run does.
+pub fn lock_holder(layout: &Layout) -> Option<LockOwner> {
+    let text = fs::read(layout.lock_file()).ok()?;
+    LockOwner::parse(&text).filter(|o| !o.is_stale())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -331,33 +374,88 @@ pub fn prepare(layout: &Layout, run: &str, mode: Mode) -> Result<(Vec<String>, V
 
 /// Publishes a prepared run: manifest (state `publishing`), swaps, history, commit mark,
 /// cleanup. `manifest.partitions` must be what [`prepare`] returned.
-pub fn publish(layout: &Layout, manifest: &mut Manifest) -> Result<()> {
+///
+/// `Ok` once the run is published, with a warning for each step after that which failed
+/// (they are repeated by the next run or `skewer recover`). An `Err` says exactly how far the
+/// publish got and what to run.
+pub fn publish(layout: &Layout, manifest: &mut Manifest) -> Result<Vec<String>> {
     fail_point("staged");
+    // The staged files were synced as they were written; their folders are synced here, so
+    // that nothing the manifest is about to name can vanish in a power loss.
+    sync_dirs(&layout.staging(&manifest.run_id))?;
     manifest.state = STATE_PUBLISHING.into();
     write_manifest(layout, manifest)?;
     fail_point("manifest");
-    finish(layout, manifest)
+    finish(layout, manifest).map_err(|stopped| stopped.into_error(layout, manifest))
 }
 
-/// Steps 3–5 (idempotent): what recovery repeats for an interrupted publish.
-fn finish(layout: &Layout, manifest: &mut Manifest) -> Result<()> {
+/// Where an interrupted publish stopped.
+#[derive(Debug)]
+struct Stopped {
+    swapped: usize,
+    cause: Error,
+}
+
+impl Stopped {
+    fn into_error(self, layout: &Layout, manifest: &Manifest) -> Error {
+        Error::PublishStopped {
+            dataset: layout.dataset.display().to_string(),
+            run: manifest.run_id.clone(),
+            swapped: self.swapped,
+            total: manifest.partitions.len(),
+            cause: Box::new(self.cause),
+        }
+    }
+}
+
+/// Steps 3–5 (idempotent): what recovery repeats for an interrupted publish. Once every
+/// partition is swapped and the history moved, the run is published: a failure to mark the
+/// manifest or clean up is a warning.
+fn finish(layout: &Layout, manifest: &mut Manifest) -> std::result::Result<Vec<String>, Stopped> {
     let run = manifest.run_id.clone();
     let mut asides = 0;
+    let mut swapped = 0;
+    let stop = |swapped, cause| Stopped { swapped, cause };
     for (i, rel) in manifest.partitions.iter().enumerate() {
-        swap(layout, &run, rel, &mut asides)?;
+        swap(layout, &run, rel, &mut asides).map_err(|e| stop(swapped, e))?;
+        swapped += 1;
         fail_point(&format!("swap:{}", i + 1));
+    }
+    // The swaps are renames: durable once the folders holding them are synced.
+    let mut parents: Vec<PathBuf> = manifest
+        .partitions
+        .iter()
+        .filter_map(|rel| layout.dataset.join(rel).parent().map(Path::to_path_buf))
+        .collect();
+    parents.sort();
+    parents.dedup();
+    for dir in &parents {
+        sync_dir(dir).map_err(|e| stop(swapped, e))?;
     }
     let pending = layout.pending_history(&run);
     if pending.exists() {
         let to = layout.history_record(&run);
-        make_parent(&to)?;
-        rename(&pending, &to)?;
+        make_parent(&to)
+            .and_then(|()| rename(&pending, &to))
+            .and_then(|()| sync_dir(&layout.history_dir()))
+            .map_err(|e| stop(swapped, e))?;
     }
     fail_point("history");
+    let mut warnings = Vec::new();
     manifest.state = STATE_COMMITTED.into();
-    write_manifest(layout, manifest)?;
+    if let Err(e) = write_manifest(layout, manifest) {
+        warnings.push(format!(
+            "the run is published, but its manifest could not be marked committed ({e}); the next run or skewer recover marks it"
+        ));
+        return Ok(warnings);
+    }
     fail_point("committed");
-    cleanup(layout, &run)
+    if let Err(e) = cleanup(layout, &run) {
+        warnings.push(format!(
+            "the run is published, but its staging folder could not be removed ({e}); the next run or skewer recover removes it"
+        ));
+    }
+    Ok(warnings)
 }
 
 /// Swaps one partition into place, unless it already is.
@@ -368,9 +466,13 @@ fn swap(layout: &Layout, run: &str, rel: &str, asides: &mut usize) -> Result<()>
         return Ok(());
     }
     if !staged.exists() {
-        return Err(Error::Bug(format!(
-            "partition {rel} of run {run} is neither published nor staged"
-        )));
+        return Err(Error::BadMeta {
+            path: layout.manifest(run),
+            reason: format!(
+                "partition {rel} is neither published (no part-{run}-* file in it) nor staged (no {})",
+                staged.display()
+            ),
+        });
     }
     if !target.exists() {
         // A new partition (or a fallback swap cut between its two renames).
@@ -421,6 +523,8 @@ pub struct Recovery {
     pub rolled_forward: Vec<String>,
     /// Runs that crashed before publishing anything; their staged files were removed.
     pub discarded: Vec<String>,
+    /// Steps after a rolled-forward publish that failed (the publish itself completed).
+    pub warnings: Vec<String>,
 }
 
 /// Rolls every interrupted publish forward and removes what runs left unpublished. Call with
@@ -436,11 +540,19 @@ pub fn recover(layout: &Layout) -> Result<Recovery> {
         }
         let mut manifest = read_manifest(layout, run)?;
         if manifest.state == STATE_PUBLISHING {
-            finish(layout, &mut manifest)?;
+            let warnings =
+                finish(layout, &mut manifest).map_err(|s| s.into_error(layout, &manifest))?;
+            done.warnings.extend(warnings);
             done.rolled_forward.push(run.to_string());
         }
     }
+    // Folders under staging/ and replaced/ are named for runs; anything else in them is not
+    // skewer's to remove.
     for run in files_in(&layout.meta().join("staging"))? {
+        if check_run_id(&run).is_err() {
+            tracing::warn!(folder = %layout.meta().join("staging").join(&run).display(), "not a run's staging folder: left alone");
+            continue;
+        }
         let published = layout.manifest(&run).exists();
         cleanup(layout, &run)?;
         if !published {
@@ -448,7 +560,9 @@ pub fn recover(layout: &Layout) -> Result<Recovery> {
         }
     }
     for run in files_in(&layout.meta().join("replaced"))? {
-        cleanup(layout, &run)?;
+        if check_run_id(&run).is_ok() {
+            cleanup(layout, &run)?;
+        }
     }
     Ok(done)
 }
@@ -476,8 +590,29 @@ fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary sibling, fsync and a rename, so a reader (or
-/// a crash) never sees half a file.
+/// Syncs a folder, making the names in it (renames, new files) durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Syncs `dir` and every folder below it.
+fn sync_dirs(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            sync_dirs(&entry.path())?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// Writes `bytes` to `path` through a temporary sibling, fsync and a rename (then a sync of
+/// the folder), so a reader (or a crash, or a power loss) never sees half a file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     make_parent(path)?;
     let name = path
@@ -489,7 +624,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     drop(f);
-    rename(&tmp, path)
+    rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -506,6 +647,10 @@ pub struct Counts {
     pub records_exploded: u64,
     /// Of those, webhook events that were not property changes (no version to explode).
     pub events_without_version: u64,
+    /// Of those, records that carried property values but no version history (a dump
+    /// exported without histories): they gave no rows.
+    #[serde(default)]
+    pub records_without_history: u64,
     /// Versions rejected alone (Parquet input), not counted in `rows_exploded`.
     pub versions_rejected: u64,
     pub rows_exploded: u64,
@@ -592,6 +737,152 @@ pub struct Manifest {
     pub replaced: Vec<String>,
 }
 
+// ---------------------------------------------------------------------------------------
+// Reading metadata back: untrusted input
+// ---------------------------------------------------------------------------------------
+
+/// Why `id` cannot be a run id, if it cannot. Run ids name files and folders under
+/// `_skewer/`, so one read back from metadata must not be able to name anything else.
+pub fn check_run_id(id: &str) -> std::result::Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with(['.', '-', '_'])
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "run id {} is not one skewer writes (letters, digits, '.', '-' and '_', at most 64)",
+            clip(id)
+        ))
+    }
+}
+
+/// Why `rel` cannot be a partition folder of a dataset (`[key=value/…]property_name=<p>`,
+/// relative, every segment a plain `key=value` folder name), if it cannot.
+pub fn check_partition(rel: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| Err(format!("partition {} {why}", clip(rel)));
+    let segments: Vec<&str> = rel.split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let Some((key, _)) = segment.split_once('=') else {
+            return bad("has a folder that is not key=value");
+        };
+        if key.is_empty() || key.starts_with(['.', '_']) || segment.len() > 255 {
+            return bad("has a folder that is not a partition");
+        }
+        if segment.contains(['\0', '\\']) {
+            return bad("has a folder name with a NUL or a backslash");
+        }
+        let last = i + 1 == segments.len();
+        if (key == crate::sink::PROPERTY_COLUMN) != last {
+            return bad("does not end in one property_name= folder");
+        }
+    }
+    Ok(())
+}
+
+/// Why `rel` cannot be a file directly in one of `partitions`, if it cannot; a file a run
+/// adds must also carry its run's name.
+fn check_file(
+    rel: &str,
+    partitions: &std::collections::HashSet<&str>,
+    run: Option<&str>,
+) -> std::result::Result<(), String> {
+    let Some((dir, name)) = rel.rsplit_once('/') else {
+        return Err(format!("file {} is not in a partition", clip(rel)));
+    };
+    if !partitions.contains(dir) {
+        return Err(format!(
+            "file {} is not in a partition the run lists",
+            clip(rel)
+        ));
+    }
+    if name.is_empty() || name.starts_with('.') || name.contains(['\0', '\\']) {
+        return Err(format!("file {} has no plain name", clip(rel)));
+    }
+    if let Some(run) = run
+        && !name.starts_with(&format!("part-{run}-"))
+    {
+        return Err(format!(
+            "file {} is not named for run {run} (part-{run}-…)",
+            clip(rel)
+        ));
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Parses a manifest read back from `path` and checks that acting on it (recovery
+    /// swaps its partitions and deletes what it replaced) stays inside the dataset. `run`
+    /// is the run its file name says it is.
+    pub fn parse(bytes: &[u8], path: &Path, run: &str) -> Result<Manifest> {
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+            // A newer format is refused by its version, not by a missing field.
+            match serde_json::from_slice::<serde_json::Value>(bytes) {
+                Ok(v) if v["schema_version"].as_u64() > Some(MANIFEST_SCHEMA_VERSION.into()) => {
+                    Error::BadMeta {
+                        path: path.into(),
+                        reason: format!(
+                            "manifest schema_version {} is newer than this skewer's ({MANIFEST_SCHEMA_VERSION}): upgrade skewer",
+                            v["schema_version"]
+                        ),
+                    }
+                }
+                _ => Error::json(path, &e),
+            }
+        })?;
+        manifest.validate(run).map_err(|reason| Error::BadMeta {
+            path: path.into(),
+            reason,
+        })?;
+        Ok(manifest)
+    }
+
+    fn validate(&self, run: &str) -> std::result::Result<(), String> {
+        if self.schema_version != MANIFEST_SCHEMA_VERSION {
+            return Err(format!(
+                "manifest schema_version {} is not {MANIFEST_SCHEMA_VERSION}",
+                self.schema_version
+            ));
+        }
+        check_run_id(&self.run_id)?;
+        if self.run_id != run {
+            return Err(format!(
+                "the manifest of run {run} names run {}",
+                clip(&self.run_id)
+            ));
+        }
+        if self.state != STATE_PUBLISHING && self.state != STATE_COMMITTED {
+            return Err(format!(
+                "state {} is neither {STATE_PUBLISHING:?} nor {STATE_COMMITTED:?}",
+                clip(&self.state)
+            ));
+        }
+        for rel in &self.partitions {
+            check_partition(rel)?;
+            if let Some(prefix) = &self.partition
+                && !rel.starts_with(&format!("{prefix}/"))
+            {
+                return Err(format!(
+                    "partition {} is not under the run's --partition {}",
+                    clip(rel),
+                    clip(prefix)
+                ));
+            }
+        }
+        let partitions = self.partitions.iter().map(String::as_str).collect();
+        for f in &self.files {
+            check_file(&f.path, &partitions, Some(&self.run_id))?;
+        }
+        for rel in &self.replaced {
+            check_file(rel, &partitions, None)?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes the manifest (atomically).
 pub fn write_manifest(layout: &Layout, manifest: &Manifest) -> Result<()> {
     let value =
@@ -602,11 +893,11 @@ pub fn write_manifest(layout: &Layout, manifest: &Manifest) -> Result<()> {
     )
 }
 
-/// Reads a run's manifest.
+/// Reads a run's manifest, checked ([`Manifest::parse`]).
 pub fn read_manifest(layout: &Layout, run: &str) -> Result<Manifest> {
     let path = layout.manifest(run);
     let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::json(&path, &e))
+    Manifest::parse(&bytes, &path, run)
 }
 
 /// Stages the run's history record, to be moved into `_skewer/history` by the publish.
@@ -776,7 +1067,7 @@ mod tests {
     }
 
     #[test]
-    fn the_lock_keeps_a_second_run_out_and_a_stale_one_is_taken_over() {
+    fn the_lock_keeps_a_second_run_out_until_the_first_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
         let held = lock(&layout, "r1").unwrap();
@@ -786,9 +1077,10 @@ mod tests {
             "{err}"
         );
         drop(held);
+        assert_eq!(fs::read(layout.lock_file()).unwrap(), b"");
         drop(lock(&layout, "r2").unwrap());
 
-        // A lock left by a process that no longer exists.
+        // What a crashed run left in the file is only a note: the lock died with it.
         let dead = LockOwner {
             pid: u32::MAX - 7,
             host: host_name(),
@@ -798,14 +1090,129 @@ mod tests {
         };
         fs::write(layout.lock_file(), serde_json::to_vec(&dead).unwrap()).unwrap();
         let taken = lock(&layout, "r3").unwrap();
-        assert_eq!(
-            taken.took_over.as_ref().map(|o| o.run_id.as_str()),
-            Some("crashed")
-        );
+        let note = LockOwner::parse(&fs::read(layout.lock_file()).unwrap()).unwrap();
+        assert_eq!(note.run_id, "r3");
         drop(taken);
-        // A lock file cut short by a crash is stale too.
         fs::write(layout.lock_file(), b"{\"pid\": 1").unwrap();
         assert!(lock(&layout, "r4").is_ok());
+    }
+
+    #[test]
+    fn of_many_runs_starting_at_once_exactly_one_gets_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let start = std::sync::Barrier::new(16);
+        let got = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for i in 0..16 {
+                let (layout, start, got) = (&layout, &start, &got);
+                s.spawn(move || {
+                    start.wait();
+                    let held = lock(layout, &format!("r{i}"));
+                    // Everyone has tried before anyone lets go.
+                    start.wait();
+                    got.lock().unwrap().push(held.is_ok());
+                });
+            }
+        });
+        let got = got.into_inner().unwrap();
+        assert_eq!(got.iter().filter(|ok| **ok).count(), 1, "{got:?}");
+    }
+
+    #[test]
+    fn a_lock_path_that_is_a_directory_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        fs::create_dir_all(layout.lock_file()).unwrap();
+        let err = lock(&layout, "r1").unwrap_err().to_string();
+        assert!(
+            err.contains("is a directory, not skewer's lock file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn manifests_that_would_act_outside_the_dataset_are_refused() {
+        let good = || {
+            let mut m = manifest(
+                "r1",
+                Mode::Overwrite,
+                vec!["dt=1/property_name=a".into()],
+                vec!["dt=1/property_name=a/old.parquet".into()],
+            );
+            m.state = STATE_PUBLISHING.into();
+            m.partition = Some("dt=1".into());
+            m.files = vec![FileEntry {
+                path: "dt=1/property_name=a/part-r1-r0.parquet".into(),
+                property: "a".into(),
+                reducer: 0,
+                rows: 1,
+                bytes: 1,
+            }];
+            m
+        };
+        let check = |m: &Manifest, run: &str| {
+            let bytes = serde_json::to_vec(m).unwrap();
+            Manifest::parse(&bytes, Path::new("runs/x.json"), run).map(|_| ())
+        };
+        check(&good(), "r1").unwrap();
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|m| m.run_id = "../../../victim".into()), "run id"),
+            (Box::new(|m| m.run_id = "r2".into()), "names run"),
+            (Box::new(|m| m.state = "done".into()), "state"),
+            (
+                Box::new(|m| m.partitions = vec!["../../etc/property_name=a".into()]),
+                "key=value",
+            ),
+            (
+                Box::new(|m| m.partitions = vec!["/abs/property_name=a".into()]),
+                "key=value",
+            ),
+            (
+                Box::new(|m| m.partitions = vec!["dt=1/property_name=a/x=..".into()]),
+                "property_name",
+            ),
+            (
+                Box::new(|m| m.partitions = vec!["dt=2/property_name=a".into()]),
+                "--partition",
+            ),
+            (
+                Box::new(|m| m.replaced = vec!["dt=1/property_name=a/..".into()]),
+                "no plain name",
+            ),
+            (
+                Box::new(|m| m.replaced = vec!["dt=1/property_name=b/x.parquet".into()]),
+                "not in a partition",
+            ),
+            (
+                Box::new(|m| m.files[0].path = "dt=1/property_name=a/part-r0-r0.parquet".into()),
+                "not named for run",
+            ),
+            (Box::new(|m| m.schema_version = 7), "schema_version"),
+        ];
+        for (edit, want) in cases {
+            let mut m = good();
+            edit(&mut m);
+            let err = check(&m, "r1").unwrap_err().to_string();
+            assert!(
+                err.contains(want) && err.contains("edited or damaged"),
+                "{want}: {err}"
+            );
+        }
+        // A hand-edited manifest is refused by recovery before it touches anything.
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("ds"));
+        let victim = dir.path().join("victim");
+        fs::create_dir_all(victim.join("property_name=a")).unwrap();
+        fs::write(victim.join("property_name=a/keep"), b"x").unwrap();
+        let mut m = good();
+        m.run_id = "../../../victim".into();
+        let text = serde_json::to_vec(&m).unwrap();
+        fs::create_dir_all(layout.runs_dir()).unwrap();
+        fs::write(layout.runs_dir().join("evil.json"), text).unwrap();
+        assert!(recover(&layout).is_err());
+        assert_eq!(fs::read(victim.join("property_name=a/keep")).unwrap(), b"x");
     }
 
     #[test]

@@ -26,9 +26,18 @@ pub enum Error {
         path: PathBuf,
         source: parquet::errors::ParquetError,
     },
+    /// An input that cannot be read to its end, so that the records it holds cannot all be
+    /// counted (a cut or corrupt stream, a text that stops parsing, a file that changed while
+    /// it was read, a pipe): the run stops and publishes nothing.
+    #[error("{}: {reason}; the run stopped and published nothing", path.display())]
+    Input { path: PathBuf, reason: String },
     /// A history file parses but is not a valid history.
     #[error("{}: {reason}", path.display())]
     BadHistory { path: PathBuf, reason: String },
+    /// A file skewer keeps for itself under `_skewer/` (a manifest, an intent, a lock note)
+    /// does not hold what skewer writes: it was edited or damaged, and is not acted on.
+    #[error("{}: {reason}; skewer wrote this file for itself and it has been edited or damaged, so skewer will not act on it: restore it, or move it out of _skewer/ once you know what it describes", path.display())]
+    BadMeta { path: PathBuf, reason: String },
     /// A history directory or file holds no run records.
     #[error("{}: no history runs found (expected *.json run records, see history/README.md)", path.display())]
     EmptyHistory { path: PathBuf },
@@ -45,6 +54,16 @@ pub enum Error {
     /// Another run holds the dataset.
     #[error("{}: the dataset is locked by {owner}; if that run is no longer alive on its host, remove this file", path.display())]
     Locked { path: PathBuf, owner: String },
+    /// A publish stopped part way: some partitions may be new, the rest old, until it is
+    /// finished from its manifest.
+    #[error("{}", publish_stopped(dataset, run, *swapped, *total, cause))]
+    PublishStopped {
+        dataset: String,
+        run: String,
+        swapped: usize,
+        total: usize,
+        cause: Box<Error>,
+    },
     /// More records were unreadable than `--max-bad-records` allows; nothing was published.
     #[error("{bad} of {read} records (and versions) could not be read, more than --max-bad-records {limit} allows; nothing was published (the rejects, with reasons: {})", rejects.display())]
     TooManyBadRecords {
@@ -97,6 +116,28 @@ impl Error {
             _ => 1,
         }
     }
+}
+
+fn publish_stopped(
+    dataset: &str,
+    run: &str,
+    swapped: usize,
+    total: usize,
+    cause: &Error,
+) -> String {
+    let seen = if swapped == 0 {
+        "readers still see the dataset as it was".to_string()
+    } else {
+        format!(
+            "readers now see {swapped} of the run's {total} partitions new and the rest as they were"
+        )
+    };
+    format!(
+        "the publish of run {run} stopped after {swapped} of {total} partitions: {cause}. \
+         {seen}; its manifest ({dataset}/_skewer/runs/{run}.json) says \"publishing\". \
+         Fix the cause, then run `skewer recover {dataset}` (the next run also does it first) \
+         to finish the publish"
+    )
 }
 
 /// The library's result type.

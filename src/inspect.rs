@@ -14,7 +14,7 @@
 //! loads of the latest run far from even. Only footers and the two sort columns are read.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use parquet::column::reader::ColumnReader;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -207,9 +207,8 @@ impl Store {
                 continue;
             }
             let bytes = self.read(rel)?;
-            let manifest: Manifest =
-                serde_json::from_slice(&bytes).map_err(|e| Error::json(self.name(rel), &e))?;
-            out.push(manifest);
+            let run = name.strip_suffix(".json").unwrap_or(name);
+            out.push(Manifest::parse(&bytes, Path::new(&self.name(rel)), run)?);
         }
         // Run ids sort by start time.
         out.sort_by(|a, b| a.run_id.cmp(&b.run_id));
@@ -353,12 +352,14 @@ pub fn inspect(store: &Store, display: &str) -> Result<Report> {
     // whose process is gone (on this host) is itself a leftover.
     let mut locked = false;
     if objects.iter().any(|(rel, _)| rel == "_skewer/lock") {
-        let owner = store
-            .read("_skewer/lock")
-            .ok()
-            .and_then(|b| serde_json::from_slice::<crate::commit::LockOwner>(&b).ok());
+        let note = store.read("_skewer/lock").unwrap_or_default();
+        let owner = crate::commit::LockOwner::parse(&note);
         match owner {
             Some(owner) if !owner.is_stale() => locked = true,
+            // A local lock is the operating system's, released when its process ends: the
+            // file stays, and what a dead run left in it is only a note. In S3 the lock is
+            // the object itself.
+            _ if matches!(store, Store::Local(_)) || note.is_empty() => {}
             owner => strays.problems.push(format!(
                 "{}: left by {}, whose process is gone (the next run or skewer recover takes it over)",
                 store.name("_skewer/lock"),

@@ -397,13 +397,16 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &dyn std::fmt::Display) 
                 format_bytes(s.spilled_bytes)
             )?;
         }
-        if c.records_rejected > 0 {
+        if c.records_rejected + c.versions_rejected > 0 {
             writeln!(
                 out,
                 "rejects  {}/_skewer/rejects/{}.ndjson",
                 dataset.to_string().trim_end_matches('/'),
                 m.run_id
             )?;
+        }
+        for w in &s.warnings {
+            writeln!(out, "warning: {w}")?;
         }
         Ok(())
     })();
@@ -429,6 +432,9 @@ pub fn recovery(done: &crate::commit::Recovery, dataset: &dyn std::fmt::Display)
     if out.is_empty() {
         let _ = writeln!(out, "{dataset}: nothing to recover");
     }
+    for w in &done.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     out
 }
 
@@ -446,6 +452,7 @@ pub fn run_json(s: &crate::run::RunSummary) -> Result<String> {
         "actual_max_over_mean": s.actual_max_over_mean,
         "files_per_property": s.files_per_property,
         "max_files_per_property": s.max_files_per_property,
+        "warnings": s.warnings,
     });
     Ok(crate::jsonfmt::to_lines(&report))
 }

@@ -50,6 +50,10 @@ pub const MAX_ESCAPED_NAME_BYTES: usize = 255 - 14;
 
 /// Why rows of `name` cannot be written, if they cannot.
 fn unwritable(name: &str) -> Option<String> {
+    if name.is_empty() {
+        // Hive readers read an empty partition value as null: no folder names "".
+        return Some("a property has an empty name, which no partition folder can hold".into());
+    }
     let escaped = crate::sink::escape_partition_value(name).len();
     (escaped > MAX_ESCAPED_NAME_BYTES).then(|| {
         format!(
@@ -151,6 +155,11 @@ pub struct MapCounts {
     pub rows: u64,
     /// Versions rejected alone (Parquet input, where a record's other versions were kept).
     pub versions_rejected: u64,
+    /// Records with property values but no version history (counted in `records` too).
+    pub records_without_history: u64,
+    /// Records met in the input, counted by the input stage independently of the outcome
+    /// (`records + rejected` must equal it).
+    pub records_met: u64,
 }
 
 /// A record that could not be read: where, and why.
@@ -184,6 +193,9 @@ pub struct Router<'t> {
     /// Rows per batch: large enough to amortise the channel, small enough that every batch in
     /// flight fits the memory plan.
     batch_rows: usize,
+    /// String bytes per batch: long values end a batch early, so that what is in flight stays
+    /// within the memory plan whatever the values' sizes.
+    batch_bytes: usize,
     routes: Vec<Option<Result<Route, Arc<str>>>>,
     batches: Vec<Rows>,
     senders: Vec<Sender<Rows>>,
@@ -195,6 +207,9 @@ pub struct Router<'t> {
     pub disconnected: bool,
     /// Per reducer, row indices of the chunk being routed (reused).
     pending: Vec<Vec<u32>>,
+    /// Test hook (`SKEWER_FAIL_AT=lose-row`): count one row as routed but never send it, so
+    /// that tests can see the run's own accounting catch a lost row.
+    lose_a_row: bool,
 }
 
 impl std::fmt::Debug for Router<'_> {
@@ -205,12 +220,18 @@ impl std::fmt::Debug for Router<'_> {
     }
 }
 
+/// String bytes a batch of `batch_rows` rows may hold before it is sent.
+pub fn batch_bytes(batch_rows: usize) -> usize {
+    batch_rows.max(1) * 64
+}
+
 impl<'t> Router<'t> {
     pub fn new(table: &'t PropertyTable, senders: Vec<Sender<Rows>>, batch_rows: usize) -> Self {
         let batches = senders.iter().map(|_| Rows::default()).collect();
         Router {
             table,
             batch_rows: batch_rows.max(1),
+            batch_bytes: batch_bytes(batch_rows),
             routes: Vec::new(),
             batches,
             senders,
@@ -219,6 +240,7 @@ impl<'t> Router<'t> {
             location: UnitLocation::default(),
             disconnected: false,
             pending: Vec::new(),
+            lose_a_row: std::env::var("SKEWER_FAIL_AT").is_ok_and(|p| p == "lose-row"),
         }
     }
 
@@ -235,6 +257,12 @@ impl<'t> Router<'t> {
             Ok(r) => Ok(*r),
             Err(reason) => Err(reason),
         }
+    }
+
+    #[inline]
+    fn full(&self, reducer: usize) -> bool {
+        let b = &self.batches[reducer];
+        b.len() >= self.batch_rows || b.data_bytes() >= self.batch_bytes
     }
 
     fn send(&mut self, reducer: usize) {
@@ -255,6 +283,13 @@ impl<'t> Router<'t> {
 }
 
 impl Router<'_> {
+    /// `count` whole records rejected at once (a damaged Parquet row group, a file that is
+    /// not a dump), with one line in the rejects.
+    pub fn reject_records(&mut self, count: u64, reason: &str) {
+        self.counts.rejected += count;
+        self.push_reject(0, reason);
+    }
+
     fn push_reject(&mut self, index: u64, reason: &str) {
         self.rejects.push(Reject {
             file: self.location.file.clone(),
@@ -272,6 +307,10 @@ impl crate::explode::parquet::ParquetSink for Router<'_> {
         // Group the rows' indices by reducer, then move each group column by column.
         let mut pending = std::mem::take(&mut self.pending);
         pending.resize_with(self.batches.len(), Vec::new);
+        // Rows moved at a time: a batch's worth, fewer where values are long, so that a batch
+        // ends near `batch_bytes` whatever the values' sizes.
+        let per_row = rows.data_bytes() / rows.len().max(1) + 1;
+        let chunk_rows = (self.batch_bytes / per_row).clamp(1, self.batch_rows);
         for i in 0..rows.len() {
             match self.route(rows.property[i]) {
                 Ok(route) => {
@@ -289,9 +328,9 @@ impl crate::explode::parquet::ParquetSink for Router<'_> {
                 continue;
             }
             self.counts.rows += idx.len() as u64;
-            for chunk in idx.chunks(self.batch_rows) {
+            for chunk in idx.chunks(chunk_rows) {
                 self.batches[r].append_indices(rows, chunk);
-                if self.batches[r].len() >= self.batch_rows {
+                if self.full(r) {
                     self.send(r);
                 }
             }
@@ -338,13 +377,16 @@ impl RecordSink for Router<'_> {
         // A record is one object: hash its id once for all its rows.
         let hash = object_hash(rows.object_id[0]);
         for i in 0..rows.len() {
+            if self.lose_a_row {
+                self.lose_a_row = false;
+                continue;
+            }
             let Ok(route) = self.route(rows.property[i]) else {
                 continue; // checked above
             };
             let reducer = route.reducer(hash) as usize;
-            let batch = &mut self.batches[reducer];
-            batch.push_from(rows, i);
-            if batch.len() >= self.batch_rows {
+            self.batches[reducer].push_from(rows, i);
+            if self.full(reducer) {
                 self.send(reducer);
             }
         }
@@ -357,6 +399,10 @@ impl RecordSink for Router<'_> {
 
     fn event_without_version(&mut self) {
         self.counts.events_without_version += 1;
+    }
+
+    fn record_without_history(&mut self) {
+        self.counts.records_without_history += 1;
     }
 }
 

@@ -195,7 +195,9 @@ impl MemoryPlan {
     fn fixed(limit: u64, m: u64, r: u64) -> u64 {
         // Batches in flight: one open per (mapper, reducer) and a channel's worth per reducer.
         let in_flight = (m + CHANNEL_BATCHES as u64) * r;
-        let batch = Self::batch_rows(limit, in_flight) * Self::ROW_BYTES;
+        // A batch holds its rows' columns and up to as many bytes again of strings
+        // (`route::batch_bytes`).
+        let batch = 2 * Self::batch_rows(limit, in_flight) * Self::ROW_BYTES;
         Self::BASE + m * Self::PER_MAPPER + r * Self::PER_REDUCER + in_flight * batch
     }
 
@@ -216,13 +218,14 @@ impl MemoryPlan {
         let in_flight = (m + CHANNEL_BATCHES as u64) * r;
         let batch_rows = Self::batch_rows(limit, in_flight);
         let fixed = Self::fixed(limit, m, r);
-        let needed = fixed + r * Self::MIN_REDUCER_BUDGET;
-        if limit < needed {
+        if limit < fixed + r * Self::MIN_REDUCER_BUDGET {
+            // The least limit that passes: what is needed grows with the limit (batches).
+            let needed = Self::minimum(mappers, reducers);
             return Err(Error::Config(format!(
                 "--memory-limit {} is too small for {mappers} mapper threads and {reducers} reducers: \
-                 give at least {} (or fewer threads or reducers)",
+                 give at least {}MiB (or fewer threads or reducers)",
                 crate::units::format_bytes(limit),
-                crate::units::format_bytes(needed)
+                needed.div_ceil(1 << 20)
             )));
         }
         Ok(MemoryPlan {
@@ -316,6 +319,8 @@ pub struct RunSummary {
     pub actual_max_over_mean: f64,
     pub files_per_property: f64,
     pub max_files_per_property: usize,
+    /// What the user should know though the run succeeded (printed after the summary).
+    pub warnings: Vec<String>,
 }
 
 /// Checks a `--partition` value and returns the folder path it stands for.
@@ -327,14 +332,22 @@ pub fn partition_path(partition: &str) -> Result<String> {
                 "--partition {partition:?}: expected key=value, e.g. dt=2026-11-20"
             ))
         })?;
-        let key_ok = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        // Hive readers skip folders that start with `_` or `.`: such a key would hide the
+        // data; and `property_name` is the folder skewer adds below (readers match partition
+        // keys without regard to case).
+        let key_ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !key_ok || value.is_empty() {
             return Err(Error::Config(format!(
-                "--partition {partition:?}: {segment:?} needs a key of letters, digits and _ and a non-empty value"
+                "--partition {partition:?}: {segment:?} needs a key that starts with a letter \
+                 (then letters, digits and _; a key starting with _ or . is hidden from readers) \
+                 and a non-empty value"
+            )));
+        }
+        if key.eq_ignore_ascii_case(crate::sink::PROPERTY_COLUMN) {
+            return Err(Error::Config(format!(
+                "--partition {partition:?}: {key:?} is the partition skewer writes each property \
+                 under; choose another key"
             )));
         }
         parts.push(format!("{key}={}", escape_partition_value(value)));
@@ -487,7 +500,8 @@ impl Dest {
         }
     }
 
-    fn publish(&self, manifest: &mut Manifest) -> Result<()> {
+    /// Publishes; `Ok` with the warnings of steps after the publish completed.
+    fn publish(&self, manifest: &mut Manifest) -> Result<Vec<String>> {
         match self {
             Dest::Local(layout) => commit::publish(layout, manifest),
             #[cfg(feature = "s3")]
@@ -574,32 +588,24 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         "mapped and reduced"
     );
 
-    let mut counts = Counts::default();
     let mut rejects: Vec<Reject> = Vec::new();
+    let mut map_counts = Vec::with_capacity(mapped.len());
     for (c, r) in mapped {
-        counts.records_exploded += c.records + c.events_without_version;
-        counts.records_rejected += c.rejected;
-        counts.events_without_version += c.events_without_version;
-        counts.versions_rejected += c.versions_rejected;
-        counts.rows_exploded += c.rows;
+        map_counts.push(c);
         rejects.extend(r);
     }
-    counts.records_read = counts.records_exploded + counts.records_rejected;
-    let received: u64 = reduced.iter().map(|r| r.rows_in).sum();
-    counts.duplicates_dropped = reduced.iter().map(|r| r.duplicates).sum();
-    counts.rows_written = reduced
+    let reduce_counts: Vec<ReduceCounts> = reduced
         .iter()
-        .flat_map(|r| &r.properties)
-        .map(|p| p.1.rows)
-        .sum();
-    if received != counts.rows_exploded
-        || counts.rows_written + counts.duplicates_dropped != counts.rows_exploded
-    {
-        return Err(discard(Error::Bug(format!(
-            "rows do not add up: exploded {}, received by reducers {received}, written {} + duplicates {}",
-            counts.rows_exploded, counts.rows_written, counts.duplicates_dropped
-        ))));
-    }
+        .map(|r| ReduceCounts {
+            rows_in: r.rows_in,
+            duplicates: r.duplicates,
+            rows_written: r.properties.iter().map(|p| p.1.rows).sum(),
+        })
+        .collect();
+    let counts =
+        account(&map_counts, &reduce_counts).map_err(|mismatch| discard(Error::Bug(mismatch)))?;
+    // An input that changed while it was read was read in part.
+    input::check_unchanged(&files).map_err(discard)?;
 
     input::resolve_reject_lines(&mut rejects, &files).map_err(discard)?;
     rejects.sort_by(|a, b| {
@@ -721,7 +727,9 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         replaced = manifest.replaced.len(),
         "publishing"
     );
-    dest.publish(&mut manifest)?;
+    let mut warnings = recovery.warnings.clone();
+    warnings.extend(input_warnings(&manifest.counts));
+    warnings.extend(dest.publish(&mut manifest)?);
     tracing::info!(run = %run_id, publish_ms = ms(publishing.elapsed()), "committed");
     drop(lock);
     manifest.timings.publish_ms = ms(publishing.elapsed());
@@ -752,6 +760,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             file_count as f64 / properties as f64
         },
         max_files_per_property: files_per_property.values().copied().max().unwrap_or(0),
+        warnings,
     })
 }
 
@@ -803,6 +812,70 @@ pub(crate) fn plan_error(e: planner::PlanError) -> Error {
         planner::PlanError::InvalidParams(msg) => Error::Config(msg),
         other => Error::Bug(format!("planning: {other}")),
     }
+}
+
+/// What the counts say the user should know about the input.
+fn input_warnings(c: &Counts) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.records_without_history > 0 {
+        out.push(format!(
+            "{} of {} records carry property values but no version history, and gave no rows: \
+             was the dump exported without histories (v1: propertyMode=value_and_history; v3: \
+             propertiesWithHistory)?",
+            crate::units::format_count(c.records_without_history),
+            crate::units::format_count(c.records_read)
+        ));
+    } else if c.rows_written == 0 && c.records_exploded > c.events_without_version {
+        out.push(format!(
+            "{} records were read but none had a property version: nothing was written",
+            crate::units::format_count(c.records_exploded)
+        ));
+    }
+    out
+}
+
+/// What one reducer counted, for [`account`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReduceCounts {
+    /// Rows it received.
+    pub rows_in: u64,
+    /// Exact duplicates it dropped.
+    pub duplicates: u64,
+    /// Rows its files hold.
+    pub rows_written: u64,
+}
+
+/// The run's counts from what each stage counted on its own, checked against each other:
+/// every record the input stage met was exploded or rejected, every row the mappers routed
+/// reached a reducer, and every row a reducer received was written or dropped as a duplicate.
+/// A mismatch is a bug (rows lost or made up between stages): the run must not publish.
+pub fn account(mapped: &[MapCounts], reduced: &[ReduceCounts]) -> Result<Counts, String> {
+    let mut c = Counts::default();
+    for m in mapped {
+        c.records_read += m.records_met;
+        c.records_exploded += m.records + m.events_without_version;
+        c.records_rejected += m.rejected;
+        c.events_without_version += m.events_without_version;
+        c.records_without_history += m.records_without_history;
+        c.versions_rejected += m.versions_rejected;
+        c.rows_exploded += m.rows;
+    }
+    let received: u64 = reduced.iter().map(|r| r.rows_in).sum();
+    c.duplicates_dropped = reduced.iter().map(|r| r.duplicates).sum();
+    c.rows_written = reduced.iter().map(|r| r.rows_written).sum();
+    if c.records_read != c.records_exploded + c.records_rejected {
+        return Err(format!(
+            "records do not add up: {} met in the input, {} exploded + {} rejected",
+            c.records_read, c.records_exploded, c.records_rejected
+        ));
+    }
+    if received != c.rows_exploded || c.rows_written + c.duplicates_dropped != received {
+        return Err(format!(
+            "rows do not add up: exploded {}, received by reducers {received}, written {} + duplicates {}",
+            c.rows_exploded, c.rows_written, c.duplicates_dropped
+        ));
+    }
+    Ok(c)
 }
 
 /// What one reducer did.
@@ -863,6 +936,8 @@ fn execute(
         .unzip();
 
     let pool = WritePool::new(reducers);
+    // Set when a mapper fails: the others stop taking splits, reducers write nothing.
+    let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         let reducer_handles: Vec<_> = receivers
             .into_iter()
@@ -890,8 +965,22 @@ fn execute(
             .map(|_| {
                 let senders = senders.clone();
                 let split_rx = split_rx.clone();
+                let (stop, pool) = (&stop, &pool);
                 scope.spawn(move || {
-                    map_thread(split_rx, files, table, senders, memory.batch_rows, progress)
+                    let mapped = map_thread(
+                        split_rx,
+                        files,
+                        table,
+                        senders,
+                        memory.batch_rows,
+                        progress,
+                        stop,
+                    );
+                    if mapped.is_err() {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                        pool.fail();
+                    }
+                    mapped
                 })
             })
             .collect();
@@ -975,6 +1064,7 @@ fn map_thread(
     senders: Vec<Sender<Rows>>,
     batch_rows: usize,
     progress: &crate::progress::Progress,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Mapped> {
     use std::sync::atomic::Ordering::Relaxed;
     let mut ids = MapperIds::new(table);
@@ -989,7 +1079,7 @@ fn map_thread(
         progress.records_read.fetch_add(r - records, Relaxed);
         progress.rows_routed.fetch_add(n - rows, Relaxed);
         (records, rows) = (r, n);
-        if router.disconnected {
+        if router.disconnected || stop.load(Relaxed) {
             break;
         }
     }

@@ -58,20 +58,7 @@ impl RecordSink for Counting {
     fn event_without_version(&mut self) {
         self.records += 1;
     }
-}
-
-/// Counts the bytes read through it (shared with the sampler, which owns the reader chain).
-struct CountingReader<R> {
-    inner: R,
-    count: Rc<Cell<u64>>,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.set(self.count.get() + n as u64);
-        Ok(n)
-    }
+    fn record_without_history(&mut self) {}
 }
 
 /// Estimates per-property volumes for the whole input: JSON from samples of its splits,
@@ -228,12 +215,12 @@ fn sample_split(
     };
     let f = crate::source::Reader::buffered(file.open()?, start);
     let count = Rc::new(Cell::new(0));
-    let raw = CountingReader {
+    let raw = crate::input::Counted {
         inner: f,
         count: count.clone(),
     };
     let decoded: Box<dyn Read> = match file.format {
-        Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Format::Gzip => Box::new(crate::input::GzMembers::new(BufReader::new(raw))),
         Format::Zstd => match zstd::stream::read::Decoder::new(raw) {
             Ok(d) => Box::new(d),
             // Not zstd after all: the run itself will reject the file.
@@ -243,13 +230,25 @@ fn sample_split(
     };
     let mut reader = BufReader::with_capacity(64 << 10, decoded);
     if start > 0 {
-        // The line this split starts in belongs to the previous split.
+        // The line this split starts in belongs to the previous split (however long it is).
         let mut partial = Vec::new();
-        let _ = reader.read_until(b'\n', &mut partial);
+        let _ = crate::input::read_line(&mut reader, &mut partial);
+    } else if reader
+        .fill_buf()
+        .is_ok_and(|b| b.starts_with(crate::input::BOM))
+    {
+        reader.consume(crate::input::BOM.len());
     }
+    // A record too long to hold ends the sample (the run rejects it, or stops at it).
+    let mark = crate::explode::json::StreamMark::default();
+    let guarded = crate::input::Guarded {
+        inner: reader,
+        mark: &mark,
+    };
     let mut ctx = JsonContext::new(scratch, ids, sink);
     ctx.limit = Some(SAMPLE_RECORDS);
+    ctx.mark = Some(&mark);
     // A syntax error only ends this split's sample early; the run reports it.
-    let _ = explode_reader(reader, &mut ctx);
+    let _ = explode_reader(guarded, &mut ctx);
     Ok(count.get())
 }

@@ -299,13 +299,14 @@ impl PropertyWriter {
         path: PathBuf,
         rows: u64,
     ) -> Result<()> {
-        writer.close().map_err(|source| Error::Parquet {
+        let file = writer.into_inner().map_err(|source| Error::Parquet {
             path: path.clone(),
             source,
         })?;
-        let bytes = std::fs::metadata(&path)
-            .map_err(|e| Error::io(&path, e))?
-            .len();
+        // On stable storage before any manifest names it (the publish makes that promise);
+        // here, in the reducer threads, the waits overlap with other reducers' work.
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        let bytes = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         self.output.rows += rows;
         self.output.bytes += bytes;
         self.output.files.push(WrittenFile { path, rows, bytes });
@@ -339,6 +340,10 @@ pub fn write_property(
 pub fn escape_partition_value(value: &str) -> String {
     if value.is_empty() {
         return HIVE_DEFAULT_PARTITION.to_string();
+    }
+    if value == HIVE_DEFAULT_PARTITION {
+        // Readers take the folder name itself for null; escaped, it is the name again.
+        return format!("%5F{}", &HIVE_DEFAULT_PARTITION[1..]);
     }
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {

@@ -87,6 +87,17 @@ impl RandomAccess for LocalFile {
     }
 }
 
+/// The error for a source that ends at `at`, before the `len` bytes it had when opened: it
+/// was cut (or rewritten) while being read.
+pub fn cut_short(at: u64, len: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!(
+            "it ends at byte {at}, before the {len} bytes it had when it was opened: it changed while it was read"
+        ),
+    )
+}
+
 /// A sequential reader from an offset. Unbuffered: wrap it in a `BufReader` of
 /// [`RandomAccess::read_size`] so that each read is one large request.
 #[derive(Debug)]
@@ -110,6 +121,9 @@ impl Reader {
 impl Read for Reader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.source.read_at(buf, self.pos)?;
+        if n == 0 && !buf.is_empty() && self.pos < self.source.len() {
+            return Err(cut_short(self.pos, self.source.len()));
+        }
         self.pos += n as u64;
         Ok(n)
     }

@@ -30,7 +30,7 @@ use std::io::Read;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{PropertyIds, RecordBuilder, RecordSink, StrField, timestamp};
+use super::{MAX_VALUE_BYTES, PropertyIds, RecordBuilder, RecordSink, StrField, timestamp};
 
 /// Buffers the parser reuses from record to record (keep one per mapper).
 #[derive(Debug, Default)]
@@ -38,6 +38,14 @@ pub struct JsonScratch {
     builder: RecordBuilder,
     /// A webhook event's fields, held until its object id is known.
     webhook: Webhook,
+}
+
+/// Where a streamed text's reader is, and where the record being read began, in bytes: the
+/// reader refuses to go on past a record too long to hold ([`super::MAX_RECORD_BYTES`]).
+#[derive(Debug, Default)]
+pub struct StreamMark {
+    pub pos: std::cell::Cell<u64>,
+    pub record_start: std::cell::Cell<u64>,
 }
 
 /// What the parser needs across a JSON text. Cheap to make: one per text (NDJSON line).
@@ -53,6 +61,8 @@ pub struct JsonContext<'a> {
     /// Stop after this many records (sampling); the text then ends early without an error.
     pub limit: Option<u64>,
     stopped: bool,
+    /// For a streamed text: where each record starts is marked here.
+    pub mark: Option<&'a StreamMark>,
 }
 
 impl fmt::Debug for JsonContext<'_> {
@@ -78,6 +88,7 @@ impl<'a> JsonContext<'a> {
             started: false,
             limit: None,
             stopped: false,
+            mark: None,
         }
     }
 }
@@ -156,12 +167,13 @@ keys!(RecordKey {
     OccurredAt = "occurredAt",
     ChangeSource = "changeSource",
     SourceId = "sourceId",
-    EventKind = "subscriptionType" | "eventId" | "changeFlag",
+    EventKind = "subscriptionType" | "eventType" | "eventId" | "changeFlag",
 });
 
 keys!(PropertyKey {
     Versions = "versions",
     Value = "value",
+    Timestamp = "timestamp",
 });
 
 keys!(VersionKey {
@@ -298,6 +310,9 @@ impl Webhook {
 
 /// An object: a record, or a page of records.
 fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Result<(), A::Error> {
+    if let Some(mark) = ctx.mark {
+        mark.record_start.set(mark.pos.get());
+    }
     ctx.builder.begin();
     ctx.webhook.clear();
     let mut ids = ObjectIds::default();
@@ -364,11 +379,11 @@ fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Resu
     if ctx.webhook.is_event {
         match ctx.webhook.property {
             Some(property) => webhook_version(ctx, property),
-            None if ids.best.is_some() => {
+            // Creations, deletions, merges, association changes (which carry no objectId).
+            None => {
                 ctx.sink.event_without_version();
                 return Ok(());
             }
-            None => {}
         }
     }
     ctx.builder.finish(ids.resolve(), index, &mut *ctx.sink);
@@ -398,8 +413,9 @@ fn webhook_version(ctx: &mut JsonContext<'_>, property: u32) {
         Some(Err(e)) => b.fail(|| format!("occurredAt: {e}")),
         None => {}
     }
+    b.end_version();
     let ids = &*ctx.ids;
-    b.end_version(|| ids.name(property));
+    b.end_property(None, || ids.name(property));
 }
 
 /// A page key's value: records if it is an array; returns whether it was.
@@ -559,46 +575,78 @@ impl<'de> Visitor<'de> for PropertyValue<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MaybeId, A::Error> {
         let mut id = None;
+        // The property's own timestamp, for versions without one (it may follow them).
+        let mut timestamp = None;
+        let (mut value, mut versions) = (false, false);
         while let Some(key) = map.next_key::<PropertyKey>()? {
             match key {
-                PropertyKey::Versions => map.next_value_seed(Versions {
-                    ctx: &mut *self.ctx,
-                    property: self.property,
-                })?,
+                PropertyKey::Versions => {
+                    versions = true;
+                    map.next_value_seed(Versions {
+                        ctx: &mut *self.ctx,
+                        property: self.property,
+                    })?
+                }
                 PropertyKey::Value if self.capture_id => id = Some(map.next_value_seed(IdSeed)?),
-                _ => {
+                PropertyKey::Value => {
+                    value |= map.next_value::<Option<IgnoredAny>>()?.is_some();
+                }
+                PropertyKey::Timestamp => timestamp = Some(map.next_value_seed(TimestampSeed)?),
+                PropertyKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
+        if value && !versions {
+            self.ctx.builder.note_value();
+        }
+        let (ids, property) = (&*self.ctx.ids, self.property);
+        self.ctx
+            .builder
+            .end_property(timestamp.as_ref(), || ids.name(property));
         Ok(id)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<MaybeId, A::Error> {
+        let ctx = self.ctx;
         Versions {
-            ctx: self.ctx,
+            ctx: &mut *ctx,
             property: self.property,
         }
         .visit_seq(seq)?;
+        let (ids, property) = (&*ctx.ids, self.property);
+        ctx.builder.end_property(None, || ids.name(property));
         Ok(None)
     }
     // v3 `properties` hold current values: only hs_object_id's is used (as the id).
     fn visit_str<E: de::Error>(self, v: &str) -> Result<MaybeId, E> {
-        Ok(self.capture_id.then(|| parse_id_text(v)))
+        Ok(self.current_value(|| parse_id_text(v)))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<MaybeId, E> {
-        Ok(self.capture_id.then_some(Ok(v)))
+        Ok(self.current_value(|| Ok(v)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<MaybeId, E> {
-        Ok(self.capture_id.then(|| id_from_u64(v)))
+        Ok(self.current_value(|| id_from_u64(v)))
     }
     fn visit_f64<E>(self, _: f64) -> Result<MaybeId, E> {
-        Ok(None)
+        Ok(self.current_value(|| Err("object id is not a whole number".into())))
     }
     fn visit_bool<E>(self, _: bool) -> Result<MaybeId, E> {
-        Ok(None)
+        Ok(self.current_value(|| Err("object id is a boolean".into())))
     }
     fn visit_unit<E>(self) -> Result<MaybeId, E> {
         Ok(None)
+    }
+}
+
+impl PropertyValue<'_, '_> {
+    /// A v3 current value: the object id if this is `hs_object_id`, else noted (a record of
+    /// current values only was exported without histories).
+    fn current_value(self, id: impl FnOnce() -> Soft<i64>) -> MaybeId {
+        if self.capture_id {
+            return Some(id());
+        }
+        self.ctx.builder.note_value();
+        None
     }
 }
 
@@ -624,6 +672,8 @@ impl<'de> Visitor<'de> for History<'_, '_> {
                 ctx: &mut *ctx,
                 property,
             })?;
+            let ids = &*ctx.ids;
+            ctx.builder.end_property(None, || ids.name(property));
         }
         Ok(())
     }
@@ -747,9 +797,7 @@ impl<'de> Visitor<'de> for Version<'_, '_> {
                 b.fail(|| format!("{}: {} {e}", quoted(ctx.ids, self.property), field.name()));
             }
         }
-        let ids = &*ctx.ids;
-        let property = self.property;
-        b.end_version(|| ids.name(property));
+        b.end_version();
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -778,56 +826,168 @@ fn quoted(ids: &dyn PropertyIds, property: u32) -> String {
     format!("property {:?}", ids.name(property))
 }
 
-/// A string-ish value into a column: strings as they are (unescaped), numbers and booleans as
-/// their JSON text, `null` as null. Objects and arrays are not values: `Err` after consuming.
-struct Text<'c>(&'c mut crate::batch::StrColumn);
+/// serde_json's name for a raw value: a seed that asks for it by this name is handed the
+/// value's JSON text as it stands in the input (borrowed from a slice, without copying).
+const RAW_VALUE: &str = "$serde_json::private::RawValue";
 
 type Soft<T> = Result<T, String>;
+
+/// Reads a value's raw JSON text: serde_json hands it over as a one-entry map.
+struct Raw<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> T> DeserializeSeed<'de> for Raw<F> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_newtype_struct(RAW_VALUE, self)
+    }
+}
+
+impl<'de, T, F: FnOnce(&str) -> T> Visitor<'de> for Raw<F> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        map.next_key::<IgnoredAny>()?;
+        map.next_value_seed(RawText(self.0))
+    }
+}
+
+/// The raw text inside [`Raw`]'s map: a string (borrowed from a slice, owned from a reader).
+struct RawText<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> T> DeserializeSeed<'de> for RawText<F> {
+    type Value = T;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<T, F: FnOnce(&str) -> T> Visitor<'_> for RawText<F> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("raw JSON text")
+    }
+    fn visit_str<E: de::Error>(self, raw: &str) -> Result<T, E> {
+        Ok((self.0)(raw))
+    }
+}
+
+/// A string-ish value into a column: strings as they are (unescaped), numbers as their JSON
+/// text digit for digit (`1.50` stays `1.50`, a 30-digit integer stays whole), booleans as
+/// `true`/`false`, `null` as null. Objects, arrays and values over [`MAX_VALUE_BYTES`] are
+/// `Err`, after being consumed.
+struct Text<'c>(&'c mut crate::batch::StrColumn);
 
 impl<'de> DeserializeSeed<'de> for Text<'_> {
     type Value = Soft<()>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Soft<()>, D::Error> {
-        d.deserialize_any(self)
+        let col = self.0;
+        Raw(|raw: &str| text_into(raw, col)).deserialize(d)
     }
 }
 
-impl<'de> Visitor<'de> for Text<'_> {
-    type Value = Soft<()>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
+fn text_into(raw: &str, col: &mut crate::batch::StrColumn) -> Soft<()> {
+    let too_long = |n: usize| {
+        Err(format!(
+            "is {}, more than the {} a value may hold",
+            crate::units::format_bytes(n as u64),
+            crate::units::format_bytes(MAX_VALUE_BYTES as u64)
+        ))
+    };
+    match raw.as_bytes().first() {
+        Some(b'"') => {
+            // serde_json has checked the string; only its escapes are left to undo.
+            let inner = &raw[1..raw.len() - 1];
+            if inner.len() > MAX_VALUE_BYTES {
+                return too_long(inner.len());
+            }
+            if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+                col.push(Some(inner.as_bytes()));
+                return Ok(());
+            }
+            let unescaped = unescape(inner, col);
+            if unescaped.is_err() {
+                // Drop the half-written value.
+                col.truncate(col.len());
+            }
+            unescaped
+        }
+        Some(b'n') => {
+            col.push(None);
+            Ok(())
+        }
+        Some(b'{') => Err("is an object, not a string".into()),
+        Some(b'[') => Err("is an array, not a string".into()),
+        // A number (its text, as written) or true/false.
+        _ if raw.len() > MAX_VALUE_BYTES => too_long(raw.len()),
+        _ => {
+            col.push(Some(raw.as_bytes()));
+            Ok(())
+        }
     }
-    fn visit_str<E>(self, v: &str) -> Result<Soft<()>, E> {
-        self.0.push(Some(v.as_bytes()));
-        Ok(Ok(()))
+}
+
+/// Writes the JSON string body `inner` (escapes valid: serde_json checked them) into `col`.
+fn unescape(inner: &str, col: &mut crate::batch::StrColumn) -> Soft<()> {
+    let b = inner.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(k) = memchr::memchr(b'\\', &b[i..]) else {
+            col.extend_open(&b[i..]);
+            break;
+        };
+        col.extend_open(&b[i..i + k]);
+        i += k + 1;
+        let Some(&e) = b.get(i) else {
+            return Err("ends in a lone backslash".into());
+        };
+        i += 1;
+        let byte = match e {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let unit = hex4(b, i)?;
+                i += 4;
+                let c = match unit {
+                    0xd800..=0xdbff => {
+                        let low = (b.get(i..i + 2) == Some(b"\\u"))
+                            .then(|| hex4(b, i + 2).ok())
+                            .flatten()
+                            .filter(|l| (0xdc00..=0xdfff).contains(l));
+                        let Some(low) = low else {
+                            return Err(format!("holds a lone UTF-16 surrogate \\u{unit:04x}"));
+                        };
+                        i += 6;
+                        char::from_u32(0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00))
+                    }
+                    _ => char::from_u32(unit),
+                };
+                let Some(c) = c else {
+                    return Err(format!("holds a lone UTF-16 surrogate \\u{unit:04x}"));
+                };
+                col.extend_open(c.encode_utf8(&mut [0; 4]).as_bytes());
+                continue;
+            }
+            other => return Err(format!("has an unknown escape \\{}", other as char)),
+        };
+        col.extend_open(&[byte]);
     }
-    fn visit_unit<E>(self) -> Result<Soft<()>, E> {
-        self.0.push(None);
-        Ok(Ok(()))
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Soft<()>, E> {
-        self.0.push(Some(if v { b"true" } else { b"false" }));
-        Ok(Ok(()))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Soft<()>, E> {
-        self.0.push_fmt(format_args!("{v}"));
-        Ok(Ok(()))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Soft<()>, E> {
-        self.0.push_fmt(format_args!("{v}"));
-        Ok(Ok(()))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Soft<()>, E> {
-        self.0.push_fmt(format_args!("{v}"));
-        Ok(Ok(()))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Soft<()>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Err("is an object, not a string".into()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Soft<()>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Err("is an array, not a string".into()))
-    }
+    col.finish();
+    Ok(())
+}
+
+fn hex4(b: &[u8], at: usize) -> Soft<u32> {
+    b.get(at..at + 4)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| "has a malformed \\u escape".into())
 }
 
 /// Defines a seed that reads a scalar leniently into `Soft<T>`: objects and arrays are
@@ -891,21 +1051,54 @@ fn parse_id_text(v: &str) -> Soft<i64> {
         .map_err(|_| format!("object id {v:?} is beyond the 64-bit signed range"))
 }
 
-scalar_seed!(IdSeed -> i64, "an object id", {
-    i64: Ok,
-    u64: id_from_u64,
-    f64: |v: f64| Err(format!("object id {v} is not a whole number")),
-    str: parse_id_text,
-    null: Err("object id is null".into()),
-    bool: |_| Err("object id is a boolean".into()),
-});
+/// An object id from its JSON text as written: digits (or a string of digits). Anything else
+/// is named as it was written (`1e3` is not reported as `1000`).
+struct IdSeed;
+
+impl<'de> DeserializeSeed<'de> for IdSeed {
+    type Value = Soft<i64>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Soft<i64>, D::Error> {
+        Raw(raw_id).deserialize(d)
+    }
+}
+
+fn raw_id(raw: &str) -> Soft<i64> {
+    let shown = || crate::report::clip(raw, 40);
+    match raw.as_bytes().first() {
+        Some(b'"') => {
+            let inner = &raw[1..raw.len() - 1];
+            if inner.contains('\\') {
+                return Err(format!("object id {} is not a whole number", shown()));
+            }
+            parse_id_text(inner)
+        }
+        Some(b'n') => Err("object id is null".into()),
+        Some(b't' | b'f') => Err("object id is a boolean".into()),
+        Some(b'{') => Err("object id is an object".into()),
+        Some(b'[') => Err("object id is an array".into()),
+        _ => {
+            let digits = raw.strip_prefix('-').unwrap_or(raw);
+            if !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "object id {} is not a whole number written in digits",
+                    shown()
+                ));
+            }
+            raw.parse()
+                .map_err(|_| format!("object id {} is beyond the 64-bit signed range", shown()))
+        }
+    }
+}
 
 scalar_seed!(TimestampSeed -> i64, "a timestamp", {
-    i64: Ok,
-    u64: |v: u64| i64::try_from(v).map_err(|_| format!("{v} is out of range")),
-    f64: |v: f64| timestamp::from_f64(v).ok_or_else(|| format!("{v} is not whole milliseconds")),
+    i64: timestamp::in_range,
+    u64: |v: u64| i64::try_from(v).map_err(|_| format!("{v} is out of range")).and_then(timestamp::in_range),
+    f64: |v: f64| timestamp::from_f64(v)
+        .ok_or_else(|| format!("{v} is not whole milliseconds"))
+        .and_then(timestamp::in_range),
     str: |v: &str| timestamp::parse(v.as_bytes())
-        .ok_or_else(|| format!("{v:?} is not epoch milliseconds or an ISO-8601 time")),
+        .ok_or_else(|| format!("{:?} is not epoch milliseconds or an ISO-8601 time", crate::report::clip(v, 40)))
+        .and_then(timestamp::in_range),
     null: Err("is null".into()),
     bool: |_| Err("is a boolean".into()),
 });

@@ -36,7 +36,21 @@ pub trait RecordSink {
     /// A webhook event that is not a property change (creation, deletion, merge): counted,
     /// not exploded.
     fn event_without_version(&mut self);
+    /// The record just given to [`RecordSink::record`] carried property values but not one
+    /// version: a dump exported without histories. Counted, so that the run can say so.
+    fn record_without_history(&mut self);
 }
+
+/// The most bytes one property value may hold; a longer one rejects its record.
+///
+/// HubSpot caps a property value at 65,536 characters (at most 256 KiB of UTF-8): four
+/// times that leaves room for other producers while keeping one value from filling the
+/// memory a run is given.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// The most bytes one record may hold: an NDJSON line, or one object's rows. A longer one is
+/// rejected (an NDJSON line without being read into memory).
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
 /// The string columns of a version row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +80,12 @@ pub struct RecordBuilder {
     /// The open version's row index, if one is open.
     open: Option<usize>,
     timestamp_set: bool,
+    /// Rows of the open property whose version had no timestamp of its own: they take the
+    /// property's (HubSpot's calculated properties), which may come after the versions.
+    untimed: Vec<usize>,
+    /// Property values met (a current value, not a version), to tell a record exported
+    /// without histories from one that simply has no properties.
+    values: u32,
     error: Option<String>,
 }
 
@@ -74,7 +94,14 @@ impl RecordBuilder {
     pub fn begin(&mut self) {
         self.rows.clear();
         self.open = None;
+        self.untimed.clear();
+        self.values = 0;
         self.error = None;
+    }
+
+    /// Notes a property's current value (as opposed to a version).
+    pub fn note_value(&mut self) {
+        self.values = self.values.saturating_add(1);
     }
 
     /// Marks the record unreadable; the first reason is kept.
@@ -130,8 +157,10 @@ impl RecordBuilder {
         self.rows.updated_by.set(row, user);
     }
 
-    /// Closes the open version; a version without a timestamp fails the record.
-    pub fn end_version(&mut self, property_name: impl FnOnce() -> String) {
+    /// Closes the open version. One without a timestamp waits for its property's
+    /// ([`RecordBuilder::end_property`]). A record that grows past [`MAX_RECORD_BYTES`] fails
+    /// and stops holding rows.
+    pub fn end_version(&mut self) {
         let row = self.open_row();
         for col in [
             &mut self.rows.cols.value,
@@ -145,13 +174,54 @@ impl RecordBuilder {
         }
         self.open = None;
         if !self.timestamp_set {
+            self.untimed.push(row);
+        }
+        // Rows cost their strings plus about 48 bytes of fixed columns.
+        if self.rows.data_bytes() + self.rows.len() * 48 > MAX_RECORD_BYTES {
             self.fail(|| {
                 format!(
-                    "a version of property {:?} has no timestamp",
-                    property_name()
+                    "the record holds more than {} of versions, the most one record may hold",
+                    crate::units::format_bytes(MAX_RECORD_BYTES as u64)
                 )
             });
         }
+        if self.error.is_some() {
+            // A failed record is rejected whole: keep no rows, so memory stays bounded.
+            self.rows.clear();
+            self.untimed.clear();
+        }
+    }
+
+    /// Closes a property's versions: those without a timestamp of their own take the
+    /// property's (`fallback`), or fail the record if it has none.
+    pub fn end_property(
+        &mut self,
+        fallback: Option<&Result<i64, String>>,
+        property_name: impl FnOnce() -> String,
+    ) {
+        if self.untimed.is_empty() {
+            return;
+        }
+        match fallback {
+            Some(Ok(ms)) => {
+                for &row in &self.untimed {
+                    self.rows.timestamp[row] = *ms;
+                }
+            }
+            Some(Err(e)) => self.fail(|| {
+                format!(
+                    "a version of property {:?} has no timestamp, and the property's timestamp {e}",
+                    property_name()
+                )
+            }),
+            None => self.fail(|| {
+                format!(
+                    "a version of property {:?} has no timestamp (nor has the property)",
+                    property_name()
+                )
+            }),
+        }
+        self.untimed.clear();
     }
 
     /// Abandons an open version (its record has already failed).
@@ -169,6 +239,11 @@ impl RecordBuilder {
         sink: &mut dyn RecordSink,
     ) {
         self.abandon_version();
+        if !self.untimed.is_empty() {
+            // A dialect whose versions have no property around them.
+            self.untimed.clear();
+            self.fail(|| "a version has no timestamp".into());
+        }
         if let Some(reason) = self.error.take() {
             sink.reject(index, &reason);
             return;
@@ -177,6 +252,9 @@ impl RecordBuilder {
             Ok(id) => {
                 self.rows.object_id.fill(id);
                 sink.record(index, &self.rows);
+                if self.rows.is_empty() && self.values > 0 {
+                    sink.record_without_history();
+                }
             }
             Err(reason) => sink.reject(index, &reason),
         }
@@ -195,6 +273,7 @@ pub struct CollectSink {
     pub records: u64,
     pub rejects: Vec<(u64, String)>,
     pub events_without_version: u64,
+    pub records_without_history: u64,
 }
 
 impl RecordSink for CollectSink {
@@ -211,6 +290,10 @@ impl RecordSink for CollectSink {
 
     fn event_without_version(&mut self) {
         self.events_without_version += 1;
+    }
+
+    fn record_without_history(&mut self) {
+        self.records_without_history += 1;
     }
 }
 
@@ -250,11 +333,13 @@ mod tests {
         b.str_column(StrField::Value).push(Some(b"first"));
         b.set_timestamp(10);
         b.str_column(StrField::Value).push(Some(b"second"));
-        b.end_version(|| "p".into());
+        b.end_version();
+        b.end_property(None, || "p".into());
         b.begin_version(4);
         b.set_timestamp(0);
         b.set_updated_by(Some(7));
-        b.end_version(|| "q".into());
+        b.end_version();
+        b.end_property(None, || "q".into());
         b.finish(Ok(99), 0, &mut sink);
         assert_eq!(sink.records, 1);
         let r0 = sink.rows.row(0);
@@ -269,23 +354,34 @@ mod tests {
     }
 
     #[test]
-    fn a_version_without_timestamp_rejects_the_record() {
+    fn a_version_without_timestamp_takes_its_propertys_or_rejects_the_record() {
         let mut b = RecordBuilder::default();
         let mut sink = CollectSink::default();
         b.begin();
         b.begin_version(0);
         b.set_timestamp(1);
-        b.end_version(|| "ok".into());
+        b.end_version();
+        b.end_property(None, || "ok".into());
+        // HubSpot's calculated properties: the timestamp is the property's, after the versions.
         b.begin_version(1);
-        b.end_version(|| "email".into());
+        b.end_version();
+        b.end_property(Some(&Ok(0)), || "num_associated_contacts".into());
+        b.finish(Ok(1), 4, &mut sink);
+        assert_eq!(sink.records, 1);
+        assert_eq!(sink.rows.timestamp, [1, 0]);
+
+        b.begin();
+        b.begin_version(1);
+        b.end_version();
+        b.end_property(None, || "email".into());
         b.finish(Ok(1), 5, &mut sink);
-        assert_eq!(sink.records, 0);
-        assert_eq!(sink.rows.len(), 0);
+        assert_eq!(sink.records, 1);
         assert_eq!(
             sink.rejects,
             [(
                 5,
-                "a version of property \"email\" has no timestamp".to_string()
+                "a version of property \"email\" has no timestamp (nor has the property)"
+                    .to_string()
             )]
         );
 
@@ -293,5 +389,36 @@ mod tests {
         b.begin();
         b.finish(Err("no object id".into()), 6, &mut sink);
         assert_eq!(sink.rejects[1].1, "no object id");
+    }
+
+    #[test]
+    fn a_record_past_the_size_limit_is_rejected_and_holds_no_rows() {
+        let mut b = RecordBuilder::default();
+        let mut sink = CollectSink::default();
+        b.begin();
+        let value = vec![b'x'; MAX_VALUE_BYTES];
+        for _ in 0..(MAX_RECORD_BYTES / MAX_VALUE_BYTES + 1) {
+            b.begin_version(0);
+            b.set_timestamp(1);
+            b.str_column(StrField::Value).push(Some(&value));
+            b.end_version();
+            assert!(b.rows().data_bytes() <= MAX_RECORD_BYTES);
+        }
+        b.end_property(None, || "notes".into());
+        b.finish(Ok(1), 0, &mut sink);
+        assert_eq!(sink.records, 0);
+        assert!(sink.rejects[0].1.contains("the most one record may hold"));
+    }
+
+    #[test]
+    fn values_without_versions_are_told_apart_from_an_empty_record() {
+        let mut b = RecordBuilder::default();
+        let mut sink = CollectSink::default();
+        b.begin();
+        b.finish(Ok(1), 0, &mut sink);
+        b.begin();
+        b.note_value();
+        b.finish(Ok(2), 1, &mut sink);
+        assert_eq!((sink.records, sink.records_without_history), (2, 1));
     }
 }

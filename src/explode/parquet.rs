@@ -40,7 +40,7 @@ use parquet::file::reader::{ChunkReader, FileReader, Length, RowGroupReader};
 use parquet::file::serialized_reader::{SerializedFileReader, SerializedRowGroupReader};
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
-use super::{PropertyIds, timestamp};
+use super::{MAX_VALUE_BYTES, PropertyIds, timestamp};
 use crate::batch::Rows;
 use crate::source::{Handle, Reader};
 
@@ -357,6 +357,14 @@ impl Column {
         }
     }
 
+    /// Bytes of string value `k` (non-string columns are short).
+    fn text_len(&self, physical: Physical, k: usize) -> usize {
+        match physical {
+            Physical::BYTE_ARRAY | Physical::FIXED_LEN_BYTE_ARRAY => self.bytes[k].len(),
+            _ => 0,
+        }
+    }
+
     /// Appends value `k` to `out` as text (numbers and booleans as their text).
     fn text(&self, physical: Physical, k: usize, out: &mut crate::batch::StrColumn) {
         match physical {
@@ -402,6 +410,8 @@ pub struct ParquetScratch {
 
 /// Rows handed to the sink at a time.
 const FLUSH_ROWS: usize = 16 * 1024;
+/// ... or once their strings pass this.
+const FLUSH_BYTES: usize = 8 << 20;
 
 /// A file read by positioned reads. The parquet crate's reader for `File` duplicates the
 /// descriptor, seeks and closes for every column chunk: four system calls each, for some
@@ -621,6 +631,13 @@ pub fn open(file: Handle) -> Result<Opened, String> {
         layout,
         file,
     })
+}
+
+/// The rows (objects) a file's footer says it holds, if the footer can be read.
+pub fn footer_rows(file: Handle) -> Option<u64> {
+    let read = crate::input::contain_panic(|| SerializedFileReader::new(PreadFile::new(file)));
+    let reader = read.ok()?.ok()?;
+    u64::try_from(reader.metadata().file_metadata().num_rows()).ok()
 }
 
 /// Explodes row group `g`. `Err` is a read error (a corrupt page): rows before it were
@@ -880,6 +897,10 @@ fn walk_chunk(
             );
             continue;
         };
+        if let Err(reason) = timestamp::in_range(ms) {
+            sink.reject_versions(at, 1, &reason);
+            continue;
+        }
         let Some(property) = property else {
             sink.reject_versions(at, 1, "a map key (property name) is not valid UTF-8");
             continue;
@@ -890,6 +911,21 @@ fn walk_chunk(
             .any(|&(i, k)| !columns[i + 1].valid_text(leaves.fields[i].1.physical, k));
         if invalid_text {
             sink.reject_versions(at, 1, "a version's value or source is not valid UTF-8");
+            continue;
+        }
+        let longest = strings
+            .iter()
+            .flatten()
+            .map(|&(i, k)| columns[i + 1].text_len(leaves.fields[i].1.physical, k))
+            .max()
+            .unwrap_or(0);
+        if longest > MAX_VALUE_BYTES {
+            let reason = format!(
+                "a version's value is {}, more than the {} a value may hold",
+                crate::units::format_bytes(longest as u64),
+                crate::units::format_bytes(MAX_VALUE_BYTES as u64)
+            );
+            sink.reject_versions(at, 1, &reason);
             continue;
         }
         out.property.push(property);
@@ -908,7 +944,7 @@ fn walk_chunk(
                 None => target.push(None),
             }
         }
-        if out.len() >= FLUSH_ROWS {
+        if out.len() >= FLUSH_ROWS || out.data_bytes() >= FLUSH_BYTES {
             sink.rows(out);
             out.clear();
         }

@@ -7,6 +7,24 @@
 //! Anything else is `None`, and the caller rejects the record. (ISO-8601 parsing is shared
 //! with the planner, which orders history runs by their start time.)
 
+/// The earliest time written, 0001-01-01T00:00:00Z, and the latest, 9999-12-31T23:59:59.999Z:
+/// the years every reader of the dataset (DuckDB, Spark, Trino, pyarrow, Polars) accepts as a
+/// millisecond timestamp. Outside them a version is rejected: DuckDB, for one, cannot read a
+/// file holding 9,223,372,036,854,775,806 ms.
+pub const MIN_MS: i64 = -62_135_596_800_000;
+pub const MAX_MS: i64 = 253_402_300_799_999;
+
+/// `ms` if it lies in [`MIN_MS`, `MAX_MS`], else why not.
+pub fn in_range(ms: i64) -> Result<i64, String> {
+    if (MIN_MS..=MAX_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(format!(
+            "{ms} ms is outside 0001-01-01 to 9999-12-31 UTC, the times readers of the dataset accept"
+        ))
+    }
+}
+
 /// Parses a timestamp given as text (digits or ISO-8601).
 pub fn parse(text: &[u8]) -> Option<i64> {
     let digits = text.strip_prefix(b"-").unwrap_or(text);
@@ -75,5 +93,18 @@ mod tests {
         assert_eq!(from_f64(1.5), None);
         assert_eq!(from_f64(f64::NAN), None);
         assert_eq!(from_f64(1e30), None);
+    }
+
+    #[test]
+    fn the_range_is_years_1_to_9999() {
+        assert_eq!(parse(b"0001-01-01T00:00:00Z"), Some(MIN_MS));
+        assert_eq!(parse(b"9999-12-31T23:59:59.999Z"), Some(MAX_MS));
+        assert!(in_range(MIN_MS).is_ok() && in_range(MAX_MS).is_ok());
+        assert!(in_range(MIN_MS - 1).is_err() && in_range(MAX_MS + 1).is_err());
+        let err = in_range(9_223_372_036_854_775_806).unwrap_err();
+        assert!(
+            err.contains("outside 0001-01-01 to 9999-12-31 UTC"),
+            "{err}"
+        );
     }
 }

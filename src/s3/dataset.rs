@@ -205,15 +205,13 @@ impl S3Dataset {
         let url = self.meta(&format!("runs/{run}.json"));
         match self.s3.get(&url)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::json(url.to_string(), &e)),
+            Some(bytes) => Manifest::parse(&bytes, Path::new(&url.to_string()), run).map(Some),
         }
     }
 
     /// Publishes a run staged in `work` (its files are `manifest.files`, relative to the
     /// staging folder). On an error before the manifest, what was uploaded is deleted again.
-    pub fn publish(&self, work: &Layout, manifest: &mut Manifest) -> Result<()> {
+    pub fn publish(&self, work: &Layout, manifest: &mut Manifest) -> Result<Vec<String>> {
         let run = manifest.run_id.clone();
         let intent = Intent {
             run_id: run.clone(),
@@ -242,7 +240,7 @@ impl S3Dataset {
         manifest.state = STATE_PUBLISHING.into();
         self.put_json(&self.meta(&format!("runs/{run}.json")), manifest)?;
         fail_point("manifest");
-        self.finish(manifest)
+        self.finish(manifest).map(|()| Vec::new())
     }
 
     /// Uploads `keys` (relative paths) from `staged`, [`UPLOADERS`] at a time.

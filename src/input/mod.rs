@@ -14,24 +14,33 @@
 //! read it is then an I/O error, not a SIGBUS, and resident memory stays at the buffer size
 //! whatever the file size. The copy costs far less than the JSON parse that follows.
 //!
-//! Bad data is never an error here: a line or text that does not parse is rejected with its
-//! place, and reading goes on. Only the operating system failing to read a file is an error.
+//! No record is lost without a count. A record that cannot be read (a line that does not
+//! parse, a Parquet object without an id) is rejected with its place and reading goes on. A
+//! loss whose size cannot be known (a cut gzip stream, a JSON text that stops parsing, a
+//! Parquet file without its footer, a file that changed while it was read) stops the run
+//! with an [`Error::Input`] naming the file and the place. Inputs are regular files: a pipe
+//! cannot be read more than once, and is refused.
 
-use std::io::{self, BufRead, BufReader, Read};
+mod decode;
+mod lines;
+mod text;
+
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::explode::json::{JsonContext, JsonScratch, explode_reader, explode_slice};
-use crate::explode::{PropertyIds, RecordSink};
+use crate::explode::PropertyIds;
+use crate::explode::json::JsonScratch;
 use crate::route::{Router, UnitLocation};
 use crate::source::{Handle, LocalFile, Reader, Stores};
 use parquet::file::reader::FileReader;
 
+pub(crate) use decode::{Counted, Guarded, GzMembers};
+pub(crate) use lines::{BOM, read_line};
+
 /// Default bytes of NDJSON per split.
 pub const SPLIT_BYTES: u64 = 64 << 20;
-/// Bytes read at a time from an NDJSON range.
-const CHUNK: usize = 4 << 20;
 /// S3 objects up to this size are fetched whole when discovered, ...
 #[cfg(feature = "s3")]
 const WHOLE_OBJECT: u64 = 256 << 10;
@@ -41,9 +50,6 @@ const WHOLE_BUDGET: u64 = 64 << 20;
 /// Requests in flight while discovering S3 inputs (each is mostly waiting).
 #[cfg(feature = "s3")]
 const DISCOVER_REQUESTS: usize = 16;
-/// Whole (non-NDJSON) texts up to this size are read into memory and parsed as a slice
-/// (faster); larger ones are streamed, so memory stays bounded.
-const SLURP_LIMIT: u64 = 16 << 20;
 
 /// How a file's bytes are encoded, from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +69,9 @@ pub struct InputFile {
     pub name: Arc<str>,
     pub size: u64,
     pub format: Format,
+    /// When a local file was last modified, as discovered: a run checks that no input
+    /// changed while it was read.
+    pub modified: Option<std::time::SystemTime>,
     /// Where the bytes are.
     pub location: Location,
 }
@@ -210,14 +219,15 @@ fn discover_s3(input: &str, stores: &Stores) -> Result<Vec<InputFile>> {
         let head_len = if whole {
             object.size
         } else {
-            object.size.min(4)
+            object.size.min(MAGIC_BYTES as u64)
         };
         let head = s3.get_range(&at, 0, head_len as usize)?;
         Ok(InputFile {
             path: PathBuf::from(&name),
             name: Arc::from(name.as_str()),
             size: object.size,
-            format: sniff(&head[..head.len().min(4)]),
+            format: sniff(&head[..head.len().min(MAGIC_BYTES)], Path::new(&name))?,
+            modified: None,
             location: Location::S3(Arc::new(S3Object {
                 s3: s3.clone(),
                 url: at,
@@ -255,6 +265,13 @@ fn discover_local(inputs: &[String]) -> Result<Vec<InputFile>> {
             let path = PathBuf::from(input);
             let mut found = Vec::new();
             collect(&path, &mut found)?;
+            if found.is_empty() {
+                // A folder with nothing (visible) in it: a wrong path, or a dump not there yet.
+                return Err(Error::NoInput {
+                    input: input.clone(),
+                    what: "files",
+                });
+            }
             found.sort();
             paths.extend(found);
         }
@@ -277,32 +294,60 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
                 collect(&entry.path(), out)?;
             }
         }
+        return Ok(());
     }
-    Ok(())
+    // A pipe (`/dev/stdin`, `<(zcat …)`), a socket or a device: read once, it could not be
+    // sniffed, split and sampled, and a run could not tell whether it read all of it.
+    Err(Error::Input {
+        path: path.to_path_buf(),
+        reason: "is not a regular file (a pipe, socket or device): skewer reads each input \
+                 more than once (to recognise, split and plan it), so save it to a file first"
+            .into(),
+    })
 }
 
 fn describe(path: &Path) -> Result<InputFile> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut magic = [0u8; 4];
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    let mut magic = [0u8; MAGIC_BYTES];
     let n = read_up_to(&mut file, &mut magic).map_err(|e| Error::io(path, e))?;
     Ok(InputFile {
         path: path.to_path_buf(),
         name: Arc::from(path.to_string_lossy().as_ref()),
-        size,
-        format: sniff(&magic[..n]),
+        size: meta.len(),
+        format: sniff(&magic[..n], path)?,
+        modified: meta.modified().ok(),
         location: Location::Local,
     })
 }
 
-/// A file's format from its first (up to) four bytes.
-fn sniff(magic: &[u8]) -> Format {
-    match magic {
-        [b'P', b'A', b'R', b'1'] => Format::Parquet,
-        [0x1f, 0x8b, ..] => Format::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Format::Zstd,
-        _ => Format::Json,
-    }
+/// Bytes looked at to recognise a file's format.
+const MAGIC_BYTES: usize = 8;
+
+/// A file's format from its first (up to) [`MAGIC_BYTES`] bytes. Formats skewer does not read
+/// (other compressions, archives) are refused by name rather than misread as broken JSON.
+fn sniff(magic: &[u8], path: &Path) -> Result<Format> {
+    let other = match magic {
+        [b'P', b'A', b'R', b'1', ..] => return Ok(Format::Parquet),
+        [0x1f, 0x8b, ..] => return Ok(Format::Gzip),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => return Ok(Format::Zstd),
+        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => "xz-compressed",
+        [b'B', b'Z', b'h', ..] => "bzip2-compressed",
+        [0x04, 0x22, 0x4d, 0x18, ..] => "LZ4-compressed",
+        [0xff, 0x06, 0, 0, b's', b'N', b'a', b'P'] => "Snappy-framed",
+        [b'P', b'K', 0x03, 0x04, ..] => "a zip archive",
+        [b'7', b'z', 0xbc, 0xaf, 0x27, 0x1c, ..] => "a 7-Zip archive",
+        [b'O', b'b', b'j', 0x01, ..] => "an Avro file",
+        [b'O', b'R', b'C', ..] => "an ORC file",
+        _ => return Ok(Format::Json),
+    };
+    Err(Error::Input {
+        path: path.to_path_buf(),
+        reason: format!(
+            "is {other}, which skewer does not read: it reads JSON and nested Parquet, plain or \
+             gzip- or zstd-compressed"
+        ),
+    })
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -316,20 +361,6 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Whether a plain JSON file is NDJSON: its first line is one complete JSON value.
-fn is_ndjson(file: &InputFile) -> Result<bool> {
-    // Small reads: the first line is usually short, and from S3 each read is a request.
-    let mut reader = BufReader::with_capacity(64 << 10, Reader::new(file.open()?, 0));
-    let mut line = Vec::new();
-    // A first line longer than this is no NDJSON we can split cheaply; read it whole.
-    (&mut reader)
-        .take(64 << 20)
-        .read_until(b'\n', &mut line)
-        .map_err(|e| Error::io(&file.path, e))?;
-    let text = line.trim_ascii();
-    Ok(!text.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok())
 }
 
 /// Cuts files into splits: NDJSON into ranges of about `split_bytes`, Parquet into its row
@@ -353,7 +384,8 @@ const SPLIT_LOOKS: usize = 8;
 fn file_splits(i: usize, f: &InputFile, split_bytes: u64) -> Result<Vec<Split>> {
     let mut out = Vec::new();
     match f.format {
-        Format::Json if f.size > split_bytes && is_ndjson(f)? => {
+        Format::Json if !text::is_ndjson(f)? => out.push(Split::Whole { file: i }),
+        Format::Json => {
             let mut start = 0;
             while start < f.size {
                 let end = (start + split_bytes).min(f.size);
@@ -365,11 +397,6 @@ fn file_splits(i: usize, f: &InputFile, split_bytes: u64) -> Result<Vec<Split>> 
                 start = end;
             }
         }
-        Format::Json if is_ndjson(f)? => out.push(Split::Lines {
-            file: i,
-            start: 0,
-            end: f.size,
-        }),
         Format::Parquet => {
             let handle = f.open()?;
             match contain_panic(|| crate::explode::parquet::open(handle)) {
@@ -410,17 +437,22 @@ pub fn read_split(
 ) -> Result<()> {
     match *split {
         Split::Lines { file, start, end } => {
-            read_lines(&files[file], start, end, scratch, ids, router)
+            text::read_lines(&files[file], start, end, scratch, ids, router)
         }
-        Split::Whole { file } => read_whole(&files[file], scratch, ids, router),
+        Split::Whole { file } if files[file].format == Format::Parquet => {
+            unreadable_parquet(&files[file], router)
+        }
+        Split::Whole { file } => text::read_whole(&files[file], scratch, ids, router),
         Split::RowGroups { file, start, end } => {
             read_row_groups(&files[file], start..end, scratch, ids, router)
         }
     }
 }
 
-/// Parquet row groups `groups`. A file that cannot be opened as a nested dump is rejected
-/// whole; a row group that fails mid-read is rejected from the failure on.
+/// Parquet row groups `groups`. A file that cannot be opened as a nested dump is handled by
+/// [`unreadable_parquet`]; a row group that fails mid-read counts every record it holds as
+/// rejected (some of their versions were read before the damage; which of the rest exist
+/// cannot be known).
 fn read_row_groups(
     file: &InputFile,
     groups: std::ops::Range<usize>,
@@ -428,7 +460,7 @@ fn read_row_groups(
     ids: &mut dyn PropertyIds,
     router: &mut Router<'_>,
 ) -> Result<()> {
-    use crate::explode::parquet::{ParquetSink, explode_row_group, open};
+    use crate::explode::parquet::{explode_row_group, open};
     // A file's row groups are consecutive splits: read its footer once per mapper, not once
     // per row group (for S3, that is two requests saved per split).
     let cached = matches!(&scratch.opened, Some((name, _)) if *name == file.name);
@@ -437,10 +469,12 @@ fn read_row_groups(
         let handle = file.open()?;
         match contain_panic(|| open(handle)).and_then(|r| r) {
             Ok(v) => scratch.opened = Some((file.name.clone(), v)),
+            // It was read when the splits were cut: it changed since.
             Err(reason) => {
-                locate(router, file, None, None);
-                ParquetSink::reject(router, 0, &reason);
-                return Ok(());
+                return Err(Error::Input {
+                    path: file.path.clone(),
+                    reason: format!("{reason} (it could be read when the run started)"),
+                });
             }
         }
     }
@@ -452,6 +486,11 @@ fn read_row_groups(
             offset: None,
             row_group: Some(g),
         };
+        let rows = opened.reader.metadata().row_group(g).num_rows();
+        let rows = u64::try_from(rows).unwrap_or(0);
+        router.counts.records_met += rows;
+        let accepted_before = router.counts.records;
+        let rejected_before = router.counts.rejected;
         let result = contain_panic(|| {
             explode_row_group(opened, g, ids, router, &mut scratch.parquet)
                 .map_err(|e| e.to_string())
@@ -459,14 +498,44 @@ fn read_row_groups(
         if let Err(e) = result.and_then(|r| r) {
             // Whatever the decoder left half-built belongs to the failed row group.
             scratch.parquet = Default::default();
-            let reason = format!("row group {g} could not be read to its end: {e}");
-            ParquetSink::reject(router, 0, &reason);
+            // Every record of the group is lost in part: count them all as rejected.
+            router.counts.records = accepted_before;
+            router.counts.rejected = rejected_before;
+            let reason = format!(
+                "row group {g} could not be read to its end ({e}): its {rows} records are counted as rejected (versions read before the damage were kept)"
+            );
+            router.reject_records(rows, &reason);
         }
         if router.disconnected {
             break;
         }
     }
     Ok(())
+}
+
+/// A Parquet file whose footer or layout could not be read when the splits were cut. Without
+/// a footer its records cannot be counted: the run stops. A readable footer of a file that is
+/// not a nested dump counts every row as a rejected record.
+fn unreadable_parquet(file: &InputFile, router: &mut Router<'_>) -> Result<()> {
+    let handle = file.open()?;
+    let reason = match contain_panic(|| crate::explode::parquet::open(handle.clone())) {
+        Ok(Err(reason)) | Err(reason) => reason,
+        Ok(Ok(_)) => "it changed while it was being read".into(),
+    };
+    match crate::explode::parquet::footer_rows(handle) {
+        Some(rows) => {
+            locate(router, file, None, None);
+            router.counts.records_met += rows;
+            router.reject_records(rows, &format!("all {rows} records: {reason}"));
+            Ok(())
+        }
+        None => Err(Error::Input {
+            path: file.path.clone(),
+            reason: format!(
+                "{reason}: the file is cut or is not Parquet, and its records cannot be counted"
+            ),
+        }),
+    }
 }
 
 /// Runs `f`, turning a panic (a third-party decoder meeting input it does not expect) into an
@@ -509,355 +578,28 @@ fn locate(router: &mut Router<'_>, file: &InputFile, line: Option<u64>, offset: 
     };
 }
 
-/// The NDJSON lines starting in `[start, end)`: a line belongs to the split its first byte is in.
-fn read_lines(
-    file: &InputFile,
-    start: u64,
-    end: u64,
-    scratch: &mut MapperScratch,
-    ids: &mut dyn PropertyIds,
-    router: &mut Router<'_>,
-) -> Result<()> {
-    let f = file.open()?;
-    let io = |e| Error::io(&file.path, e);
-    let mut lines = LineReader::new(f.as_ref(), &mut scratch.buf);
-    if start > 0 {
-        // Skip the line that began in the previous split.
-        lines.seek(start - 1).map_err(io)?;
-        if lines.next_line().map_err(io)?.is_none() {
-            return Ok(());
-        }
-    }
-    while let Some((offset, line)) = lines.next_line().map_err(io)? {
-        if offset >= end {
-            break;
-        }
-        if router.disconnected {
-            break;
-        }
-        let text = line.strip_suffix(b"\r").unwrap_or(line);
-        if text.trim_ascii().is_empty() {
+/// Checks that no local input changed while the run read it (its size and modification time
+/// are what discovery saw): a file still being written, or replaced, would otherwise publish
+/// a part of it as if it were all. (S3 objects are immutable; an overwrite is a new object.)
+pub fn check_unchanged(files: &[InputFile]) -> Result<()> {
+    for f in files {
+        if !matches!(f.location, Location::Local) {
             continue;
         }
-        // Line numbers are resolved from offsets only for rejects, after the run.
-        explode_line(
-            file,
-            text,
-            None,
-            Some(offset),
-            &mut scratch.json,
-            ids,
-            router,
-        );
-    }
-    Ok(())
-}
-
-/// A whole JSON text (array, page, pretty-printed or concatenated objects), or any compressed
-/// file (which cannot be split).
-fn read_whole(
-    file: &InputFile,
-    scratch: &mut MapperScratch,
-    ids: &mut dyn PropertyIds,
-    router: &mut Router<'_>,
-) -> Result<()> {
-    let f = file.open()?;
-    if file.size == 0 {
-        locate(router, file, None, None);
-        router.reject(0, "the file is empty");
-        return Ok(());
-    }
-    match file.format {
-        Format::Json if file.size <= SLURP_LIMIT => {
-            let buf = &mut scratch.buf;
-            buf.clear();
-            buf.resize(file.size as usize, 0);
-            let got =
-                read_up_to(&mut Reader::new(f, 0), buf).map_err(|e| Error::io(&file.path, e))?;
-            buf.truncate(got);
-            locate(router, file, None, None);
-            let mut ctx = JsonContext::new(&mut scratch.json, ids, router);
-            let result = explode_slice(buf, &mut ctx);
-            let records = ctx.records;
-            text_done(router, file, result, records);
-        }
-        Format::Json => read_stream(file, Reader::buffered(f, 0), scratch, ids, router)?,
-        Format::Gzip => {
-            let decoder = flate2::read::MultiGzDecoder::new(Reader::buffered(f, 0));
-            read_stream(
-                file,
-                BufReader::with_capacity(1 << 20, decoder),
-                scratch,
-                ids,
-                router,
-            )?;
-        }
-        Format::Zstd => match zstd::stream::read::Decoder::with_buffer(Reader::buffered(f, 0)) {
-            Ok(decoder) => read_stream(
-                file,
-                BufReader::with_capacity(1 << 20, decoder),
-                scratch,
-                ids,
-                router,
-            )?,
-            Err(e) => {
-                locate(router, file, None, None);
-                router.reject(0, &format!("cannot start zstd decompression: {e}"));
-            }
-        },
-        Format::Parquet => {
-            // Only a file whose footer could not be read is split as a whole.
-            let reason = match contain_panic(|| crate::explode::parquet::open(f)) {
-                Ok(Err(reason)) | Err(reason) => reason,
-                Ok(Ok(_)) => "the file changed while it was being read".into(),
-            };
-            locate(router, file, None, None);
-            router.reject(0, &reason);
+        let meta = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;
+        if meta.len() != f.size || meta.modified().ok() != f.modified {
+            return Err(Error::Input {
+                path: f.path.clone(),
+                reason: format!(
+                    "changed while the run read it (it was {} bytes, it is now {}, modified since): \
+                     run again once it is complete",
+                    f.size,
+                    meta.len()
+                ),
+            });
         }
     }
     Ok(())
-}
-
-/// One NDJSON line: its records, or a reject if it is not valid JSON.
-fn explode_line(
-    file: &InputFile,
-    text: &[u8],
-    line: Option<u64>,
-    offset: Option<u64>,
-    json: &mut JsonScratch,
-    ids: &mut dyn PropertyIds,
-    router: &mut Router<'_>,
-) {
-    locate(router, file, line, offset);
-    let mut ctx = JsonContext::new(json, ids, router);
-    if let Err(e) = explode_slice(text, &mut ctx) {
-        let records = ctx.records;
-        let reason = format!(
-            "invalid JSON at column {}: {}",
-            e.column(),
-            strip_position(&e)
-        );
-        router.reject(records, &reason);
-    }
-}
-
-/// Reports a whole text's syntax error (if any) as a reject of the rest of the text.
-fn text_done(
-    router: &mut Router<'_>,
-    file: &InputFile,
-    result: serde_json::Result<()>,
-    records: u64,
-) {
-    if let Err(e) = result {
-        let line = e.line() as u64;
-        locate(router, file, Some(line), None);
-        let what = if e.is_eof() {
-            "the text ends early"
-        } else {
-            "invalid JSON"
-        };
-        router.reject(
-            records,
-            &format!(
-                "{what} at line {line} column {}: {}; the rest of the file is not read",
-                e.column(),
-                strip_position(&e)
-            ),
-        );
-    }
-}
-
-/// A decompressed (or too large to slurp) stream: NDJSON line by line if its first line is a
-/// whole value, else one streamed text. Decompression errors reject the rest of the file.
-fn read_stream(
-    file: &InputFile,
-    mut reader: impl BufRead,
-    scratch: &mut MapperScratch,
-    ids: &mut dyn PropertyIds,
-    router: &mut Router<'_>,
-) -> Result<()> {
-    let buf = &mut scratch.buf;
-    buf.clear();
-    let mut line_no = 0u64;
-    let first = reader.read_until(b'\n', buf);
-    let decode_failed = |router: &mut Router<'_>, line: u64, e: &io::Error| {
-        locate(router, file, Some(line), None);
-        router.reject(
-            0,
-            &format!("cannot decompress: {e}; the rest of the file is not read"),
-        );
-    };
-    if let Err(e) = first {
-        if is_decode_error(&e) {
-            decode_failed(router, 1, &e);
-            return Ok(());
-        }
-        return Err(Error::io(&file.path, e));
-    }
-    let head = buf.trim_ascii();
-    if head.is_empty() && buf.is_empty() {
-        locate(router, file, None, None);
-        router.reject(0, "the file is empty (after decompression)");
-        return Ok(());
-    }
-    let ndjson = !head.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(head).is_ok();
-    if !ndjson {
-        // One text, streamed: the line already read, then the rest.
-        let head = std::mem::take(buf);
-        let chained = io::Cursor::new(head).chain(reader);
-        locate(router, file, None, None);
-        let mut ctx = JsonContext::new(&mut scratch.json, ids, router);
-        let result = explode_reader(chained, &mut ctx);
-        let records = ctx.records;
-        match result {
-            Err(e) if e.is_io() => {
-                let line = e.line() as u64;
-                locate(router, file, Some(line), None);
-                router.reject(
-                    records,
-                    &format!("cannot decompress: {e}; the rest of the file is not read"),
-                );
-            }
-            other => text_done(router, file, other, records),
-        }
-        return Ok(());
-    }
-    loop {
-        line_no += 1;
-        if router.disconnected {
-            break;
-        }
-        let line = buf.strip_suffix(b"\n").unwrap_or(buf);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if !line.trim_ascii().is_empty() {
-            explode_line(
-                file,
-                line,
-                Some(line_no),
-                None,
-                &mut scratch.json,
-                ids,
-                router,
-            );
-        }
-        buf.clear();
-        match reader.read_until(b'\n', buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if is_decode_error(&e) => {
-                decode_failed(router, line_no + 1, &e);
-                break;
-            }
-            Err(e) => return Err(Error::io(&file.path, e)),
-        }
-    }
-    Ok(())
-}
-
-/// A decompressor's complaint about its input (corrupt or truncated data), as opposed to the
-/// operating system failing to read the file.
-fn is_decode_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::InvalidData
-            | io::ErrorKind::InvalidInput
-            | io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::Other
-    )
-}
-
-/// serde_json's message without its trailing " at line L column C".
-fn strip_position(e: &serde_json::Error) -> String {
-    let full = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    full.strip_suffix(&suffix).unwrap_or(&full).to_string()
-}
-
-/// Lines of a file from an offset, through one reused buffer of about [`CHUNK`] bytes (more
-/// only while a single line is longer).
-struct LineReader<'f> {
-    file: &'f dyn crate::source::RandomAccess,
-    buf: &'f mut Vec<u8>,
-    /// File offset of `buf[0]`.
-    base: u64,
-    /// Consumed bytes at the front of `buf`.
-    pos: usize,
-    eof: bool,
-}
-
-impl<'f> LineReader<'f> {
-    fn new(file: &'f dyn crate::source::RandomAccess, buf: &'f mut Vec<u8>) -> Self {
-        buf.clear();
-        LineReader {
-            file,
-            buf,
-            base: 0,
-            pos: 0,
-            eof: false,
-        }
-    }
-
-    fn seek(&mut self, offset: u64) -> io::Result<()> {
-        self.buf.clear();
-        self.base = offset;
-        self.pos = 0;
-        self.eof = false;
-        Ok(())
-    }
-
-    /// Reads more: moves the unconsumed tail to the front, then appends up to a chunk.
-    fn fill(&mut self) -> io::Result<()> {
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.base += self.pos as u64;
-            self.pos = 0;
-        }
-        let have = self.buf.len();
-        self.buf.resize(have + CHUNK, 0);
-        let mut got = 0;
-        while got < CHUNK {
-            match self
-                .file
-                .read_at(&mut self.buf[have + got..], self.base + (have + got) as u64)
-            {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.buf.truncate(have + got);
-                    return Err(e);
-                }
-            }
-        }
-        self.buf.truncate(have + got);
-        Ok(())
-    }
-
-    /// The next line (without its `\n`) and its file offset; the last line may lack a `\n`.
-    fn next_line(&mut self) -> io::Result<Option<(u64, &[u8])>> {
-        loop {
-            if let Some(nl) = memchr::memchr(b'\n', &self.buf[self.pos..]) {
-                let start = self.pos;
-                self.pos += nl + 1;
-                return Ok(Some((
-                    self.base + start as u64,
-                    &self.buf[start..start + nl],
-                )));
-            }
-            if self.eof {
-                if self.pos < self.buf.len() {
-                    let start = self.pos;
-                    self.pos = self.buf.len();
-                    return Ok(Some((self.base + start as u64, &self.buf[start..])));
-                }
-                return Ok(None);
-            }
-            self.fill()?;
-        }
-    }
 }
 
 /// Fills in the line numbers of rejects located by byte offset (NDJSON ranges), counting
