@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Reads a skewer dataset back with DuckDB and pyarrow (Hive partitioning) and checks that both
-# see every row, the DESIGN §4 types, every property name unescaped, and sorted files.
+# Reads a skewer dataset back with DuckDB, pyarrow and Polars (Hive partitioning) and checks that
+# all three see every row, the DESIGN §4 types, every property name unescaped, and sorted files.
 #
 #   scripts/check-readers.sh            # generates a dump, runs skewer, checks
 #   scripts/check-readers.sh DATASET    # checks an existing dataset
 #
-# Installs duckdb and pyarrow from PyPI into a venv under target/ on first use.
+# Installs duckdb, pyarrow and polars from PyPI into a venv under target/ on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=${SKEWER_VENV:-target/venv-readers}
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb, pyarrow' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import duckdb, pyarrow, polars' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet duckdb pyarrow
+    "$venv/bin/pip" install --quiet duckdb pyarrow polars
 fi
 
 if [ $# -ge 1 ]; then

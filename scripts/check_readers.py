@@ -1,4 +1,4 @@
-"""Checks a skewer dataset with DuckDB and pyarrow; see check-readers.sh."""
+"""Checks a skewer dataset with DuckDB, pyarrow and Polars; see check-readers.sh."""
 
 import glob
 import json
@@ -6,6 +6,8 @@ import os
 import sys
 
 import duckdb
+import polars as pl
+import pyarrow
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -18,6 +20,18 @@ TYPES = {
     "source_label": "VARCHAR",
     "updated_by_user_id": "BIGINT",
     "property_name": "VARCHAR",
+}
+
+# What Polars makes of the same columns (TIMESTAMP(MILLIS, UTC) comes back as ms in UTC).
+POLARS_TYPES = {
+    "object_id": pl.Int64,
+    "timestamp": pl.Datetime("ms", "UTC"),
+    "value": pl.String,
+    "source_type": pl.String,
+    "source_id": pl.String,
+    "source_label": pl.String,
+    "updated_by_user_id": pl.Int64,
+    "property_name": pl.String,
 }
 
 
@@ -50,8 +64,17 @@ def main(dataset):
                        .select(["property_name", "object_id_count"]).to_pydict().values()):
         arrow_by_property[name] = n
 
+    lazy = pl.scan_parquet(f"{dataset}/**/*.parquet", hive_partitioning=True)
+    schema = lazy.collect_schema()
+    for column, t in POLARS_TYPES.items():
+        if schema.get(column) != t:
+            fail(f"Polars types {column} as {schema.get(column)}, expected {t}")
+    polars_rows = lazy.select(pl.len()).collect().item()
+    polars_by_property = dict(lazy.group_by("property_name").agg(pl.len()).collect().iter_rows())
+
     for reader, rows, by_property in [("DuckDB", duck_rows, duck_by_property),
-                                      ("pyarrow", table.num_rows, arrow_by_property)]:
+                                      ("pyarrow", table.num_rows, arrow_by_property),
+                                      ("Polars", polars_rows, polars_by_property)]:
         if rows != want_rows:
             fail(f"{reader} reads {rows} rows, the run wrote {want_rows}")
         if by_property != want_by_property:
@@ -71,7 +94,8 @@ def main(dataset):
         if keys != sorted(keys):
             fail(f"{path}: rows not sorted by (object_id, timestamp)")
 
-    print(f"ok: DuckDB {duckdb.__version__} and pyarrow read {want_rows} rows of "
+    print(f"ok: DuckDB {duckdb.__version__}, pyarrow {pyarrow.__version__} and Polars {pl.__version__} "
+          f"read {want_rows} rows of "
           f"{len(want_by_property)} properties in {files} sorted files, with the DESIGN §4 types")
 
 
