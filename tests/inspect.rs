@@ -231,7 +231,7 @@ fn the_plan_and_run_pictures_have_one_bar_per_reducer() {
 }
 
 #[test]
-fn a_crashed_runs_lock_and_staging_are_strays_but_a_live_runs_are_not() {
+fn a_crashed_runs_staging_is_a_stray_its_lock_note_is_not_and_a_live_runs_are_not() {
     let (_tmp, lake) = dataset();
     let staged = lake.join("_skewer/staging/r-crashed/property_name=email/part-x.parquet");
     fs::create_dir_all(staged.parent().unwrap()).unwrap();
@@ -250,12 +250,8 @@ fn a_crashed_runs_lock_and_staging_are_strays_but_a_live_runs_are_not() {
     let (code, report, _) = inspect(&lake);
     assert_eq!(code, 1);
     let found = problems(&report, "no stray files");
-    assert_eq!(found.len(), 2, "{found:?}");
-    assert!(
-        found
-            .iter()
-            .any(|p| p.contains("_skewer/lock") && p.contains("process is gone"))
-    );
+    // The lock is the operating system's and died with its process: its note is no stray.
+    assert_eq!(found.len(), 1, "{found:?}");
     assert!(
         found
             .iter()

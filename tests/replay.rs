@@ -45,11 +45,11 @@ fn a_replay_commits_each_date_skips_missing_ones_and_reports_failures() {
             &["--seed", seed],
         );
     }
-    // 2026-10-02 has no dump; 2026-10-04's is unreadable.
+    // 2026-10-02 has no dump; 2026-10-04's records are all bad.
     fs::create_dir_all(raw.join("dt=2026-10-04")).unwrap();
     fs::write(
         raw.join("dt=2026-10-04/contacts.ndjson"),
-        "not json\n{\"vid\": \n",
+        "not json\n{\"vid\": 1, \"properties\": {\"a\": {\"versions\": [{\"value\": \"x\"}]}}}\n",
     )
     .unwrap();
     let lake = tmp.path().join("lake");

@@ -18,6 +18,9 @@ mod publish;
 /// Bad input of every kind: rejected with its place and reason, never a panic.
 mod malformed;
 
+/// Real HubSpot payload shapes, each file's rows against the expected rows.
+mod hubspot;
+
 /// `skewer inspect`: a healthy dataset passes; unsorted, stray and unlisted files fail.
 mod inspect;
 

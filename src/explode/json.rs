@@ -129,11 +129,12 @@ fn explode_values<'de, R: serde_json::de::Read<'de>>(
     }
 }
 
-/// Keys matched on the transient `&str` (no allocation, even from a reader).
+/// Keys matched on the transient `&str` (no allocation, even from a reader); any other key is
+/// `Other`, or (with `digits:`) a key of digits alone is that variant.
 macro_rules! keys {
-    ($name:ident { $($variant:ident = $($s:literal)|+),* $(,)? }) => {
+    ($name:ident { $($variant:ident = $($s:literal)|+),* $(,)? } $(digits: $digits:ident)?) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        enum $name { $($variant,)* Other }
+        enum $name { $($variant,)* $($digits,)? Other }
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
@@ -143,7 +144,13 @@ macro_rules! keys {
                         f.write_str("a string key")
                     }
                     fn visit_str<E: de::Error>(self, s: &str) -> Result<$name, E> {
-                        Ok(match s { $($($s)|+ => $name::$variant,)* _ => $name::Other })
+                        Ok(match s {
+                            $($($s)|+ => $name::$variant,)*
+                            $(_ if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                                $name::$digits
+                            })?
+                            _ => $name::Other,
+                        })
                     }
                 }
                 d.deserialize_str(V)
@@ -168,7 +175,7 @@ keys!(RecordKey {
     ChangeSource = "changeSource",
     SourceId = "sourceId",
     EventKind = "subscriptionType" | "eventType" | "eventId" | "changeFlag",
-});
+} digits: Keyed);
 
 keys!(PropertyKey {
     Versions = "versions",
@@ -365,6 +372,10 @@ fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Resu
                 map.next_value::<IgnoredAny>()?;
                 ctx.webhook.is_event = true;
             }
+            // v1 batch reads answer `{"<vid>": {contact}, …}`: records keyed by their id.
+            RecordKey::Keyed => {
+                page |= map.next_value_seed(Keyed(&mut *ctx))?;
+            }
             RecordKey::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -416,6 +427,42 @@ fn webhook_version(ctx: &mut JsonContext<'_>, property: u32) {
     b.end_version();
     let ids = &*ctx.ids;
     b.end_property(None, || ids.name(property));
+}
+
+/// The value of a key of digits: a record (an object) in a v1 batch read's map of records by
+/// id; returns whether it was one.
+struct Keyed<'c, 'a>(&'c mut JsonContext<'a>);
+
+impl<'de> DeserializeSeed<'de> for Keyed<'_, '_> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Keyed<'_, '_> {
+    fn not_a_record<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+impl<'de> Visitor<'de> for Keyed<'_, '_> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        object(map, self.0)?;
+        // The record used the builder; the map around it is not a record itself.
+        self.0.builder.begin();
+        Ok(true)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+
+    unexpected_scalars!(not_a_record: str, bool, i64, u64, f64, unit);
 }
 
 /// A page key's value: records if it is an array; returns whether it was.

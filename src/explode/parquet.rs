@@ -637,7 +637,8 @@ pub fn open(file: Handle) -> Result<Opened, String> {
 pub fn footer_rows(file: Handle) -> Option<u64> {
     let read = crate::input::contain_panic(|| SerializedFileReader::new(PreadFile::new(file)));
     let reader = read.ok()?.ok()?;
-    u64::try_from(reader.metadata().file_metadata().num_rows()).ok()
+    let rows = reader.metadata().row_groups().iter().map(|g| g.num_rows());
+    rows.map(|n| u64::try_from(n).ok()).sum()
 }
 
 /// Explodes row group `g`. `Err` is a read error (a corrupt page): rows before it were
