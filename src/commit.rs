@@ -102,6 +102,19 @@ pub(crate) fn fail_point(point: &str) {
     }
 }
 
+/// Test hook: `SKEWER_FAIL_AT=error:<point>` makes that step fail with an I/O error, as a
+/// full disk or a refused rename would. Points: `swap:<n>` (the n-th partition swap),
+/// `commit` (marking the manifest committed).
+pub(crate) fn injected(point: &str) -> Result<()> {
+    match std::env::var("SKEWER_FAIL_AT") {
+        Ok(p) if p.strip_prefix("error:") == Some(point) => Err(Error::Io {
+            path: PathBuf::from(format!("SKEWER_FAIL_AT=error:{point}")),
+            source: std::io::Error::other("injected failure"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Whether the atomic exchange may be used (`SKEWER_NO_EXCHANGE=1` tests the fallback).
 fn exchange_allowed() -> bool {
     std::env::var_os("SKEWER_NO_EXCHANGE").is_none()
@@ -417,7 +430,9 @@ fn finish(layout: &Layout, manifest: &mut Manifest) -> std::result::Result<Vec<S
     let mut swapped = 0;
     let stop = |swapped, cause| Stopped { swapped, cause };
     for (i, rel) in manifest.partitions.iter().enumerate() {
-        swap(layout, &run, rel, &mut asides).map_err(|e| stop(swapped, e))?;
+        injected(&format!("swap:{}", i + 1))
+            .and_then(|()| swap(layout, &run, rel, &mut asides))
+            .map_err(|e| stop(swapped, e))?;
         swapped += 1;
         fail_point(&format!("swap:{}", i + 1));
     }
@@ -443,7 +458,9 @@ fn finish(layout: &Layout, manifest: &mut Manifest) -> std::result::Result<Vec<S
     fail_point("history");
     let mut warnings = Vec::new();
     manifest.state = STATE_COMMITTED.into();
-    if let Err(e) = write_manifest(layout, manifest) {
+    if let Err(e) = injected("commit").and_then(|()| write_manifest(layout, manifest)) {
+        // What is on disk still says publishing; the summary must not say otherwise.
+        manifest.state = STATE_PUBLISHING.into();
         warnings.push(format!(
             "the run is published, but its manifest could not be marked committed ({e}); the next run or skewer recover marks it"
         ));

@@ -305,3 +305,293 @@ fn rerunning_the_same_input_is_idempotent() {
     assert_eq!(skewer(run_args(&input, &dataset)).code, 0);
     assert_eq!(contents(&dataset), once);
 }
+
+/// A publish that fails part way (a rename refused, a disk full) says how far it got and what
+/// to run; `recover` then finishes it. One whose commit mark alone fails is published: it
+/// says so, exits 0, and the next recover marks it.
+#[test]
+fn a_publish_that_fails_part_way_says_where_it_stopped_and_recover_finishes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    dump(&a, 1, 80, 20);
+    dump(&b, 2, 60, 30);
+    let clean = tmp.path().join("clean");
+    for input in [&a, &b] {
+        assert_eq!(skewer(run_args(input, &clean)).code, 0);
+    }
+    let want = contents(&clean);
+
+    let dataset = tmp.path().join("ds");
+    assert_eq!(skewer(run_args(&a, &dataset)).code, 0);
+    let run_a = manifest_run(&dataset, "").unwrap();
+    let failed = Command::new(env!("CARGO_BIN_EXE_skewer"))
+        .args(run_args(&b, &dataset))
+        .env("SKEWER_FAIL_AT", "error:swap:3")
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("stopped after 2 of 30 partitions")
+            && stderr.contains("readers now see 2 of the run's 30 partitions new")
+            && stderr.contains("says \"publishing\"")
+            && stderr.contains(&format!("skewer recover {}", dataset.display())),
+        "{stderr}"
+    );
+    let run_b = manifest_run(&dataset, &run_a).unwrap();
+    let recovered = skewer(["recover", dataset.to_str().unwrap()]);
+    assert_eq!(recovered.code, 0, "{}", recovered.stderr);
+    assert!(recovered.stdout.contains(&run_b), "{}", recovered.stdout);
+    assert_eq!(contents(&dataset), want);
+
+    // The commit mark alone fails: published all the same.
+    let dataset = tmp.path().join("ds2");
+    assert_eq!(skewer(run_args(&a, &dataset)).code, 0);
+    let run_a = manifest_run(&dataset, "").unwrap();
+    let marked = Command::new(env!("CARGO_BIN_EXE_skewer"))
+        .args(run_args(&b, &dataset))
+        .env("SKEWER_FAIL_AT", "error:commit")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&marked.stdout);
+    assert_eq!(marked.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(
+            "warning: the run is published, but its manifest could not be marked committed"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(contents(&dataset), want);
+    let run_b = manifest_run(&dataset, &run_a).unwrap();
+    let layout = skewer::commit::Layout::new(&dataset);
+    let state = || {
+        skewer::commit::read_manifest(&layout, &run_b)
+            .unwrap()
+            .state
+    };
+    assert_eq!(state(), "publishing");
+    assert_eq!(skewer(["recover", dataset.to_str().unwrap()]).code, 0);
+    assert_eq!(state(), "committed");
+    assert_eq!(contents(&dataset), want);
+}
+
+/// Append mode is crash-safe too: after a crash at any step each partition holds what it
+/// held, or that plus the new run's files, and recovery completes the append.
+#[test]
+fn a_crash_at_any_step_of_an_append_leaves_partitions_old_or_appended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    dump(&a, 1, 60, 12);
+    dump(&b, 2, 50, 16);
+    let append = |input: &Path, dataset: &Path| -> Vec<String> {
+        let mut args: Vec<String> = run_args(input, dataset)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        args.extend(["--mode".into(), "append".into()]);
+        args
+    };
+    let clean = tmp.path().join("clean");
+    for input in [&a, &b] {
+        assert_eq!(skewer(append(input, &clean)).code, 0);
+    }
+    let want = contents(&clean);
+
+    for (point, fallback) in [
+        ("staged", false),
+        ("manifest", false),
+        ("swap:1", false),
+        ("swap:7", false),
+        ("history", false),
+        ("committed", false),
+        ("aside:2", true),
+    ] {
+        let dataset = tmp.path().join(format!("ds-{}", point.replace(':', "-")));
+        assert_eq!(skewer(append(&a, &dataset)).code, 0);
+        let run_a = manifest_run(&dataset, "").unwrap();
+        let old = partitions(&dataset);
+        let args = append(&b, &dataset);
+        crash(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            point,
+            fallback,
+        );
+        let run_b = manifest_run(&dataset, &run_a);
+        for (dir, files) in partitions(&dataset) {
+            let before = old.get(&dir).cloned().unwrap_or_default();
+            let added: Vec<_> = files.difference(&before).collect();
+            // Old, or old plus only B's files: never a partition that lost A's.
+            assert!(before.is_subset(&files), "{point}: {dir} lost files");
+            assert!(
+                added.is_empty()
+                    || run_b
+                        .as_ref()
+                        .is_some_and(|r| added.iter().all(|f| f.contains(r.as_str()))),
+                "{point}: {dir} gained {added:?}"
+            );
+        }
+        let recovered = skewer(["recover", dataset.to_str().unwrap()]);
+        assert_eq!(recovered.code, 0, "{point}: {}", recovered.stderr);
+        if run_b.is_none() {
+            // Nothing was published: append again.
+            assert_eq!(skewer(append(&b, &dataset)).code, 0);
+        }
+        assert_eq!(contents(&dataset), want, "{point}");
+    }
+}
+
+/// Many runs started at the same moment on one dataset: each commits alone or is refused
+/// with the lock's owner, and the dataset ends as exactly one run wrote it.
+#[test]
+fn runs_started_together_never_mix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs: Vec<_> = (0..8)
+        .map(|i| {
+            let dir = tmp.path().join(format!("in-{i}"));
+            // Same property names, different values: any mix would show.
+            dump(&dir, 100 + i, 60, 15);
+            dir
+        })
+        .collect();
+    let dataset = tmp.path().join("ds");
+    for round in 0..3 {
+        let children: Vec<_> = inputs
+            .iter()
+            .map(|input| {
+                Command::new(env!("CARGO_BIN_EXE_skewer"))
+                    .args(run_args(input, &dataset))
+                    .args(["--json"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut committed = Vec::new();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match out.status.code() {
+                Some(0) => {
+                    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                    committed.push(v["manifest"]["run_id"].as_str().unwrap().to_string());
+                }
+                Some(1) => assert!(stderr.contains("the dataset is locked by"), "{stderr}"),
+                other => panic!("round {round}: exit {other:?}: {stderr}"),
+            }
+        }
+        assert!(!committed.is_empty(), "round {round}");
+        // Every partition is one run's whole output, and that run is the last to commit.
+        committed.sort();
+        let last = committed.last().unwrap();
+        for (dir, files) in partitions(&dataset) {
+            assert!(
+                files
+                    .iter()
+                    .all(|f| f.starts_with(&format!("part-{last}-"))),
+                "round {round}: {dir} holds {files:?}, committed {committed:?}"
+            );
+        }
+        let inspect = skewer(["inspect", dataset.to_str().unwrap()]);
+        assert_eq!(inspect.code, 0, "{}{}", inspect.stdout, inspect.stderr);
+    }
+}
+
+/// The run's own accounting catches a row lost between the stages: it fails as a bug and
+/// publishes nothing.
+#[test]
+fn a_row_lost_between_stages_fails_the_run_unpublished() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    dump(&input, 6, 40, 10);
+    let dataset = tmp.path().join("ds");
+    let out = Command::new(env!("CARGO_BIN_EXE_skewer"))
+        .args(run_args(&input, &dataset))
+        .env("SKEWER_FAIL_AT", "lose-row")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a bug in skewer") && stderr.contains("rows do not add up"),
+        "{stderr}"
+    );
+    assert!(partitions(&dataset).is_empty());
+    assert!(manifest_run(&dataset, "").is_none());
+}
+
+/// What skewer reads back from `_skewer/` is checked before it is used: a hand-edited
+/// manifest, history record or lock note is named, never followed outside the dataset.
+#[test]
+fn hand_edited_metadata_is_refused_by_name_and_nothing_outside_is_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    dump(&input, 7, 30, 8);
+    let dataset = tmp.path().join("lake/ds");
+    assert_eq!(skewer(run_args(&input, &dataset)).code, 0);
+    let run = manifest_run(&dataset, "").unwrap();
+    let victim = tmp.path().join("victim");
+    fs::create_dir_all(victim.join("property_name=a")).unwrap();
+    fs::write(victim.join("property_name=a/keep.txt"), "keep").unwrap();
+
+    // A manifest left "publishing" whose run id climbs out of the dataset.
+    let manifest_path = dataset.join(format!("_skewer/runs/{run}.json"));
+    let original = fs::read_to_string(&manifest_path).unwrap();
+    let evil = original.replace("\"committed\"", "\"publishing\"").replace(
+        &format!("\"run_id\": \"{run}\""),
+        "\"run_id\": \"../../../victim\"",
+    );
+    fs::write(&manifest_path, evil).unwrap();
+    for args in [
+        vec!["recover", dataset.to_str().unwrap()],
+        run_args(&input, &dataset),
+    ] {
+        let refused = skewer(&args);
+        assert_eq!(refused.code, 1, "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains(&format!("{run}.json"))
+                && refused.stderr.contains("edited or damaged"),
+            "{}",
+            refused.stderr
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(victim.join("property_name=a/keep.txt")).unwrap(),
+        "keep"
+    );
+    fs::write(&manifest_path, original).unwrap();
+
+    // A history record cut short: named with its line and column by run, plan and show.
+    let history = dataset.join(format!("_skewer/history/{run}.json"));
+    let text = fs::read_to_string(&history).unwrap();
+    fs::write(&history, &text[..text.len() / 2]).unwrap();
+    for args in [
+        run_args(&input, &dataset),
+        vec!["plan", "--history", history.to_str().unwrap()],
+        vec!["history", "show", dataset.to_str().unwrap()],
+    ] {
+        let refused = skewer(&args);
+        assert_ne!(refused.code, 0, "{args:?}");
+        assert!(
+            refused.stderr.contains(&format!("{run}.json:")),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    fs::write(&history, text).unwrap();
+
+    // A lock note of garbage is no lock; a lock path that is a folder is named as such.
+    fs::write(dataset.join("_skewer/lock"), "\u{0}garbage{").unwrap();
+    assert_eq!(skewer(run_args(&input, &dataset)).code, 0);
+    fs::remove_file(dataset.join("_skewer/lock")).unwrap();
+    fs::create_dir_all(dataset.join("_skewer/lock/inside")).unwrap();
+    let refused = skewer(run_args(&input, &dataset));
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused
+            .stderr
+            .contains("is a directory, not skewer's lock file"),
+        "{}",
+        refused.stderr
+    );
+}
