@@ -1160,3 +1160,96 @@ fn reduce_thread(
         started,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(met: u64, records: u64, rejected: u64, rows: u64) -> MapCounts {
+        MapCounts {
+            records_met: met,
+            records,
+            rejected,
+            rows,
+            ..MapCounts::default()
+        }
+    }
+
+    fn reduced(rows_in: u64, duplicates: u64, rows_written: u64) -> ReduceCounts {
+        ReduceCounts {
+            rows_in,
+            duplicates,
+            rows_written,
+        }
+    }
+
+    #[test]
+    fn counts_that_add_up_are_summed_across_stages() {
+        let c = account(
+            &[mapped(10, 8, 2, 30), mapped(5, 5, 0, 12)],
+            &[reduced(20, 1, 19), reduced(22, 0, 22)],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.records_read, c.records_exploded, c.records_rejected),
+            (15, 13, 2)
+        );
+        assert_eq!(
+            (c.rows_exploded, c.rows_written, c.duplicates_dropped),
+            (42, 41, 1)
+        );
+    }
+
+    #[test]
+    fn a_record_or_row_lost_between_stages_is_a_mismatch() {
+        // A record the input stage met that was neither exploded nor rejected.
+        let err = account(&[mapped(10, 8, 1, 30)], &[reduced(30, 0, 30)]).unwrap_err();
+        assert!(err.contains("records do not add up: 10 met"), "{err}");
+        // A row routed but never received.
+        let err = account(&[mapped(1, 1, 0, 30)], &[reduced(29, 0, 29)]).unwrap_err();
+        assert!(err.contains("received by reducers 29"), "{err}");
+        // A row received but neither written nor a duplicate.
+        let err = account(&[mapped(1, 1, 0, 30)], &[reduced(30, 1, 28)]).unwrap_err();
+        assert!(err.contains("written 28 + duplicates 1"), "{err}");
+    }
+
+    #[test]
+    fn partition_keys_readers_would_hide_or_confuse_are_refused() {
+        assert_eq!(partition_path("dt=2026-11-20").unwrap(), "dt=2026-11-20");
+        assert!(partition_path("dt=2026/11").is_err());
+        for bad in [
+            "_dt=x",
+            ".dt=x",
+            "property_name=x",
+            "Property_Name=x",
+            "dt=",
+            "=x",
+            "1dt=x",
+        ] {
+            assert!(partition_path(bad).is_err(), "{bad}");
+        }
+        let err = partition_path("property_name=x").unwrap_err().to_string();
+        assert!(err.contains("choose another key"), "{err}");
+        let err = partition_path("_dt=x").unwrap_err().to_string();
+        assert!(err.contains("hidden from readers"), "{err}");
+        assert_eq!(partition_path("dt=a/b=c d").unwrap(), "dt=a/b=c d");
+    }
+
+    #[test]
+    fn the_memory_limit_suggested_is_one_that_passes() {
+        for (m, r) in [(1, 1), (2, 2), (2, 8), (8, 64)] {
+            let err = MemoryPlan::new(1 << 20, m, r).unwrap_err().to_string();
+            let mib: u64 = err
+                .split("give at least ")
+                .nth(1)
+                .and_then(|s| s.split("MiB").next())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("{err}"));
+            assert!(MemoryPlan::new(mib << 20, m, r).is_ok(), "{m}x{r}: {err}");
+            assert!(
+                MemoryPlan::new((mib - 1) << 20, m, r).is_err(),
+                "{m}x{r}: {err}"
+            );
+        }
+    }
+}

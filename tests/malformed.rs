@@ -425,3 +425,40 @@ fn a_bom_or_a_bad_first_line_costs_at_most_that_line() {
     assert_eq!(counts["rows_written"], 3, "{counts}"); // 3 objects, deduplicated across files
     assert_eq!(counts["duplicates_dropped"], 6, "{counts}");
 }
+
+/// A dump exported without histories (current values only) is not silently empty: the
+/// run says so and counts the records.
+#[test]
+fn values_without_histories_are_counted_and_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    let lines: String = (1..=5)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"{i}\", \"properties\": {{\"email\": \"u{i}@x.io\", \"hs_object_id\": \"{i}\"}}}}\n"
+            )
+        })
+        .collect();
+    write(&input, "current.ndjson", lines);
+    let dataset = tmp.path().join("ds");
+    let args = [
+        "run",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        dataset.to_str().unwrap(),
+    ];
+    let run = skewer(args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("warning: 5 of 5 records carry property values but no version history"),
+        "{}",
+        run.stdout
+    );
+    let json = skewer(args.iter().copied().chain(["--json"]));
+    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(report["manifest"]["counts"]["records_without_history"], 5);
+    assert_eq!(report["warnings"].as_array().unwrap().len(), 1);
+}

@@ -1428,6 +1428,69 @@ mod tests {
         assert_eq!(values, ["12.5", "true", "-7"]);
         assert_eq!(r[3].2, 4);
     }
+    #[test]
+    fn numbers_keep_their_digits_and_ids_are_named_as_written() {
+        let out = explode(
+            r#"{"vid": 1, "properties": {"n": {"versions": [
+                {"value": 12345678901234567890123, "timestamp": 1},
+                {"value": 1.50, "timestamp": 2}, {"value": -0.0, "timestamp": 3},
+                {"value": 1e-400, "timestamp": 4}, {"value": "tab\tand \"q\" \u00e9\ud83d\ude00", "timestamp": 5}]}}}
+               {"vid": 1e3, "properties": {}}
+               {"vid": 2, "properties": {"n": {"versions": [{"value": 1, "timestamp": 9223372036854775806}]}}}
+               {"vid": 3, "properties": {"n": {"versions": [{"value": "\ud800", "timestamp": 1}]}}}"#,
+        );
+        assert_eq!(out.error, None);
+        let values: Vec<_> = rows(&out).iter().map(|r| r.3.clone().unwrap()).collect();
+        assert_eq!(
+            values,
+            [
+                "12345678901234567890123",
+                "1.50",
+                "-0.0",
+                "1e-400",
+                "tab\tand \"q\" é😀"
+            ]
+        );
+        let reasons: Vec<&str> = out.sink.rejects.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(
+            reasons[0].contains("object id 1e3 is not a whole number"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("outside 0001-01-01 to 9999-12-31"),
+            "{reasons:?}"
+        );
+        assert!(reasons[2].contains("lone UTF-16 surrogate"), "{reasons:?}");
+    }
+
+    #[test]
+    fn a_value_over_the_maximum_rejects_its_record() {
+        let big = "x".repeat(MAX_VALUE_BYTES + 1);
+        let out = explode(&format!(
+            r#"{{"vid": 1, "properties": {{"n": {{"versions": [{{"value": "{big}", "timestamp": 1}}]}}}}}}
+               {{"vid": 2, "properties": {{"n": {{"versions": [{{"value": "{}", "timestamp": 1}}]}}}}}}"#,
+            &big[1..]
+        ));
+        assert_eq!(out.sink.records, 1);
+        assert!(
+            out.sink.rejects[0]
+                .1
+                .contains("more than the 1.0 MiB a value may hold")
+        );
+    }
+
+    #[test]
+    fn records_of_current_values_only_are_counted_as_without_history() {
+        let out = explode(
+            r#"{"id": "1", "properties": {"email": "a@b.c", "hs_object_id": "1"}}
+               {"vid": 2, "properties": {"email": {"value": "a@b.c"}}}
+               {"vid": 3, "properties": {"email": {"value": "a@b.c", "versions": []}}}
+               {"vid": 4, "properties": {}}"#,
+        );
+        assert_eq!(out.sink.records, 4);
+        assert_eq!(out.sink.records_without_history, 2);
+    }
 
     #[test]
     fn a_record_limit_ends_the_text_quietly() {

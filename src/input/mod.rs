@@ -644,3 +644,58 @@ pub fn resolve_reject_lines(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn an_input_changed_after_discovery_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.ndjson");
+        std::fs::write(&path, b"{}\n").unwrap();
+        let files = discover(
+            &[path.to_string_lossy().into_owned()],
+            &Stores::with_endpoint(None),
+        )
+        .unwrap();
+        check_unchanged(&files).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{}\n")
+            .unwrap();
+        let err = check_unchanged(&files).unwrap_err().to_string();
+        assert!(err.contains("changed while the run read it"), "{err}");
+    }
+
+    #[test]
+    fn formats_skewer_does_not_read_are_named() {
+        let p = Path::new("x");
+        assert_eq!(sniff(b"PAR1", p).unwrap(), Format::Parquet);
+        assert_eq!(sniff(b"{\"a\"", p).unwrap(), Format::Json);
+        assert_eq!(sniff(b"", p).unwrap(), Format::Json);
+        for (magic, name) in [
+            (&b"\xfd7zXZ\x00\x00\x04"[..], "xz-compressed"),
+            (b"BZh91AY&", "bzip2"),
+            (b"PK\x03\x04", "a zip archive"),
+        ] {
+            let err = sniff(magic, p).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_folder_is_no_input() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("_SUCCESS"), b"").unwrap();
+        let err = discover(
+            &[dir.path().to_string_lossy().into_owned()],
+            &Stores::with_endpoint(None),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::NoInput { .. }), "{err}");
+    }
+}
