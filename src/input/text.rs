@@ -34,7 +34,14 @@ const SNIFF_BYTES: u64 = MAX_RECORD_BYTES as u64;
 
 /// Whether a text whose first non-empty lines are `lines` (trimmed, the first without its
 /// byte-order mark) is NDJSON.
-fn ndjson(lines: &[&[u8]]) -> bool {
+///
+/// A first line longer than the look allows is not: one huge line is far more likely a
+/// minified document (`{"results": [...]}` of a whole export) than one record, and read as a
+/// stream of values it is read either way.
+fn ndjson(lines: &[&[u8]], first_complete: bool) -> bool {
+    if !first_complete {
+        return false;
+    }
     let whole = |l: &[u8]| serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok();
     let Some((first, rest)) = lines.split_first() else {
         return false;
@@ -56,6 +63,16 @@ fn ndjson(lines: &[&[u8]]) -> bool {
     objects * 2 > rest.len()
 }
 
+/// Whether `head`, the first bytes of a text (all of it if `eof`), holds its first non-empty
+/// line whole.
+fn first_line_whole(head: &[u8], eof: bool) -> bool {
+    eof || head
+        .split(|&b| b == b'\n')
+        .skip_while(|l| l.trim_ascii().is_empty())
+        .nth(1)
+        .is_some()
+}
+
 /// The first non-empty lines of `text`, for [`ndjson`].
 fn first_lines(text: &[u8]) -> Vec<&[u8]> {
     let text = text.strip_prefix(BOM).unwrap_or(text);
@@ -73,16 +90,18 @@ pub(super) fn is_ndjson(file: &InputFile) -> Result<bool> {
     let mut head = Vec::new();
     let mut lines = 0;
     let mut limited = reader.take(SNIFF_BYTES);
+    let mut eof = false;
     while lines < SNIFF_LINES + 1 {
         let n = limited
             .read_until(b'\n', &mut head)
-            .map_err(|e| Error::io(&file.path, e))?;
+            .map_err(|e| read_error(file, e))?;
         if n == 0 {
+            eof = head.len() as u64 == file.size;
             break;
         }
         lines += 1;
     }
-    Ok(ndjson(&first_lines(&head)))
+    Ok(ndjson(&first_lines(&head), first_line_whole(&head, eof)))
 }
 
 /// The NDJSON lines starting in `[start, end)`: a line belongs to the split its first byte is in.
@@ -219,6 +238,7 @@ fn read_stream(
     // Look at the first lines, then read them again followed by the rest.
     let mut head = Vec::new();
     let mut lines = 0;
+    let mut eof = false;
     while lines <= SNIFF_LINES && (head.len() as u64) < SNIFF_BYTES {
         let limit = SNIFF_BYTES - head.len() as u64;
         let n = (&mut reader)
@@ -226,11 +246,12 @@ fn read_stream(
             .read_until(b'\n', &mut head)
             .map_err(|e| fail(e, None))?;
         if n == 0 {
+            eof = true;
             break;
         }
         lines += 1;
     }
-    let is_ndjson = ndjson(&first_lines(&head));
+    let is_ndjson = ndjson(&first_lines(&head), first_line_whole(&head, eof));
     let skip = if head.starts_with(BOM) { BOM.len() } else { 0 };
     let mut reader = io::Cursor::new(head).chain(reader);
     reader.consume(skip);
@@ -400,7 +421,7 @@ mod tests {
     use super::*;
 
     fn is(text: &str) -> bool {
-        ndjson(&first_lines(text.as_bytes()))
+        ndjson(&first_lines(text.as_bytes()), true)
     }
 
     #[test]
@@ -435,5 +456,11 @@ mod tests {
             "{\n  \"vid\": 1,\n  \"properties\": {}\n}\n{\n  \"vid\": 2\n}\n"
         ));
         assert!(!is(""));
+        // A first line past the look is a document, read as a stream of values.
+        let huge = format!("{{\"results\": [{good}, {good}");
+        assert!(!ndjson(&first_lines(huge.as_bytes()), false));
+        assert!(first_line_whole(b"\n\n{}\n{", false));
+        assert!(!first_line_whole(b"\n\n{\"a\": ", false));
+        assert!(first_line_whole(b"{}", true));
     }
 }
