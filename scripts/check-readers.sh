@@ -27,7 +27,7 @@ trap 'rm -rf "$work"' EXIT
 # Property names a folder cannot hold as they are: they must come back unescaped.
 python3 - "$work/in/names.ndjson" <<'PY'
 import json, sys
-names = ["a/b", "x=y", "..", "50%", "ünïcødé 🚀", "q?#*", "tab\there", "colon:name"]
+names = ["a/b", "x=y", "..", "50%", "ünïcødé 🚀", "q?#*", "tab\there", "colon:name", "NULL", "null", "%5F"]
 with open(sys.argv[1], "w") as f:
     for i, name in enumerate(names):
         for o in range(5):

@@ -79,7 +79,7 @@ def main(dataset):
             fail(f"{reader} reads {rows} rows, the run wrote {want_rows}")
         if by_property != want_by_property:
             diff = set(by_property.items()) ^ set(want_by_property.items())
-            fail(f"{reader} sees other property names or counts: {sorted(diff)[:5]}")
+            fail(f"{reader} sees other property names or counts: {sorted(diff, key=repr)[:6]}")
 
     files = 0
     for path in glob.glob(os.path.join(dataset, "**/*.parquet"), recursive=True):

@@ -54,6 +54,12 @@ fn unwritable(name: &str) -> Option<String> {
         // Hive readers read an empty partition value as null: no folder names "".
         return Some("a property has an empty name, which no partition folder can hold".into());
     }
+    if name == crate::sink::HIVE_DEFAULT_PARTITION {
+        // Readers (pyarrow among them) take this value for null however it is escaped.
+        return Some(format!(
+            "a property is named {name}, which Hive readers read as a null partition"
+        ));
+    }
     let escaped = crate::sink::escape_partition_value(name).len();
     (escaped > MAX_ESCAPED_NAME_BYTES).then(|| {
         format!(

@@ -341,10 +341,6 @@ pub fn escape_partition_value(value: &str) -> String {
     if value.is_empty() {
         return HIVE_DEFAULT_PARTITION.to_string();
     }
-    if value == HIVE_DEFAULT_PARTITION {
-        // Readers take the folder name itself for null; escaped, it is the name again.
-        return format!("%5F{}", &HIVE_DEFAULT_PARTITION[1..]);
-    }
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         let escape = matches!(

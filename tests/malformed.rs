@@ -135,6 +135,7 @@ fn a_corpus_of_malformed_inputs_is_rejected_precisely() {
             line(19, "nul\u{0}byte"),
             good(20, &long_name),
             good(21, ""),
+            good(22, "__HIVE_DEFAULT_PARTITION__"),
         ]
         .join("\n"),
     );
@@ -218,6 +219,7 @@ fn a_corpus_of_malformed_inputs_is_rejected_precisely() {
         ("invalid_utf8.ndjson", Some(1), "invalid unicode"),
         ("names.ndjson", Some(5), "too long for a folder"),
         ("names.ndjson", Some(6), "empty name"),
+        ("names.ndjson", Some(7), "read as a null partition"),
         (
             "long_line.ndjson",
             Some(2),
@@ -272,12 +274,12 @@ fn a_corpus_of_malformed_inputs_is_rejected_precisely() {
     }
     // Counts checked against what the corpus holds, not against each other: every record
     // met (a line, an object of a page, a Parquet row) is counted once.
-    let lines = 2 + 4 + 4 + 5 + 3 + 2 + 2 + 1 + 6;
+    let lines = 2 + 4 + 4 + 5 + 3 + 2 + 2 + 1 + 7;
     let parquet_rows = 200 + 200;
     let gz_records = 400 - 23;
     assert_eq!(count("records_read"), lines + parquet_rows + gz_records);
-    // 19 bad lines, and the damaged row groups of corrupt.parquet, 50 records each.
-    let parquet_rejected = count("records_rejected") - 19;
+    // 20 bad lines, and the damaged row groups of corrupt.parquet, 50 records each.
+    let parquet_rejected = count("records_rejected") - 20;
     assert!(
         parquet_rejected > 0 && parquet_rejected % 50 == 0,
         "{counts}"
