@@ -121,12 +121,13 @@ impl Store {
                 } else {
                     None
                 };
-                Ok(std::sync::Arc::new(crate::s3::S3Object {
-                    s3: ds.s3.clone(),
+                Ok(std::sync::Arc::new(crate::s3::S3Object::new(
+                    ds.s3.clone(),
                     url,
                     size,
+                    None,
                     whole,
-                }))
+                )))
             }
         }
     }

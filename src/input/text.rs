@@ -76,7 +76,7 @@ pub(super) fn is_ndjson(file: &InputFile) -> Result<bool> {
     while lines < SNIFF_LINES + 1 {
         let n = limited
             .read_until(b'\n', &mut head)
-            .map_err(|e| Error::io(&file.path, e))?;
+            .map_err(|e| read_error(file, e))?;
         if n == 0 {
             break;
         }
