@@ -130,13 +130,16 @@ pub enum Progress {
 }
 
 fn publish_stopped(dataset: &str, run: &str, progress: &Progress, cause: &Error) -> String {
+    // The cause may end a sentence of its own (a store's message).
+    let text = cause.to_string();
+    let cause = text.trim_end_matches('.');
     let manifest = format!("{dataset}/_skewer/runs/{run}.json");
     let recover = format!(
         "Fix the cause, then run `skewer recover {dataset}` (the next run also does it first)"
     );
     match *progress {
         Progress::Swapped { swapped, total } => {
-            local_publish_stopped(dataset, run, swapped, total, cause)
+            local_publish_stopped(dataset, run, swapped, total, &text)
         }
         Progress::ManifestUnsure => format!(
             "the publish of run {run} stopped writing its manifest: {cause}. Readers still see \
@@ -170,7 +173,7 @@ fn local_publish_stopped(
     run: &str,
     swapped: usize,
     total: usize,
-    cause: &Error,
+    cause: &str,
 ) -> String {
     let seen = if swapped == 0 {
         "readers still see the dataset as it was".to_string()

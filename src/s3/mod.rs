@@ -3,12 +3,28 @@
 //! Takes an [`S3Config`] (endpoint) and the standard AWS chain (environment, profile,
 //! instance or task role) for credentials and region; gives the few operations skewer needs,
 //! each a blocking call that mapper, reducer and upload threads may make at the same time:
-//! list (all pages), ranged get, put, multipart upload of a local file, delete.
+//! list (all pages), ranged get, put (plain or conditional), multipart upload of a local
+//! file, delete.
 //!
-//! The SDK's standard retry mode retries throttling, 5xx and dropped connections with
-//! exponential backoff (5 attempts unless `AWS_MAX_ATTEMPTS` says otherwise). Every failure
-//! becomes [`Error::S3`] naming the `s3://` URL, the operation and the service's own code, with
-//! a hint for the usual causes (credentials, bucket, endpoint).
+//! Faults. The SDK's standard retry mode retries throttling (`503 SlowDown`), 5xx and dropped
+//! or reset connections with exponential backoff (5 attempts unless `AWS_MAX_ATTEMPTS` says
+//! otherwise). What it does not retry is handled here: a GET whose body is cut after its
+//! headers is sent again (as many times), and a multipart completion whose first answer was
+//! lost (retried, the upload is gone) is recognised by the object it made. Every other
+//! failure becomes [`Error::S3`] naming the `s3://` URL, the operation and the service's own
+//! code, with a hint for the usual causes (credentials, bucket, endpoint). A request that
+//! hangs without an answer is not timed out (only connecting is, after 10 s).
+//!
+//! Writes that may land twice. A retried write can find its own first attempt: plain puts
+//! and deletes are idempotent; a conditional put ([`S3::put_if`]) then fails its condition,
+//! so its caller reads the object back to tell (see [`dataset`]'s lock).
+//!
+//! Inputs that change. An [`S3Object`] remembers the ETag the run found (listed, or from the
+//! first read) and reads only that version: `If-Match` on every ranged GET (AWS answers 412)
+//! and the answer's ETag compared (s3s-fs ignores `If-Match` on a GET). An object overwritten
+//! while the run reads it fails the run with [`Error::Input`] ("changed while the run read
+//! it"); one that is not read again after a change (small objects are read whole once) is
+//! read as the version found.
 //!
 //! A custom endpoint (`--endpoint`, `AWS_ENDPOINT_URL`) means an S3-compatible store: path-style
 //! addressing, and checksums only where the API requires them (many stores reject the newer
@@ -210,10 +226,14 @@ impl S3 {
         }))
     }
 
-    fn fail<E, R>(&self, url: &S3Url, op: &'static str, e: SdkError<E, R>) -> Error
+    fn fail<E>(
+        &self,
+        url: &S3Url,
+        op: &'static str,
+        e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: fmt::Debug,
     {
         let reason = match &e {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
@@ -237,7 +257,15 @@ impl S3 {
                     };
                     format!("{code}: {}{hint}", message.unwrap_or("no message"))
                 }
-                (None, _) => DisplayErrorContext(&e).to_string(),
+                // A HEAD, or a store's bare error page: the status says what happened.
+                (None, _) => match e.raw_response().map(|r| r.status().as_u16()) {
+                    Some(503) => format!(
+                        "503 Service Unavailable (the store is throttling or down; tried {} times)",
+                        self.attempts
+                    ),
+                    Some(status) => format!("HTTP {status}: {}", DisplayErrorContext(&e)),
+                    None => DisplayErrorContext(&e).to_string(),
+                },
             },
         };
         Error::S3 {
@@ -536,11 +564,11 @@ impl S3 {
         let upload = self
             .runtime
             .block_on(create.send())
-            .map_err(|e| self.fail(url, "start a multipart upload of", e))?;
+            .map_err(|e| self.fail(url, "start a multipart upload", e))?;
         let Some(id) = upload.upload_id().map(str::to_string) else {
             return Err(Error::S3 {
                 url: url.to_string(),
-                op: "start a multipart upload of",
+                op: "start a multipart upload",
                 reason: "the store returned no upload id".into(),
             });
         };
@@ -563,7 +591,7 @@ impl S3 {
                 let out = self
                     .runtime
                     .block_on(request.send())
-                    .map_err(|e| self.fail(url, "upload a part of", e))?;
+                    .map_err(|e| self.fail(url, "upload a part", e))?;
                 parts.push(
                     CompletedPart::builder()
                         .set_e_tag(out.e_tag().map(str::to_string))
@@ -596,7 +624,7 @@ impl S3 {
                 {
                     Ok(())
                 }
-                Err(e) => Err(self.fail(url, "complete the multipart upload of", e)),
+                Err(e) => Err(self.fail(url, "complete the multipart upload", e)),
             }
         });
         if let Err(e) = completed {
@@ -617,7 +645,7 @@ impl S3 {
             .upload_id(upload_id);
         self.runtime
             .block_on(request.send())
-            .map_err(|e| self.fail(url, "abort the multipart upload of", e))?;
+            .map_err(|e| self.fail(url, "abort the multipart upload", e))?;
         Ok(())
     }
 
@@ -639,7 +667,7 @@ impl S3 {
                 Err(e) if matches!(e.code(), Some("NotImplemented" | "MethodNotAllowed")) => {
                     return Ok(None);
                 }
-                Err(e) => return Err(self.fail(prefix, "list the multipart uploads under", e)),
+                Err(e) => return Err(self.fail(prefix, "list the multipart uploads", e)),
             };
             for u in page.uploads() {
                 if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
@@ -690,7 +718,7 @@ impl S3 {
             let out = self
                 .runtime
                 .block_on(request.send())
-                .map_err(|e| self.fail(bucket, "delete objects in", e))?;
+                .map_err(|e| self.fail(bucket, "delete objects", e))?;
             *deleted += batch.len() - out.errors().len().min(batch.len());
             if let Some(err) = out.errors().first() {
                 return Err(Error::S3 {
@@ -749,7 +777,7 @@ fn fail_point(point: &str, url: &S3Url) -> Result<()> {
     if std::env::var("SKEWER_FAIL_AT").is_ok_and(|p| p == point) {
         return Err(Error::S3 {
             url: url.to_string(),
-            op: "upload a part of",
+            op: "upload a part",
             reason: format!("SKEWER_FAIL_AT={point}: injected failure"),
         });
     }
