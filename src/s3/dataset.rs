@@ -49,8 +49,9 @@
 //! those, a run reads the lock back after a pause ([`LOCK_SETTLE`]) before it recovers or
 //! plans anything, and again before its intent and before its manifest: the run whose write
 //! was overwritten stops with the "locked by" error and publishes nothing, unless its
-//! competitor's write took longer to land than the pause (then both may recover at once,
-//! which is idempotent) or than the whole run (only then could both publish).
+//! competitor's write took longer to land than the pause (then both run their recovery of
+//! what earlier runs left, which is idempotent, before one stops) or longer than the other's
+//! whole run up to its manifest (only then could both publish).
 //!
 //! A store that answers with no ETag cannot have a stale lock taken over safely: the lock
 //! must then be removed by hand.
