@@ -414,8 +414,10 @@ impl Stopped {
         Error::PublishStopped {
             dataset: layout.dataset.display().to_string(),
             run: manifest.run_id.clone(),
-            swapped: self.swapped,
-            total: manifest.partitions.len(),
+            progress: crate::error::Progress::Swapped {
+                swapped: self.swapped,
+                total: manifest.partitions.len(),
+            },
             cause: Box::new(self.cause),
         }
     }

@@ -56,12 +56,11 @@ pub enum Error {
     Locked { path: PathBuf, owner: String },
     /// A publish stopped part way: some partitions may be new, the rest old, until it is
     /// finished from its manifest.
-    #[error("{}", publish_stopped(dataset, run, *swapped, *total, cause))]
+    #[error("{}", publish_stopped(dataset, run, progress, cause))]
     PublishStopped {
         dataset: String,
         run: String,
-        swapped: usize,
-        total: usize,
+        progress: Progress,
         cause: Box<Error>,
     },
     /// More records were unreadable than `--max-bad-records` allows; nothing was published.
@@ -118,12 +117,63 @@ impl Error {
     }
 }
 
-fn publish_stopped(
+/// How far a publish got when it stopped ([`Error::PublishStopped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A local publish: partitions swapped so far, of the run's `total`.
+    Swapped { swapped: usize, total: usize },
+    /// A publish to S3 whose manifest could not be written: it may or may not be there.
+    ManifestUnsure,
+    /// A publish to S3, its manifest written: objects it replaces deleted so far, of `total`
+    /// (all of them when it stopped moving the history record).
+    Deleted { deleted: usize, total: usize },
+}
+
+fn publish_stopped(dataset: &str, run: &str, progress: &Progress, cause: &Error) -> String {
+    // The cause may end a sentence of its own (a store's message).
+    let text = cause.to_string();
+    let cause = text.trim_end_matches('.');
+    let manifest = format!("{dataset}/_skewer/runs/{run}.json");
+    let recover = format!(
+        "Fix the cause, then run `skewer recover {dataset}` (the next run also does it first)"
+    );
+    match *progress {
+        Progress::Swapped { swapped, total } => {
+            local_publish_stopped(dataset, run, swapped, total, &text)
+        }
+        Progress::ManifestUnsure => format!(
+            "the publish of run {run} stopped writing its manifest: {cause}. Readers still see \
+             the dataset as it was, beside the run's new objects, which no manifest names yet; \
+             the manifest ({manifest}) may or may not have been written. {recover}: it \
+             finishes the publish if the manifest is there and removes the new objects if not"
+        ),
+        Progress::Deleted { deleted, total } => {
+            let seen = if deleted >= total {
+                "readers see the run's new objects and none of the ones they replace (its \
+                 history record and commit mark are missing)"
+                    .to_string()
+            } else {
+                format!(
+                    "readers listing the partitions see the run's new objects side by side with \
+                     {} of the {total} old ones they replace",
+                    total - deleted
+                )
+            };
+            format!(
+                "the publish of run {run} stopped after deleting {deleted} of the {total} objects \
+                 it replaces: {cause}. {seen}; its manifest ({manifest}) says \"publishing\". \
+                 {recover} to finish the publish"
+            )
+        }
+    }
+}
+
+fn local_publish_stopped(
     dataset: &str,
     run: &str,
     swapped: usize,
     total: usize,
-    cause: &Error,
+    cause: &str,
 ) -> String {
     let seen = if swapped == 0 {
         "readers still see the dataset as it was".to_string()

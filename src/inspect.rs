@@ -121,12 +121,13 @@ impl Store {
                 } else {
                     None
                 };
-                Ok(std::sync::Arc::new(crate::s3::S3Object {
-                    s3: ds.s3.clone(),
+                Ok(std::sync::Arc::new(crate::s3::S3Object::new(
+                    ds.s3.clone(),
                     url,
                     size,
+                    None,
                     whole,
-                }))
+                )))
             }
         }
     }
@@ -360,10 +361,15 @@ pub fn inspect(store: &Store, display: &str) -> Result<Report> {
             // file stays, and what a dead run left in it is only a note. In S3 the lock is
             // the object itself.
             _ if matches!(store, Store::Local(_)) || note.is_empty() => {}
-            owner => strays.problems.push(format!(
+            Some(owner) => strays.problems.push(format!(
                 "{}: left by {}, whose process is gone (the next run or skewer recover takes it over)",
                 store.name("_skewer/lock"),
-                owner.map_or("a run".to_string(), |o| o.describe())
+                owner.describe()
+            )),
+            // Never taken over: it could be anything's.
+            None => strays.problems.push(format!(
+                "{}: is not a lock note skewer writes, so no run will take the dataset until it is removed",
+                store.name("_skewer/lock"),
             )),
         }
     }

@@ -221,19 +221,22 @@ fn discover_s3(input: &str, stores: &Stores) -> Result<Vec<InputFile>> {
         } else {
             object.size.min(MAGIC_BYTES as u64)
         };
-        let head = s3.get_range(&at, 0, head_len as usize)?;
+        // Every later read is of this version of the object (its ETag, listed or read here).
+        let (head, etag) = s3.read_range(&at, 0, head_len as usize, object.etag.as_deref())?;
+        let etag = object.etag.clone().or(etag);
         Ok(InputFile {
             path: PathBuf::from(&name),
             name: Arc::from(name.as_str()),
             size: object.size,
             format: sniff(&head[..head.len().min(MAGIC_BYTES)], Path::new(&name))?,
             modified: None,
-            location: Location::S3(Arc::new(S3Object {
-                s3: s3.clone(),
-                url: at,
-                size: object.size,
-                whole: whole.then_some(head),
-            })),
+            location: Location::S3(Arc::new(S3Object::new(
+                s3.clone(),
+                at,
+                object.size,
+                etag,
+                whole.then_some(head),
+            ))),
         })
     });
     files.into_iter().collect()
@@ -580,10 +583,19 @@ fn locate(router: &mut Router<'_>, file: &InputFile, line: Option<u64>, offset: 
 
 /// Checks that no local input changed while the run read it (its size and modification time
 /// are what discovery saw): a file still being written, or replaced, would otherwise publish
-/// a part of it as if it were all. (S3 objects are immutable; an overwrite is a new object.)
+/// a part of it as if it were all. An S3 object is read only as the version the run found
+/// (its ETag): a read that met another version is reported here, even where the decoder
+/// turned it into rejects.
 pub fn check_unchanged(files: &[InputFile]) -> Result<()> {
     for f in files {
-        if !matches!(f.location, Location::Local) {
+        #[cfg(feature = "s3")]
+        if let Location::S3(object) = &f.location {
+            if let Some(reason) = object.changed() {
+                return Err(Error::Input {
+                    path: f.path.clone(),
+                    reason: reason.to_string(),
+                });
+            }
             continue;
         }
         let meta = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;

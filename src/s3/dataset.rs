@@ -1,40 +1,81 @@
 //! A dataset in S3: the publish protocol for a store that has no rename.
 //!
 //! Takes a run staged on local disk (a work directory laid out as [`Layout`]) and its
-//! manifest; gives the same guarantees as the local publish in [`crate::commit`]:
+//! manifest, and publishes it in these steps (in brackets, the `SKEWER_FAIL_AT` crash point
+//! after each, for tests):
 //!
 //! ```text
+//!  0 lock      _skewer/lock (below); read back before 1 and before 4
 //!  1 intent    _skewer/uploading/<run>.json: every key the run will write
 //!  2 upload    data objects under their final, unique names (part-<run>-…), in parallel,
-//!              multipart above 16 MiB (a failed upload is aborted)
-//!  3 pending   _skewer/pending/<run>.json: the run's history record
-//!  4 manifest  _skewer/runs/<run>.json, state "publishing": files added, objects replaced
-//!  5 delete    the replaced objects
-//!  6 history   pending → _skewer/history/<run>.json
-//!  7 commit    manifest state "committed"; intent deleted
+//!              multipart above the part size (a failed upload is aborted)
+//!  3 pending   _skewer/pending/<run>.json: the run's history record          [uploaded]
+//!  4 manifest  _skewer/runs/<run>.json, state "publishing": files added,
+//!              objects replaced                                               [manifest]
+//!  5 delete    the replaced objects                                           [deleted]
+//!  6 history   pending → _skewer/history/<run>.json                           [history]
+//!  7 commit    manifest state "committed" [committed]; intent deleted
 //! ```
 //!
-//! A reader that follows the manifests never sees a mix: the new objects are complete before
-//! the manifest names them, and the old ones go only after it. Every step after 4 is
-//! idempotent, so the next run (or `skewer recover`) rolls an interrupted publish forward from
-//! the manifest. The intent is deleted last, so the runs to look at are those with one. A run that stopped before its manifest published nothing: recovery deletes
-//! what its intent lists (and aborts its multipart uploads where the store can list them).
+//! What is guaranteed:
 //!
-//! One run at a time holds `_skewer/lock`, taken with a conditional write (`If-None-Match`).
+//! - Before step 4 nothing is published: no manifest names the run's objects, and an error
+//!   deletes them again (after a crash, the next run or `skewer recover` does, from the
+//!   intent). A reader that lists partition folders instead of following manifests sees them
+//!   meanwhile.
+//! - The new objects are complete before the manifest names them, and the old ones go only
+//!   after it: a reader that follows the manifests never sees a mix. One that lists the
+//!   folders sees new and old side by side between steps 4 and 5.
+//! - Steps 4 on are idempotent: the next run, or `skewer recover`, rolls an interrupted
+//!   publish forward from its manifest, found through its intent (which goes last, so only
+//!   runs with one need looking at). An error from step 4 to 6 is [`Error::PublishStopped`],
+//!   saying how far it got; one in step 7 only is a warning, as the run is published.
+//! - What recovery reads back is checked before anything is acted on: a manifest by
+//!   [`Manifest::parse`], an intent for its run id and for every key being
+//!   `<partition>/part-<run>-…`. An edited file is [`Error::BadMeta`]; it cannot make
+//!   recovery delete published data or anything outside the dataset.
+//!
+//! The lock. One run at a time holds `_skewer/lock`, an object holding its [`LockOwner`]
+//! note, created with `If-None-Match: *`. A lock whose owner is certainly gone (a process on
+//! this host that no longer exists) is taken over by overwriting it with `If-Match` on the
+//! ETag of the stale note just read: of several runs taking over one stale lock, one write
+//! matches. Nothing deletes a stale lock, so there is no moment in which it is free for a
+//! second run. A note that is not one skewer writes is never taken over. The lock is released
+//! by a delete only while it still holds this run's note (and `If-Match` on it).
+//!
+//! That is as strong as the store's conditional writes. AWS S3 evaluates a condition and
+//! writes atomically: exactly one run holds the lock. A store that checks a condition, then
+//! writes, can let two racing writes through (s3s-fs 0.14 does); the last one stays. For
+//! those, a run reads the lock back after a pause ([`LOCK_SETTLE`]) before it recovers or
+//! plans anything, and again before its intent and before its manifest: the run whose write
+//! was overwritten stops with the "locked by" error and publishes nothing, unless its
+//! competitor's write took longer to land than the pause (then both run their recovery of
+//! what earlier runs left, which is idempotent, before one stops) or longer than the other's
+//! whole run up to its manifest (only then could both publish).
+//!
+//! A store that answers with no ETag cannot have a stale lock taken over safely: the lock
+//! must then be removed by hand.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{S3, S3Url};
+use super::{Precondition, S3, S3Url};
 use crate::commit::{
-    Layout, LockOwner, Manifest, Recovery, STATE_COMMITTED, STATE_PUBLISHING, fail_point,
+    Layout, LockOwner, Manifest, Recovery, STATE_COMMITTED, STATE_PUBLISHING, check_partition,
+    check_run_id, clip, fail_point,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Progress, Result};
 
 /// Uploads in flight at once.
 const UPLOADERS: usize = 4;
+/// How long a run waits after writing the lock before it reads it back (see the module doc).
+pub const LOCK_SETTLE: Duration = Duration::from_millis(200);
+/// Rounds of write, read and take-over before giving up on a lock that keeps changing.
+const LOCK_TRIES: usize = 4;
 
 /// A dataset under `s3://bucket/prefix`.
 #[derive(Clone, Debug)]
@@ -44,6 +85,8 @@ pub struct S3Dataset {
     pub root: S3Url,
     /// Multipart part size for uploads.
     pub part_bytes: u64,
+    /// The note this process wrote into the lock, while it holds it (shared by clones).
+    held: Arc<Mutex<Option<Bytes>>>,
 }
 
 /// What a run is about to write, so that a crash before its manifest can be undone.
@@ -54,20 +97,88 @@ struct Intent {
     keys: Vec<String>,
 }
 
-/// The dataset lock, deleted on drop.
+impl Intent {
+    /// Parses an intent read back from `url` (named `name` in `uploading/`) and checks that
+    /// undoing it touches only the run's own objects: every key `<partition>/part-<run>-…`.
+    fn parse(bytes: &[u8], url: &S3Url, name: &str) -> Result<Intent> {
+        let bad = |reason: String| Error::BadMeta {
+            path: url.to_string().into(),
+            reason,
+        };
+        let intent: Intent = serde_json::from_slice(bytes).map_err(|e| {
+            bad(format!(
+                "not an upload intent skewer writes: {}",
+                clip(&e.to_string())
+            ))
+        })?;
+        check_run_id(&intent.run_id).map_err(bad)?;
+        if name != format!("{}.json", intent.run_id) {
+            return Err(bad(format!(
+                "the intent of run {} names run {}",
+                clip(name.trim_end_matches(".json")),
+                intent.run_id
+            )));
+        }
+        let own = format!("part-{}-", intent.run_id);
+        for key in &intent.keys {
+            let Some((partition, file)) = key.rsplit_once('/') else {
+                return Err(bad(format!("key {} is not in a partition", clip(key))));
+            };
+            check_partition(partition).map_err(bad)?;
+            if !file.starts_with(&own) || file.contains(['\0', '\\']) {
+                return Err(bad(format!(
+                    "key {} is not an object of run {} ({own}…)",
+                    clip(key),
+                    intent.run_id
+                )));
+            }
+        }
+        Ok(intent)
+    }
+}
+
+/// The dataset lock, released on drop (if it still holds this run's note).
 #[derive(Debug)]
 pub struct S3Lock {
     s3: Arc<S3>,
     url: S3Url,
+    /// What this run wrote into the lock.
+    note: Bytes,
+    held: Arc<Mutex<Option<Bytes>>>,
     /// The stale lock this one replaced, if any.
     pub took_over: Option<LockOwner>,
 }
 
 impl Drop for S3Lock {
     fn drop(&mut self) {
-        let _ = self
-            .s3
-            .delete(&self.url, std::slice::from_ref(&self.url.key));
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.as_ref() == Some(&self.note) {
+            *held = None;
+        }
+        drop(held);
+        // Only our own lock: a run that found its lock replaced must not free the other's.
+        match self.s3.get_tagged(&self.url) {
+            Ok(Some((note, etag))) if note == self.note => {
+                match self.s3.delete_if_match(&self.url, etag.as_deref()) {
+                    Ok(()) => tracing::info!(lock = %self.url, "released the dataset lock"),
+                    Err(e) => tracing::warn!("cannot release the dataset lock: {e}"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot release the dataset lock: {e}"),
+        }
+    }
+}
+
+/// Who a lock note read back names, for a message (untrusted: clipped).
+fn describe_note(note: &[u8]) -> String {
+    match LockOwner::parse(note) {
+        Some(owner) => owner.describe(),
+        None => format!(
+            "something that is not a skewer run (the lock holds {} bytes that are not a note \
+             skewer writes)",
+            note.len()
+        ),
     }
 }
 
@@ -77,6 +188,7 @@ impl S3Dataset {
             s3,
             root: root.at(root.key.trim_end_matches('/')),
             part_bytes: super::PART_BYTES,
+            held: Arc::default(),
         }
     }
 
@@ -111,39 +223,102 @@ impl S3Dataset {
             .collect())
     }
 
-    /// Takes the lock for `run_id`. Fails if a live run holds it; replaces a stale one (a
-    /// process on this host that no longer exists).
+    /// Takes the lock for `run_id`. Fails if a live run holds it (or something that is not a
+    /// skewer lock note); takes over a stale one (a process on this host that no longer
+    /// exists) with a compare-and-swap on its ETag. See the module doc for the guarantee.
     pub fn lock(&self, run_id: &str) -> Result<S3Lock> {
         let url = self.meta("lock");
-        let me =
-            serde_json::to_vec(&LockOwner::me(run_id)).map_err(|e| Error::Bug(e.to_string()))?;
+        let locked = |owner: String| Error::Locked {
+            path: url.to_string().into(),
+            owner,
+        };
+        let me: Bytes = serde_json::to_vec(&LockOwner::me(run_id))
+            .map_err(|e| Error::Bug(e.to_string()))?
+            .into();
         let mut took_over = None;
-        for _ in 0..2 {
-            if self.s3.put_if_absent(&url, me.clone())? {
-                return Ok(S3Lock {
-                    s3: self.s3.clone(),
-                    url,
-                    took_over,
-                });
+        let mut condition = Precondition::Absent;
+        for _ in 0..LOCK_TRIES {
+            if self.s3.put_if(&url, me.clone(), &condition)? {
+                return self.settle(url, me, took_over);
             }
-            let text = self.s3.get(&url)?.unwrap_or_default();
-            match serde_json::from_slice::<LockOwner>(&text) {
-                Ok(owner) if !owner.is_stale() => {
-                    return Err(Error::Locked {
-                        path: url.to_string().into(),
-                        owner: owner.describe(),
-                    });
+            // Held by another run, or this run's own write whose answer was lost: retried,
+            // it failed its own condition.
+            let Some((note, etag)) = self.s3.get_tagged(&url)? else {
+                // Released meanwhile.
+                (condition, took_over) = (Precondition::Absent, None);
+                continue;
+            };
+            if note == me {
+                return self.settle(url, me, took_over);
+            }
+            match LockOwner::parse(&note) {
+                Some(owner) if owner.is_stale() => {
+                    let Some(etag) = etag else {
+                        return Err(locked(format!(
+                            "{}, whose process is gone, but the store gives no ETag to take \
+                             the lock over safely with",
+                            owner.describe()
+                        )));
+                    };
+                    took_over = Some(owner);
+                    condition = Precondition::Matches(etag);
                 }
-                owner => {
-                    took_over = owner.ok();
-                    self.s3.delete(&url, std::slice::from_ref(&url.key))?;
-                }
+                _ => return Err(locked(describe_note(&note))),
             }
         }
-        Err(Error::Locked {
-            path: url.to_string().into(),
-            owner: "another process that took it at the same moment".into(),
-        })
+        Err(locked(
+            "other runs that keep taking and releasing it at this moment".into(),
+        ))
+    }
+
+    /// The lock is written: keep it only if it is still this run's after a pause.
+    fn settle(&self, url: S3Url, note: Bytes, took_over: Option<LockOwner>) -> Result<S3Lock> {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(note.clone());
+        // From here on, dropping it releases it if it is ours.
+        let lock = S3Lock {
+            s3: self.s3.clone(),
+            url,
+            note,
+            held: self.held.clone(),
+            took_over,
+        };
+        std::thread::sleep(LOCK_SETTLE);
+        self.check_lock()?;
+        if let Some(owner) = &lock.took_over {
+            tracing::warn!(
+                lock = %lock.url,
+                "took over the dataset lock of {}, whose process is gone",
+                owner.describe()
+            );
+        }
+        tracing::info!(lock = %lock.url, "took the dataset lock");
+        Ok(lock)
+    }
+
+    /// Checks that this process still holds the lock (its note is in it): before acting on
+    /// the dataset, in case a store let another run's write replace it (see the module doc).
+    pub fn check_lock(&self) -> Result<()> {
+        let url = self.meta("lock");
+        let Some(me) = self.held.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return Err(Error::Bug(format!("{url}: publishing without the lock")));
+        };
+        match self.s3.get(&url)? {
+            Some(note) if note == me => Ok(()),
+            Some(note) => Err(Error::Locked {
+                path: url.to_string().into(),
+                owner: format!(
+                    "{}, which replaced this run's lock (this run stopped and published nothing)",
+                    describe_note(&note)
+                ),
+            }),
+            None => Err(Error::S3 {
+                url: url.to_string(),
+                op: "hold",
+                reason: "this run's lock was deleted while the run held it, so another run may \
+                         be writing: the run stopped and published nothing"
+                    .into(),
+            }),
+        }
     }
 
     /// Objects in the partitions `partitions` that a run `run` replaces: all but its own.
@@ -209,38 +384,64 @@ impl S3Dataset {
         }
     }
 
+    /// The error for a publish that stopped after its uploads.
+    fn stopped(&self, run: &str, progress: Progress, cause: Error) -> Error {
+        Error::PublishStopped {
+            dataset: self.root.to_string().trim_end_matches('/').to_string(),
+            run: run.to_string(),
+            progress,
+            cause: Box::new(cause),
+        }
+    }
+
     /// Publishes a run staged in `work` (its files are `manifest.files`, relative to the
-    /// staging folder). On an error before the manifest, what was uploaded is deleted again.
+    /// staging folder), with the lock held.
+    ///
+    /// An error before the manifest deletes what was uploaded again: nothing is published.
+    /// After it, [`Error::PublishStopped`] says how far the publish got (the next run or
+    /// `skewer recover` finishes it). `Ok` once the run is published, with a warning for each
+    /// step after that which failed (marking the manifest committed, deleting the intent).
     pub fn publish(&self, work: &Layout, manifest: &mut Manifest) -> Result<Vec<String>> {
         let run = manifest.run_id.clone();
         let intent = Intent {
             run_id: run.clone(),
             keys: manifest.files.iter().map(|f| f.path.clone()).collect(),
         };
+        self.check_lock()?;
         let intent_url = self.meta(&format!("uploading/{run}.json"));
-        self.put_json(&intent_url, &intent)?;
         let staged = work.staging(&run);
-        let uploaded = self.upload_all(&staged, &intent.keys).and_then(|()| {
-            let pending = work.pending_history(&run);
-            match std::fs::read(&pending) {
-                Ok(bytes) => self
-                    .s3
-                    .put(&self.meta(&format!("pending/{run}.json")), bytes),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::io(&pending, e)),
-            }
-        });
+        let uploaded = self
+            .put_json(&intent_url, &intent)
+            .and_then(|()| self.upload_all(&staged, &intent.keys))
+            .and_then(|()| {
+                let pending = work.pending_history(&run);
+                match std::fs::read(&pending) {
+                    Ok(bytes) => self
+                        .s3
+                        .put(&self.meta(&format!("pending/{run}.json")), bytes),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(Error::io(&pending, e)),
+                }
+            })
+            // The manifest publishes: only while the lock is still this run's.
+            .and_then(|()| self.check_lock());
         if let Err(e) = uploaded {
             // Nothing is published yet: take back what went up (best effort; a crash here is
             // undone by the next run from the intent).
-            let _ = self.discard(&intent);
+            if let Err(e) = self.discard(&intent) {
+                tracing::warn!("cannot delete what the run uploaded (the next run will): {e}");
+            }
             return Err(e);
         }
         fail_point("uploaded");
         manifest.state = STATE_PUBLISHING.into();
-        self.put_json(&self.meta(&format!("runs/{run}.json")), manifest)?;
+        if let Err(e) = self.put_json(&self.meta(&format!("runs/{run}.json")), manifest) {
+            // The write may have landed: recovery tells (and rolls forward or undoes).
+            return Err(self.stopped(&run, Progress::ManifestUnsure, e));
+        }
         fail_point("manifest");
-        self.finish(manifest).map(|()| Vec::new())
+        self.finish(manifest)
+            .map_err(|(progress, e)| self.stopped(&run, progress, e))
     }
 
     /// Uploads `keys` (relative paths) from `staged`, [`UPLOADERS`] at a time.
@@ -281,8 +482,13 @@ impl S3Dataset {
         }
     }
 
-    /// Steps 5–7 (idempotent): what recovery repeats for an interrupted publish.
-    fn finish(&self, manifest: &mut Manifest) -> Result<()> {
+    /// Steps 5–7 (idempotent): what recovery repeats for an interrupted publish. Once the
+    /// replaced objects are deleted and the history record is in place the run is published:
+    /// a failure to mark the manifest or delete the intent is a warning.
+    fn finish(
+        &self,
+        manifest: &mut Manifest,
+    ) -> std::result::Result<Vec<String>, (Progress, Error)> {
         let run = manifest.run_id.clone();
         tracing::debug!(run = %run, replaced = manifest.replaced.len(), "finishing the publish");
         let replaced: Vec<String> = manifest
@@ -290,22 +496,51 @@ impl S3Dataset {
             .iter()
             .map(|rel| self.url(rel).key)
             .collect();
-        self.s3.delete(&self.root, &replaced)?;
+        let total = replaced.len();
+        let mut deleted = 0;
+        let result = self.s3.delete_counted(&self.root, &replaced, &mut deleted);
+        result.map_err(|e| (Progress::Deleted { deleted, total }, e))?;
         fail_point("deleted");
         let pending = self.meta(&format!("pending/{run}.json"));
-        if let Some(record) = self.s3.get(&pending)? {
-            self.s3
-                .put(&self.meta(&format!("history/{run}.json")), record)?;
-            self.s3
-                .delete(&self.root, std::slice::from_ref(&pending.key))?;
-        }
+        let history = || -> Result<()> {
+            if let Some(record) = self.s3.get(&pending)? {
+                self.s3
+                    .put(&self.meta(&format!("history/{run}.json")), record)?;
+                self.s3
+                    .delete(&self.root, std::slice::from_ref(&pending.key))?;
+            }
+            Ok(())
+        };
+        history().map_err(|e| {
+            (
+                Progress::Deleted {
+                    deleted: total,
+                    total,
+                },
+                e,
+            )
+        })?;
         fail_point("history");
+        let mut warnings = Vec::new();
         manifest.state = STATE_COMMITTED.into();
-        self.put_json(&self.meta(&format!("runs/{run}.json")), manifest)?;
+        if let Err(e) = self.put_json(&self.meta(&format!("runs/{run}.json")), manifest) {
+            // The intent stays, so that recovery finds the run and marks it.
+            warnings.push(format!(
+                "the run is published, but its manifest could not be marked committed ({e}); the next run or skewer recover marks it"
+            ));
+            return Ok(warnings);
+        }
         fail_point("committed");
         let intent = self.meta(&format!("uploading/{run}.json"));
-        self.s3
+        if let Err(e) = self
+            .s3
             .delete(&self.root, std::slice::from_ref(&intent.key))
+        {
+            warnings.push(format!(
+                "the run is published, but its upload intent could not be deleted ({e}); the next run or skewer recover deletes it"
+            ));
+        }
+        Ok(warnings)
     }
 
     /// Undoes a run that never wrote its manifest: its multipart uploads, objects, pending
@@ -334,22 +569,30 @@ impl S3Dataset {
     }
 
     /// Rolls every interrupted publish forward and undoes runs that stopped before their
-    /// manifest. Call with the lock held.
+    /// manifest. Call with the lock held. Steps after a rolled-forward publish that failed
+    /// are [`Recovery::warnings`].
     ///
     /// Only runs with an intent can be unfinished (the intent goes last, after the commit
     /// mark), so this reads the few intents, not every manifest of the dataset's history.
+    /// Each is checked ([`Intent::parse`], [`Manifest::parse`]) before it is acted on.
     pub fn recover(&self) -> Result<Recovery> {
         let mut done = Recovery::default();
         for name in self.names_in("uploading/")? {
             let url = self.meta(&format!("uploading/{name}"));
+            if name.starts_with('.') || !name.ends_with(".json") {
+                tracing::warn!(%url, "not an upload intent: left alone");
+                continue;
+            }
             let Some(bytes) = self.s3.get(&url)? else {
                 continue;
             };
-            let intent: Intent =
-                serde_json::from_slice(&bytes).map_err(|e| Error::json(url.to_string(), &e))?;
+            let intent = Intent::parse(&bytes, &url, &name)?;
             match self.read_manifest(&intent.run_id)? {
                 Some(mut manifest) if manifest.state == STATE_PUBLISHING => {
-                    self.finish(&mut manifest)?;
+                    let warnings = self
+                        .finish(&mut manifest)
+                        .map_err(|(progress, e)| self.stopped(&intent.run_id, progress, e))?;
+                    done.warnings.extend(warnings);
                     done.rolled_forward.push(intent.run_id);
                 }
                 // Committed, its intent not yet deleted.
@@ -361,5 +604,78 @@ impl S3Dataset {
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> S3Url {
+        S3Url::parse("s3://b/lake/_skewer/uploading/r1.json")
+            .unwrap()
+            .unwrap()
+    }
+
+    fn parse(json: serde_json::Value, name: &str) -> Result<Intent> {
+        Intent::parse(&serde_json::to_vec(&json).unwrap(), &url(), name)
+    }
+
+    #[test]
+    fn intents_that_would_delete_other_objects_are_refused() {
+        let good = serde_json::json!({
+            "run_id": "r1",
+            "keys": ["dt=1/property_name=a/part-r1-r0.parquet", "property_name=b/part-r1-r1.parquet"],
+        });
+        parse(good, "r1.json").unwrap();
+        let cases = [
+            (
+                serde_json::json!({"run_id": "../x", "keys": []}),
+                "r1.json",
+                "run id",
+            ),
+            (
+                serde_json::json!({"run_id": "r2", "keys": []}),
+                "r1.json",
+                "names run",
+            ),
+            (
+                serde_json::json!({"run_id": "r1"}),
+                "r1.json",
+                "not an upload intent",
+            ),
+            (
+                serde_json::json!({"run_id": "r1", "keys": ["part-r1-r0.parquet"]}),
+                "r1.json",
+                "not in a partition",
+            ),
+            (
+                serde_json::json!({"run_id": "r1", "keys": ["property_name=a/part-r0-r0.parquet"]}),
+                "r1.json",
+                "not an object of run r1",
+            ),
+            (
+                serde_json::json!({"run_id": "r1", "keys": ["property_name=a/x/part-r1-r0.parquet"]}),
+                "r1.json",
+                "does not end in one property_name=",
+            ),
+            (
+                serde_json::json!({"run_id": "r1", "keys": ["../property_name=a/part-r1-r0.parquet"]}),
+                "r1.json",
+                "key=value",
+            ),
+            (
+                serde_json::json!({"run_id": "r1", "keys": ["_skewer/property_name=a/part-r1-r0.parquet"]}),
+                "r1.json",
+                "key=value",
+            ),
+        ];
+        for (json, name, want) in cases {
+            let err = parse(json, name).unwrap_err().to_string();
+            assert!(
+                err.contains(want) && err.contains("edited or damaged"),
+                "{want}: {err}"
+            );
+        }
     }
 }

@@ -3,12 +3,28 @@
 //! Takes an [`S3Config`] (endpoint) and the standard AWS chain (environment, profile,
 //! instance or task role) for credentials and region; gives the few operations skewer needs,
 //! each a blocking call that mapper, reducer and upload threads may make at the same time:
-//! list (all pages), ranged get, put, multipart upload of a local file, delete.
+//! list (all pages), ranged get, put (plain or conditional), multipart upload of a local
+//! file, delete.
 //!
-//! The SDK's standard retry mode retries throttling, 5xx and dropped connections with
-//! exponential backoff (5 attempts unless `AWS_MAX_ATTEMPTS` says otherwise). Every failure
-//! becomes [`Error::S3`] naming the `s3://` URL, the operation and the service's own code, with
-//! a hint for the usual causes (credentials, bucket, endpoint).
+//! Faults. The SDK's standard retry mode retries throttling (`503 SlowDown`), 5xx and dropped
+//! or reset connections with exponential backoff (5 attempts unless `AWS_MAX_ATTEMPTS` says
+//! otherwise). What it does not retry is handled here: a GET whose body is cut after its
+//! headers is sent again (as many times), and a multipart completion whose first answer was
+//! lost (retried, the upload is gone) is recognised by the object it made. Every other
+//! failure becomes [`Error::S3`] naming the `s3://` URL, the operation and the service's own
+//! code, with a hint for the usual causes (credentials, bucket, endpoint). A request that
+//! hangs without an answer is not timed out (only connecting is, after 10 s).
+//!
+//! Writes that may land twice. A retried write can find its own first attempt: plain puts
+//! and deletes are idempotent; a conditional put ([`S3::put_if`]) then fails its condition,
+//! so its caller reads the object back to tell (see [`dataset`]'s lock).
+//!
+//! Inputs that change. An [`S3Object`] remembers the ETag the run found (listed, or from the
+//! first read) and reads only that version: `If-Match` on every ranged GET (AWS answers 412)
+//! and the answer's ETag compared (s3s-fs ignores `If-Match` on a GET). An object overwritten
+//! while the run reads it fails the run with [`Error::Input`] ("changed while the run read
+//! it"); one that is not read again after a change (small objects are read whole once) is
+//! read as the version found.
 //!
 //! A custom endpoint (`--endpoint`, `AWS_ENDPOINT_URL`) means an S3-compatible store: path-style
 //! addressing, and checksums only where the API requires them (many stores reject the newer
@@ -103,6 +119,35 @@ pub fn is_s3(text: &str) -> bool {
 pub struct Listed {
     pub key: String,
     pub size: u64,
+    /// Its ETag, where the store lists one (AWS does; s3s-fs does not).
+    pub etag: Option<String>,
+}
+
+/// The condition of a conditional write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Only if there is no object at the key (`If-None-Match: *`).
+    Absent,
+    /// Only if the object at the key has this ETag (`If-Match`): a compare-and-swap.
+    Matches(String),
+}
+
+/// Whether two ETags name the same object version (quotes and a weak `W/` ignored).
+pub fn same_etag(a: &str, b: &str) -> bool {
+    fn bare(t: &str) -> &str {
+        t.trim().trim_start_matches("W/").trim_matches('"')
+    }
+    bare(a) == bare(b)
+}
+
+/// A ranged or whole GET that failed.
+enum GetFailed {
+    /// The request failed (after the SDK's retries).
+    Request(Error),
+    /// The object is not what it was (412 to `If-Match`, or another ETag).
+    Changed(Error),
+    /// The response started but its body was cut: the SDK does not retry a streamed body.
+    Body(Error),
 }
 
 /// A blocking S3 client; clone the `Arc` to share it between threads.
@@ -111,6 +156,9 @@ pub struct S3 {
     runtime: tokio::runtime::Runtime,
     /// For messages: the endpoint requests go to.
     endpoint: String,
+    /// Attempts per request (`AWS_MAX_ATTEMPTS`, else [`MAX_ATTEMPTS`]): also how often a GET
+    /// whose body was cut is sent again.
+    attempts: u32,
 }
 
 impl fmt::Debug for S3 {
@@ -144,9 +192,14 @@ impl S3 {
                     .connect_timeout(std::time::Duration::from_secs(10))
                     .build(),
             );
-        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
-            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
-        }
+        let attempts = match std::env::var("AWS_MAX_ATTEMPTS") {
+            Ok(n) => n.trim().parse().unwrap_or(MAX_ATTEMPTS).max(1),
+            Err(_) => {
+                loader =
+                    loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+                MAX_ATTEMPTS
+            }
+        };
         let env_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()));
@@ -169,13 +222,18 @@ impl S3 {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
             runtime,
             endpoint: endpoint.unwrap_or_else(|| "AWS S3".into()),
+            attempts,
         }))
     }
 
-    fn fail<E, R>(&self, url: &S3Url, op: &'static str, e: SdkError<E, R>) -> Error
+    fn fail<E>(
+        &self,
+        url: &S3Url,
+        op: &'static str,
+        e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: fmt::Debug,
     {
         let reason = match &e {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
@@ -199,7 +257,15 @@ impl S3 {
                     };
                     format!("{code}: {}{hint}", message.unwrap_or("no message"))
                 }
-                (None, _) => DisplayErrorContext(&e).to_string(),
+                // A HEAD, or a store's bare error page: the status says what happened.
+                (None, _) => match e.raw_response().map(|r| r.status().as_u16()) {
+                    Some(503) => format!(
+                        "503 Service Unavailable (the store is throttling or down; tried {} times)",
+                        self.attempts
+                    ),
+                    Some(status) => format!("HTTP {status}: {}", DisplayErrorContext(&e)),
+                    None => DisplayErrorContext(&e).to_string(),
+                },
             },
         };
         Error::S3 {
@@ -254,6 +320,7 @@ impl S3 {
                     out.push(Listed {
                         key: key.to_string(),
                         size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
+                        etag: object.e_tag().map(str::to_string),
                     });
                 }
             }
@@ -268,8 +335,23 @@ impl S3 {
 
     /// Bytes `[start, start + len)` of an object.
     pub fn get_range(&self, url: &S3Url, start: u64, len: usize) -> Result<Bytes> {
+        self.read_range(url, start, len, None)
+            .map(|(bytes, _)| bytes)
+    }
+
+    /// Bytes `[start, start + len)` of an object and its ETag. With `etag`, only of that
+    /// version of the object: the request says `If-Match` (AWS answers 412 to another
+    /// version) and the answer's ETag is compared too (s3s-fs ignores `If-Match` on a GET);
+    /// another version is [`Error::Input`], "changed while the run read it".
+    pub fn read_range(
+        &self,
+        url: &S3Url,
+        start: u64,
+        len: usize,
+        etag: Option<&str>,
+    ) -> Result<(Bytes, Option<String>)> {
         if len == 0 {
-            return Ok(Bytes::new());
+            return Ok((Bytes::new(), etag.map(str::to_string)));
         }
         let range = format!("bytes={start}-{}", start + len as u64 - 1);
         let request = self
@@ -277,19 +359,16 @@ impl S3 {
             .get_object()
             .bucket(&url.bucket)
             .key(&url.key)
-            .range(range);
-        let bytes = self.runtime.block_on(async {
-            let out = request
-                .send()
-                .await
-                .map_err(|e| self.fail(url, "read", e))?;
-            out.body.collect().await.map_err(|e| Error::S3 {
-                url: url.to_string(),
-                op: "read",
-                reason: DisplayErrorContext(&e).to_string(),
-            })
-        })?;
-        let bytes = bytes.into_bytes();
+            .range(range)
+            .set_if_match(etag.map(str::to_string));
+        let (bytes, got) = self
+            .get_with_retries(url, etag, || request.clone().send())?
+            .ok_or_else(|| Error::Input {
+                path: url.to_string().into(),
+                reason: "changed while the run read it (it was deleted): run again once it is \
+                         complete"
+                    .into(),
+            })?;
         if bytes.len() != len {
             return Err(Error::S3 {
                 url: url.to_string(),
@@ -300,29 +379,79 @@ impl S3 {
                 ),
             });
         }
-        Ok(bytes)
+        Ok((bytes, got))
     }
 
     /// A whole object, or `None` if there is no such key.
     pub fn get(&self, url: &S3Url) -> Result<Option<Bytes>> {
+        Ok(self.get_tagged(url)?.map(|(bytes, _)| bytes))
+    }
+
+    /// A whole object and its ETag, or `None` if there is no such key.
+    pub fn get_tagged(&self, url: &S3Url) -> Result<Option<(Bytes, Option<String>)>> {
         let request = self.client.get_object().bucket(&url.bucket).key(&url.key);
-        self.runtime.block_on(async {
-            let out = match request.send().await {
-                Ok(out) => out,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                    return Ok(None);
+        self.get_with_retries(url, None, || request.clone().send())
+    }
+
+    /// Sends a GET (`send` makes the request) and reads its body, sending it again when the
+    /// body is cut (up to the attempts the SDK makes for a request). `None`: no such key.
+    fn get_with_retries<F>(
+        &self,
+        url: &S3Url,
+        etag: Option<&str>,
+        send: impl Fn() -> F,
+    ) -> Result<Option<(Bytes, Option<String>)>>
+    where
+        F: std::future::Future<
+                Output = std::result::Result<
+                    aws_sdk_s3::operation::get_object::GetObjectOutput,
+                    SdkError<
+                        aws_sdk_s3::operation::get_object::GetObjectError,
+                        aws_sdk_s3::config::http::HttpResponse,
+                    >,
+                >,
+            >,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = self.runtime.block_on(async {
+                let out = match send().await {
+                    Ok(out) => out,
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                        return Ok(None);
+                    }
+                    Err(e) if is_precondition_failed(&e) => {
+                        return Err(GetFailed::Changed(changed(url, etag, None)));
+                    }
+                    Err(e) => return Err(GetFailed::Request(self.fail(url, "read", e))),
+                };
+                let got = out.e_tag().map(str::to_string);
+                if let (Some(want), Some(got)) = (etag, &got)
+                    && !same_etag(want, got)
+                {
+                    return Err(GetFailed::Changed(changed(url, Some(want), Some(got))));
                 }
-                Err(e) => return Err(self.fail(url, "read", e)),
-            };
-            match out.body.collect().await {
-                Ok(body) => Ok(Some(body.into_bytes())),
-                Err(e) => Err(Error::S3 {
-                    url: url.to_string(),
-                    op: "read",
-                    reason: DisplayErrorContext(&e).to_string(),
-                }),
+                match out.body.collect().await {
+                    Ok(body) => Ok(Some((body.into_bytes(), got))),
+                    Err(e) => Err(GetFailed::Body(Error::S3 {
+                        url: url.to_string(),
+                        op: "read",
+                        reason: DisplayErrorContext(&e).to_string(),
+                    })),
+                }
+            });
+            match result {
+                Ok(found) => return Ok(found),
+                Err(GetFailed::Body(e)) if attempt < self.attempts => {
+                    tracing::debug!(%url, attempt, "the body of a GET was cut: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(50 << attempt.min(6)));
+                    attempt += 1;
+                }
+                Err(GetFailed::Request(e) | GetFailed::Changed(e) | GetFailed::Body(e)) => {
+                    return Err(e);
+                }
             }
-        })
+        }
     }
 
     /// Writes an object in one request.
@@ -339,27 +468,75 @@ impl S3 {
         Ok(())
     }
 
-    /// Writes an object only if there is none at `url` (a conditional write); `false` if
-    /// one exists.
-    pub fn put_if_absent(&self, url: &S3Url, bytes: impl Into<Bytes>) -> Result<bool> {
+    /// Writes an object only if `condition` holds (a conditional write); `false` if it does
+    /// not. A write that did land but whose answer was lost and retried also reads `false`:
+    /// read the object back to tell.
+    pub fn put_if(
+        &self,
+        url: &S3Url,
+        bytes: impl Into<Bytes>,
+        condition: &Precondition,
+    ) -> Result<bool> {
         let request = self
             .client
             .put_object()
             .bucket(&url.bucket)
             .key(&url.key)
-            .if_none_match("*")
             .body(ByteStream::from(bytes.into()));
+        let request = match condition {
+            Precondition::Absent => request.if_none_match("*"),
+            Precondition::Matches(etag) => request.if_match(etag),
+        };
         match self.runtime.block_on(request.send()) {
             Ok(_) => Ok(true),
+            Err(e) if is_precondition_failed(&e) => Ok(false),
+            // If-Match on a key with no object (AWS): the object it was to replace is gone.
             Err(e)
-                if matches!(
-                    e.code(),
-                    Some("PreconditionFailed" | "ConditionalRequestConflict")
-                ) || e.raw_response().is_some_and(|r| r.status().as_u16() == 412) =>
+                if matches!(condition, Precondition::Matches(_))
+                    && e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
             {
                 Ok(false)
             }
             Err(e) => Err(self.fail(url, "write", e)),
+        }
+    }
+
+    /// Deletes one object only if it still has the ETag `etag` (`If-Match`, where the store
+    /// honours it on a delete: AWS does, s3s-fs ignores it and deletes). Missing is not an
+    /// error; neither is another version (412): it is left alone.
+    pub fn delete_if_match(&self, url: &S3Url, etag: Option<&str>) -> Result<()> {
+        let request = self
+            .client
+            .delete_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .set_if_match(etag.map(str::to_string));
+        match self.runtime.block_on(request.send()) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if is_precondition_failed(&e)
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(())
+            }
+            // A store that refuses the condition rather than ignoring it: the caller checked
+            // the object just before.
+            Err(e) if etag.is_some() && e.code() == Some("NotImplemented") => {
+                self.delete_if_match(url, None)
+            }
+            Err(e) => Err(self.fail(url, "delete", e)),
+        }
+    }
+
+    /// An object's size, or `None` if there is no such key.
+    pub fn head_size(&self, url: &S3Url) -> Result<Option<u64>> {
+        let request = self.client.head_object().bucket(&url.bucket).key(&url.key);
+        match self.runtime.block_on(request.send()) {
+            Ok(out) => Ok(Some(
+                u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
+            )),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(self.fail(url, "look at", e)),
         }
     }
 
@@ -387,11 +564,11 @@ impl S3 {
         let upload = self
             .runtime
             .block_on(create.send())
-            .map_err(|e| self.fail(url, "start a multipart upload of", e))?;
+            .map_err(|e| self.fail(url, "start a multipart upload", e))?;
         let Some(id) = upload.upload_id().map(str::to_string) else {
             return Err(Error::S3 {
                 url: url.to_string(),
-                op: "start a multipart upload of",
+                op: "start a multipart upload",
                 reason: "the store returned no upload id".into(),
             });
         };
@@ -414,7 +591,7 @@ impl S3 {
                 let out = self
                     .runtime
                     .block_on(request.send())
-                    .map_err(|e| self.fail(url, "upload a part of", e))?;
+                    .map_err(|e| self.fail(url, "upload a part", e))?;
                 parts.push(
                     CompletedPart::builder()
                         .set_e_tag(out.e_tag().map(str::to_string))
@@ -436,9 +613,19 @@ impl S3 {
                         .set_parts(Some(parts))
                         .build(),
                 );
-            self.runtime
-                .block_on(request.send())
-                .map_err(|e| self.fail(url, "complete the multipart upload of", e))
+            match self.runtime.block_on(request.send()) {
+                Ok(_) => Ok(()),
+                // The SDK retried a completion whose answer was lost: the upload is gone
+                // because it completed. The key is this run's own (part-<run>-…), so an
+                // object of the file's size there is this upload.
+                Err(e)
+                    if e.code() == Some("NoSuchUpload")
+                        && self.head_size(url).ok().flatten() == Some(size) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(self.fail(url, "complete the multipart upload", e)),
+            }
         });
         if let Err(e) = completed {
             // Best effort: the error that stopped the upload is the one to report.
@@ -458,7 +645,7 @@ impl S3 {
             .upload_id(upload_id);
         self.runtime
             .block_on(request.send())
-            .map_err(|e| self.fail(url, "abort the multipart upload of", e))?;
+            .map_err(|e| self.fail(url, "abort the multipart upload", e))?;
         Ok(())
     }
 
@@ -480,7 +667,7 @@ impl S3 {
                 Err(e) if matches!(e.code(), Some("NotImplemented" | "MethodNotAllowed")) => {
                     return Ok(None);
                 }
-                Err(e) => return Err(self.fail(prefix, "list the multipart uploads under", e)),
+                Err(e) => return Err(self.fail(prefix, "list the multipart uploads", e)),
             };
             for u in page.uploads() {
                 if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
@@ -501,6 +688,17 @@ impl S3 {
 
     /// Deletes `keys` (missing ones are not an error), a thousand per request.
     pub fn delete(&self, bucket: &S3Url, keys: &[String]) -> Result<()> {
+        self.delete_counted(bucket, keys, &mut 0)
+    }
+
+    /// [`S3::delete`], counting in `deleted` the keys known to be deleted (for a message on
+    /// where it stopped).
+    pub fn delete_counted(
+        &self,
+        bucket: &S3Url,
+        keys: &[String],
+        deleted: &mut usize,
+    ) -> Result<()> {
         for batch in keys.chunks(DELETE_BATCH) {
             let objects = batch
                 .iter()
@@ -520,7 +718,8 @@ impl S3 {
             let out = self
                 .runtime
                 .block_on(request.send())
-                .map_err(|e| self.fail(bucket, "delete objects in", e))?;
+                .map_err(|e| self.fail(bucket, "delete objects", e))?;
+            *deleted += batch.len() - out.errors().len().min(batch.len());
             if let Some(err) = out.errors().first() {
                 return Err(Error::S3 {
                     url: bucket.at(err.key().unwrap_or_default()).to_string(),
@@ -539,13 +738,46 @@ impl S3 {
     }
 }
 
+/// Whether a request failed on its condition (`If-Match`, `If-None-Match`): 412, or 409
+/// when AWS saw two conditional writes to one key at once.
+fn is_precondition_failed<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    matches!(
+        e.code(),
+        Some("PreconditionFailed" | "ConditionalRequestConflict")
+    ) || status == Some(412)
+}
+
+/// The error for an input object that is no longer the version the run found.
+fn changed(url: &S3Url, was: Option<&str>, now: Option<&str>) -> Error {
+    let how = match (was, now) {
+        (Some(was), Some(now)) => format!(
+            "its ETag was {} when the run found it and is {} now",
+            crate::commit::clip(was),
+            crate::commit::clip(now)
+        ),
+        (Some(was), None) => format!(
+            "it no longer has the ETag {} it had when the run found it",
+            crate::commit::clip(was)
+        ),
+        _ => "it is not the version the run found".into(),
+    };
+    Error::Input {
+        path: url.to_string().into(),
+        reason: format!("changed while the run read it ({how}): run again once it is complete"),
+    }
+}
+
 /// Test hook, as in [`crate::commit`]: `SKEWER_FAIL_AT=part:<n>` fails the n-th part of a
 /// multipart upload with an error (not a crash), to show the upload is aborted.
 fn fail_point(point: &str, url: &S3Url) -> Result<()> {
     if std::env::var("SKEWER_FAIL_AT").is_ok_and(|p| p == point) {
         return Err(Error::S3 {
             url: url.to_string(),
-            op: "upload a part of",
+            op: "upload a part",
             reason: format!("SKEWER_FAIL_AT={point}: injected failure"),
         });
     }
@@ -553,15 +785,47 @@ fn fail_point(point: &str, url: &S3Url) -> Result<()> {
 }
 
 /// An object read by ranged GETs: an input file's bytes (see [`crate::source`]).
+///
+/// Every read is of the version the run found (its ETag, see [`S3::read_range`]): an object
+/// overwritten while the run reads it fails the read, and [`S3Object::changed`] says so
+/// afterwards, even where a decoder turned the failed read into rejects.
 #[derive(Debug)]
 pub struct S3Object {
     pub s3: Arc<S3>,
     pub url: S3Url,
     pub size: u64,
+    /// The ETag of the version the run found; `None`: reads are not checked.
+    pub etag: Option<String>,
     /// The whole object, when it is small and was fetched at discovery: a dump of many small
     /// files then costs one request per file, not one per look (sniff, NDJSON check, sample,
     /// read), each a round trip.
     pub whole: Option<Bytes>,
+    /// Why a read found another version, once one has.
+    changed: std::sync::OnceLock<String>,
+}
+
+impl S3Object {
+    pub fn new(
+        s3: Arc<S3>,
+        url: S3Url,
+        size: u64,
+        etag: Option<String>,
+        whole: Option<Bytes>,
+    ) -> S3Object {
+        S3Object {
+            s3,
+            url,
+            size,
+            etag,
+            whole,
+            changed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Why the object is not the version the run found, if a read saw that.
+    pub fn changed(&self) -> Option<&str> {
+        self.changed.get().map(String::as_str)
+    }
 }
 
 impl crate::source::RandomAccess for S3Object {
@@ -587,13 +851,23 @@ impl crate::source::RandomAccess for S3Object {
                 _ => Err(io::ErrorKind::UnexpectedEof.into()),
             };
         }
-        self.s3
-            .get_range(&self.url, offset, len)
-            .map_err(|e| match e {
-                // The caller names the object; keep the reason only.
-                Error::S3 { op, reason, .. } => io::Error::other(format!("cannot {op}: {reason}")),
-                other => io::Error::other(other.to_string()),
-            })
+        match self
+            .s3
+            .read_range(&self.url, offset, len, self.etag.as_deref())
+        {
+            Ok((bytes, _)) => Ok(bytes),
+            // The input readers take this kind, with "changed while", for a file that changed
+            // under them (an `Error::Input`).
+            Err(Error::Input { reason, .. }) => {
+                let _ = self.changed.set(reason.clone());
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, reason))
+            }
+            // The caller names the object; keep the reason only.
+            Err(Error::S3 { op, reason, .. }) => {
+                Err(io::Error::other(format!("cannot {op}: {reason}")))
+            }
+            Err(other) => Err(io::Error::other(other.to_string())),
+        }
     }
 
     fn read_size(&self) -> usize {
