@@ -616,18 +616,27 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// Syncs `dir` and every folder below it.
+/// Syncs `dir` and every folder below it, several at a time (a run stages a folder per
+/// property, and each sync waits on the disk).
 fn sync_dirs(dir: &Path) -> Result<()> {
+    fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                collect(&entry.path(), out)?;
+            }
+        }
+        out.push(dir.to_path_buf());
+        Ok(())
+    }
     if !dir.exists() {
         return Ok(());
     }
-    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            sync_dirs(&entry.path())?;
-        }
-    }
-    sync_dir(dir)
+    let mut dirs = Vec::new();
+    collect(dir, &mut dirs)?;
+    crate::source::par_map(&dirs, 8, |d| sync_dir(d))
+        .into_iter()
+        .collect()
 }
 
 /// Writes `bytes` to `path` through a temporary sibling, fsync and a rename (then a sync of

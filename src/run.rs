@@ -939,11 +939,14 @@ fn execute(
     // Set when a mapper fails: the others stop taking splits, reducers write nothing.
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
+        // Files are synced while the reducers go on; waiting on the disk is not CPU time.
+        let (syncer, syncers) = crate::sink::Syncer::start(scope, 2);
         let reducer_handles: Vec<_> = receivers
             .into_iter()
             .enumerate()
             .map(|(r, rx)| {
                 let (table, pool) = (&*table, &pool);
+                let syncer = syncer.clone();
                 scope.spawn(move || {
                     let sink = &config.sink;
                     let budget = memory.reducer_budget;
@@ -953,7 +956,7 @@ fn execute(
                         table,
                         (staged_root, spill_dir),
                         run_id,
-                        sink,
+                        (sink, syncer),
                         budget,
                         progress,
                         pool,
@@ -1004,6 +1007,13 @@ fn execute(
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
+            }
+        }
+        // Every file written is on stable storage once its syncing thread is joined.
+        drop(syncer);
+        for h in syncers {
+            if let Err(e) = joined(h.join(), "syncing") {
+                first_error.get_or_insert(e);
             }
         }
         match first_error {
@@ -1097,7 +1107,7 @@ fn reduce_thread(
     table: &PropertyTable,
     (staged_root, spill_dir): (&std::path::Path, &std::path::Path),
     run_id: &str,
-    sink: &SinkOptions,
+    (sink, syncer): (&SinkOptions, crate::sink::Syncer),
     budget: usize,
     progress: &crate::progress::Progress,
     pool: &WritePool,
@@ -1131,7 +1141,8 @@ fn reduce_thread(
             &staged_root.join(property_dir(&names[p as usize])),
             &format!("part-{run_id}-r{}", job.owner),
             sink,
-        );
+        )
+        .with_syncer(syncer.clone());
         let written = job
             .job
             .write(&mut writer)

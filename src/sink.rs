@@ -126,6 +126,8 @@ pub struct PropertyWriter {
     schema: Arc<Type>,
     properties: Arc<WriterProperties>,
     open: Option<(SerializedFileWriter<File>, PathBuf, u64)>,
+    /// Where closed files go to be synced; `None`: synced here, before `close` returns.
+    syncer: Option<Syncer>,
     output: PropertyOutput,
     last_object: Option<i64>,
     ints: Vec<i64>,
@@ -152,6 +154,7 @@ impl PropertyWriter {
             schema: schema(),
             properties: writer_properties(options),
             open: None,
+            syncer: None,
             output: PropertyOutput::default(),
             last_object: None,
             ints: Vec::new(),
@@ -159,6 +162,12 @@ impl PropertyWriter {
             strings: Vec::new(),
             bytes: Vec::new(),
         }
+    }
+
+    /// Hands each closed file to `syncer` instead of syncing it before going on.
+    pub fn with_syncer(mut self, syncer: Syncer) -> Self {
+        self.syncer = Some(syncer);
+        self
     }
 
     /// Rows per row group this writer is configured for.
@@ -303,10 +312,12 @@ impl PropertyWriter {
             path: path.clone(),
             source,
         })?;
-        // On stable storage before any manifest names it (the publish makes that promise);
-        // here, in the reducer threads, the waits overlap with other reducers' work.
-        file.sync_all().map_err(|e| Error::io(&path, e))?;
         let bytes = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        // On stable storage before any manifest names it (the publish's promise).
+        match &self.syncer {
+            Some(syncer) => syncer.sync(file, path.clone())?,
+            None => file.sync_all().map_err(|e| Error::io(&path, e))?,
+        }
         self.output.rows += rows;
         self.output.bytes += bytes;
         self.output.files.push(WrittenFile { path, rows, bytes });
@@ -319,6 +330,52 @@ impl PropertyWriter {
             self.close(writer, path, rows)?;
         }
         Ok(self.output)
+    }
+}
+
+/// Syncs written files on threads of its own, so that the thread that wrote a file goes on
+/// while the disk catches up: a run's output reaches stable storage alongside the work, not
+/// after it. Every file handed over is synced once the threads have been joined.
+#[derive(Clone, Debug)]
+pub struct Syncer {
+    files: crossbeam_channel::Sender<(File, PathBuf)>,
+}
+
+impl Syncer {
+    /// Files waiting at most (each holds an open descriptor).
+    const QUEUE: usize = 64;
+
+    /// Starts `threads` syncing threads in `scope`. They end once every clone of the
+    /// returned `Syncer` is dropped; each returns the first file it could not sync.
+    pub fn start<'s, 'e>(
+        scope: &'s std::thread::Scope<'s, 'e>,
+        threads: usize,
+    ) -> (Syncer, Vec<std::thread::ScopedJoinHandle<'s, Result<()>>>) {
+        let (tx, rx) = crossbeam_channel::bounded::<(File, PathBuf)>(Self::QUEUE);
+        let handles = (0..threads.max(1))
+            .map(|_| {
+                let rx = rx.clone();
+                scope.spawn(move || {
+                    let mut result = Ok(());
+                    for (file, path) in rx {
+                        if result.is_ok() {
+                            result = file.sync_all().map_err(|e| Error::io(&path, e));
+                        }
+                    }
+                    result
+                })
+            })
+            .collect();
+        (Syncer { files: tx }, handles)
+    }
+
+    /// Queues `file` to be synced (waits while the queue is full).
+    fn sync(&self, file: File, path: PathBuf) -> Result<()> {
+        // If the syncing threads are gone, sync here.
+        if let Err(crossbeam_channel::SendError((file, path))) = self.files.send((file, path)) {
+            file.sync_all().map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
     }
 }
 

@@ -348,7 +348,7 @@ fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Resu
             }
             RecordKey::PropertyValue => {
                 ctx.webhook.value.clear();
-                if let Err(e) = map.next_value_seed(Text(&mut ctx.webhook.value))? {
+                if let Err(e) = map.next_value_seed(Text(&mut ctx.webhook.value, true))? {
                     ctx.builder.fail(|| format!("propertyValue: {e}"));
                 }
             }
@@ -358,13 +358,13 @@ fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Resu
             }
             RecordKey::ChangeSource => {
                 ctx.webhook.source_type.clear();
-                if let Err(e) = map.next_value_seed(Text(&mut ctx.webhook.source_type))? {
+                if let Err(e) = map.next_value_seed(Text(&mut ctx.webhook.source_type, false))? {
                     ctx.builder.fail(|| format!("changeSource: {e}"));
                 }
             }
             RecordKey::SourceId => {
                 ctx.webhook.source_id.clear();
-                if let Err(e) = map.next_value_seed(Text(&mut ctx.webhook.source_id))? {
+                if let Err(e) = map.next_value_seed(Text(&mut ctx.webhook.source_id, false))? {
                     ctx.builder.fail(|| format!("sourceId: {e}"));
                 }
             }
@@ -840,7 +840,8 @@ impl<'de> Visitor<'de> for Version<'_, '_> {
                     continue;
                 }
             };
-            if let Err(e) = map.next_value_seed(Text(b.str_column(field)))? {
+            let exact = field == StrField::Value;
+            if let Err(e) = map.next_value_seed(Text(b.str_column(field), exact))? {
                 b.fail(|| format!("{}: {} {e}", quoted(ctx.ids, self.property), field.name()));
             }
         }
@@ -920,28 +921,76 @@ impl<T, F: FnOnce(&str) -> T> Visitor<'_> for RawText<F> {
     }
 }
 
-/// A string-ish value into a column: strings as they are (unescaped), numbers as their JSON
-/// text digit for digit (`1.50` stays `1.50`, a 30-digit integer stays whole), booleans as
-/// `true`/`false`, `null` as null. Objects, arrays and values over [`MAX_VALUE_BYTES`] are
-/// `Err`, after being consumed.
-struct Text<'c>(&'c mut crate::batch::StrColumn);
+/// A string-ish value into a column: strings as they are (unescaped), booleans as
+/// `true`/`false`, `null` as null, numbers as their text. With `exact` (a version's value), a
+/// number's text is as written, digit for digit (`1.50` stays `1.50`, a 30-digit integer stays
+/// whole); without (source fields, where numbers are rare), as parsed. Objects, arrays and
+/// values over [`MAX_VALUE_BYTES`] are `Err`, after being consumed.
+struct Text<'c>(&'c mut crate::batch::StrColumn, bool);
 
 impl<'de> DeserializeSeed<'de> for Text<'_> {
     type Value = Soft<()>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Soft<()>, D::Error> {
-        let col = self.0;
-        Raw(|raw: &str| text_into(raw, col)).deserialize(d)
+        if self.1 {
+            let col = self.0;
+            // The raw text costs an extra scan of each string: only where digits matter.
+            return Raw(|raw: &str| text_into(raw, col)).deserialize(d);
+        }
+        d.deserialize_any(self)
     }
 }
 
+impl<'de> Visitor<'de> for Text<'_> {
+    type Value = Soft<()>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Soft<()>, E> {
+        if v.len() > MAX_VALUE_BYTES {
+            return Ok(too_long(v.len()));
+        }
+        self.0.push(Some(v.as_bytes()));
+        Ok(Ok(()))
+    }
+    fn visit_unit<E>(self) -> Result<Soft<()>, E> {
+        self.0.push(None);
+        Ok(Ok(()))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Soft<()>, E> {
+        self.0.push(Some(if v { b"true" } else { b"false" }));
+        Ok(Ok(()))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Soft<()>, E> {
+        self.0.push_fmt(format_args!("{v}"));
+        Ok(Ok(()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Soft<()>, E> {
+        self.0.push_fmt(format_args!("{v}"));
+        Ok(Ok(()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Soft<()>, E> {
+        self.0.push_fmt(format_args!("{v}"));
+        Ok(Ok(()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Soft<()>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Err("is an object, not a string".into()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Soft<()>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err("is an array, not a string".into()))
+    }
+}
+
+fn too_long(n: usize) -> Soft<()> {
+    Err(format!(
+        "is {}, more than the {} a value may hold",
+        crate::units::format_bytes(n as u64),
+        crate::units::format_bytes(MAX_VALUE_BYTES as u64)
+    ))
+}
+
 fn text_into(raw: &str, col: &mut crate::batch::StrColumn) -> Soft<()> {
-    let too_long = |n: usize| {
-        Err(format!(
-            "is {}, more than the {} a value may hold",
-            crate::units::format_bytes(n as u64),
-            crate::units::format_bytes(MAX_VALUE_BYTES as u64)
-        ))
-    };
     match raw.as_bytes().first() {
         Some(b'"') => {
             // serde_json has checked the string; only its escapes are left to undo.

@@ -77,9 +77,10 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// A streamed JSON text, read by serde_json a byte at a time: it fails once one record has
-/// taken more than [`MAX_RECORD_BYTES`] (the parser marks where each record starts in
-/// `mark`), so that a huge value never fills memory.
+/// A streamed JSON text: reading fails once one record has taken more than
+/// [`MAX_RECORD_BYTES`] (the parser marks where each record starts in `mark`), so that a
+/// huge value never fills memory. Read it through a buffer (serde_json reads a byte at a
+/// time); the bound is then exact to within the buffer's size.
 pub(crate) struct Guarded<'m, R> {
     pub(crate) inner: R,
     pub(crate) mark: &'m StreamMark,
