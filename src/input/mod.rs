@@ -256,32 +256,29 @@ fn discover_local(inputs: &[String]) -> Result<Vec<InputFile>> {
                 })?;
                 collect(&path, &mut found)?;
             }
-            if found.is_empty() {
-                return Err(Error::NoInput {
-                    input: input.clone(),
-                    what: "files",
-                });
-            }
-            found.sort();
-            paths.extend(found);
+            paths.extend(some_files(input, found)?);
         } else {
-            let path = PathBuf::from(input);
             let mut found = Vec::new();
-            collect(&path, &mut found)?;
-            if found.is_empty() {
-                // A folder with nothing (visible) in it: a wrong path, or a dump not there yet.
-                return Err(Error::NoInput {
-                    input: input.clone(),
-                    what: "files",
-                });
-            }
-            found.sort();
-            paths.extend(found);
+            collect(Path::new(input), &mut found)?;
+            paths.extend(some_files(input, found)?);
         }
     }
     let mut seen = std::collections::HashSet::new();
     paths.retain(|p| seen.insert(p.clone()));
     paths.into_iter().map(|p| describe(&p)).collect()
+}
+
+/// The files an `--input` value found, sorted; none is an error (a wrong path, a folder
+/// with nothing visible in it, a dump that is not there yet).
+fn some_files(input: &str, mut found: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+    if found.is_empty() {
+        return Err(Error::NoInput {
+            input: input.to_string(),
+            what: "files",
+        });
+    }
+    found.sort();
+    Ok(found)
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

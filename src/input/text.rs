@@ -189,38 +189,24 @@ pub(super) fn read_whole(
             router.counts.records_met += records;
             text_done(file, result, None)
         }
-        Format::Json => read_stream(file, raw_buffered(raw), Some(counted), scratch, ids, router),
-        Format::Gzip => {
-            let decoder = GzMembers::new(io::BufReader::new(raw));
-            read_stream(
-                file,
-                raw_buffered(decoder),
-                Some(counted),
-                scratch,
-                ids,
-                router,
-            )
+        _ => {
+            let decoded: Box<dyn Read + '_> = match file.format {
+                Format::Gzip => Box::new(GzMembers::new(io::BufReader::new(raw))),
+                Format::Zstd => match zstd::stream::read::Decoder::new(raw) {
+                    Ok(decoder) => Box::new(decoder),
+                    Err(e) => {
+                        return Err(Error::Input {
+                            path: file.path.clone(),
+                            reason: format!("cannot start zstd decompression: {e}"),
+                        });
+                    }
+                },
+                _ => Box::new(raw),
+            };
+            let reader = io::BufReader::with_capacity(1 << 20, decoded);
+            read_stream(file, reader, Some(counted), scratch, ids, router)
         }
-        Format::Zstd => match zstd::stream::read::Decoder::new(raw) {
-            Ok(decoder) => read_stream(
-                file,
-                raw_buffered(decoder),
-                Some(counted),
-                scratch,
-                ids,
-                router,
-            ),
-            Err(e) => Err(Error::Input {
-                path: file.path.clone(),
-                reason: format!("cannot start zstd decompression: {e}"),
-            }),
-        },
-        Format::Parquet => Err(Error::Bug("a Parquet file read as a text".into())),
     }
-}
-
-fn raw_buffered(r: impl Read) -> io::BufReader<impl Read> {
-    io::BufReader::with_capacity(1 << 20, r)
 }
 
 /// A stream (decompressed, or too large to slurp): NDJSON line by line if its first lines
