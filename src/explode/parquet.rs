@@ -23,8 +23,10 @@
 //! entries align one for one.
 //!
 //! Rejects: an object whose id is missing or not a number is rejected whole (ids are read
-//! first). A version without a usable timestamp is rejected alone: versions are read property
-//! by property, so the object's other properties may already be on their way.
+//! first). A version without a timestamp of its own takes its property's
+//! (`properties.<p>.timestamp`, STRUCT form: HubSpot's calculated properties); one without
+//! either is rejected alone: versions are read property by property, so the object's other
+//! properties may already be on their way.
 
 use std::io::{BufReader, Read};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -118,6 +120,9 @@ impl Leaf {
 #[derive(Clone, Debug, Default)]
 pub struct VersionLeaves {
     fields: Vec<(Field, Leaf)>,
+    /// The property's own timestamp (`properties.<p>.timestamp`, STRUCT form), which a
+    /// version without one takes (HubSpot's calculated properties).
+    fallback: Option<Leaf>,
 }
 
 impl VersionLeaves {
@@ -159,7 +164,10 @@ pub struct Layout {
 impl Layout {
     /// The sets of columns a row group's walk decodes in lockstep, in walk order.
     fn read_units(&self) -> Vec<Vec<usize>> {
-        let leaves = |v: &VersionLeaves| v.fields.iter().map(|(_, l)| l.column).collect();
+        let leaves = |v: &VersionLeaves| {
+            let fields = v.fields.iter().map(|(_, l)| l.column);
+            fields.chain(v.fallback.iter().map(|l| l.column)).collect()
+        };
         let mut units: Vec<Vec<usize>> = self.id.iter().map(|l| vec![l.column]).collect();
         match &self.form {
             Form::Struct(properties) => units.extend(properties.iter().map(|(_, v)| leaves(v))),
@@ -208,6 +216,17 @@ pub fn layout(schema: &SchemaDescriptor) -> Result<Layout, String> {
             0 if parts.len() == 3 && parts[1] == "hs_object_id" && last == "value" => {
                 ids.push((ID_COLUMNS.len(), Leaf::new(i, d)));
             }
+            0 if parts.len() == 3 && last == "timestamp" => {
+                let name = &parts[1];
+                let at = match structs.iter().position(|(n, _)| n == name) {
+                    Some(at) => at,
+                    None => {
+                        structs.push((name.clone(), VersionLeaves::default()));
+                        structs.len() - 1
+                    }
+                };
+                structs[at].1.fallback = Some(Leaf::new(i, d));
+            }
             1 if parts.len() == 3 && last == "key" => {
                 map_entry_def = d.max_def_level();
                 map_key = Some(Leaf::new(i, d));
@@ -233,6 +252,8 @@ pub fn layout(schema: &SchemaDescriptor) -> Result<Layout, String> {
             _ => {}
         }
     }
+    // A property with a timestamp but no versions has nothing to explode.
+    structs.retain(|(_, v)| !v.fields.is_empty());
     ids.sort_by_key(|(rank, _)| *rank);
     let id = ids.into_iter().next().map(|(_, l)| l);
     let form = match map_key {
@@ -403,6 +424,8 @@ impl Column {
 #[derive(Debug, Default)]
 pub struct ParquetScratch {
     ids: Vec<Option<i64>>,
+    /// Per object of the chunk being walked, its property's own timestamp, if any.
+    fallback: Vec<Option<i64>>,
     columns: Vec<Column>,
     keys: Column,
     rows: Rows,
@@ -768,13 +791,17 @@ fn explode_versions(
     scratch: &mut ParquetScratch,
 ) -> Result<(), ParquetError> {
     let n = leaves.fields.len();
-    while scratch.columns.len() < n + 1 {
+    while scratch.columns.len() < n + 2 {
         scratch.columns.push(Column::default());
     }
     let mut readers = Vec::with_capacity(n);
     for (_, leaf) in &leaves.fields {
         readers.push(group.get_column_reader(leaf.column)?);
     }
+    let mut fallback_reader = match &leaves.fallback {
+        Some(leaf) => Some(group.get_column_reader(leaf.column)?),
+        None => None,
+    };
     let mut key_reader = match &names {
         Names::Map { key, .. } => Some(group.get_column_reader(key.column)?),
         Names::One(_) => None,
@@ -790,6 +817,19 @@ fn explode_versions(
             }
             if let (Some(r), Names::Map { key, .. }) = (&mut key_reader, &names) {
                 keys.fill(r, key, records)?;
+            }
+            scratch.fallback.clear();
+            if let (Some(r), Some(leaf)) = (&mut fallback_reader, &leaves.fallback) {
+                let col = &mut scratch.columns[n + 1];
+                col.fill(r, leaf, records)?;
+                let mut k = 0;
+                for &def in &col.def {
+                    let ts = (def == leaf.max_def).then(|| {
+                        k += 1;
+                        col.timestamp(leaf, k - 1)
+                    });
+                    scratch.fallback.push(ts.flatten());
+                }
             }
             walk_chunk(leaves, done, &names, &keys, ids, sink, scratch)
         })();
@@ -838,6 +878,7 @@ fn walk_chunk(
     }
     let ParquetScratch {
         ids: object_ids,
+        fallback,
         columns,
         rows: out,
         ..
@@ -890,6 +931,7 @@ fn walk_chunk(
             continue; // the object was rejected whole
         };
         let at = record as u64;
+        let ts = ts.or_else(|| fallback.get(record - base).copied().flatten());
         let Some(ms) = ts else {
             sink.reject_versions(
                 at,
@@ -1150,6 +1192,59 @@ mod tests {
         assert_eq!((sink.rejects[0].0, sink.rejects[0].1), (1, 0)); // the object without an id
         assert_eq!((sink.rejects[1].0, sink.rejects[1].1), (0, 1)); // object 10's untimed version
         assert_eq!(ids.names, ["views"]);
+    }
+
+    #[test]
+    fn a_version_without_a_timestamp_takes_its_propertys() {
+        use parquet::data_type::Int64Type;
+        use parquet::file::writer::SerializedFileWriter;
+        // v1 deals as a nested dump: `num_associated_contacts` is calculated, its versions
+        // carry no timestamp of their own, the property does.
+        let schema = parse_message_type(
+            "message m { required int64 dealId; optional group properties {
+               optional group num_associated_contacts { optional int64 timestamp;
+                 repeated group versions { optional int64 value; optional int64 timestamp; } }
+               optional group lonely { optional int64 timestamp; } } }",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.parquet");
+        let mut w = SerializedFileWriter::new(
+            std::fs::File::create(&path).unwrap(),
+            std::sync::Arc::new(schema),
+            Default::default(),
+        )
+        .unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        let mut int = |values: &[i64], def: Option<&[i16]>, rep: Option<&[i16]>| {
+            let mut c = rg.next_column().unwrap().unwrap();
+            c.typed::<Int64Type>()
+                .write_batch(values, def, rep)
+                .unwrap();
+            c.close().unwrap();
+        };
+        // Deals 1 (property time 50; versions untimed, and timed 60) and 2 (no property time).
+        int(&[1, 2], None, None);
+        int(&[50], Some(&[3, 2]), None);
+        int(&[7, 8, 9], Some(&[4, 4, 4]), Some(&[0, 1, 0]));
+        int(&[60], Some(&[3, 4, 3]), Some(&[0, 1, 0]));
+        int(&[], Some(&[2, 2]), None);
+        rg.close().unwrap();
+        w.close().unwrap();
+
+        let opened = open(crate::source::LocalFile::open(&path).unwrap()).unwrap();
+        let mut ids = crate::explode::LocalIds::default();
+        let mut sink = Collect::default();
+        let mut scratch = ParquetScratch::default();
+        explode_row_group(&opened, 0, &mut ids, &mut sink, &mut scratch).unwrap();
+        let got: Vec<(i64, i64)> = (0..sink.rows.len())
+            .map(|i| (sink.rows.row(i).object_id, sink.rows.row(i).timestamp))
+            .collect();
+        assert_eq!(got, [(1, 50), (1, 60)]);
+        // Deal 2's version has no time of its own and its property none: rejected alone.
+        assert_eq!(sink.rejects.len(), 1);
+        assert_eq!((sink.rejects[0].0, sink.rejects[0].1), (1, 1));
+        assert_eq!(ids.names, ["num_associated_contacts"]);
     }
 
     #[test]
