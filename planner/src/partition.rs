@@ -1,21 +1,35 @@
 //! The partitioner: (property, object_id) → reducer, pure and allocation-free.
 //!
-//! A plan lays every property on a line of `R × UNIT` fixed-point positions (one `UNIT` per
-//! reducer). A property owns the interval `[start, start + len)`; a row of object `o` lands at
+//! Any engine can route rows as skewer does from this page and a plan's JSON (`skewer plan
+//! --json`: per property `start`, `len`, `offset`, `slots`, and the plan's `split`,
+//! `reducers` and `spare_start`). All arithmetic is on unsigned 64-bit integers (128-bit for
+//! one product), so every platform and process agrees.
 //!
 //! ```text
-//!   x = start + ⌊object_hash(o) × len / 2⁶⁴⌋        reducer = ⌊x / UNIT⌋
+//!   h = object_hash(object_id) = fmix64(object_id as u64)          (two's complement bits)
+//!
+//!   split "weighted" (the default): the property owns [start, start + len) of a line of
+//!   reducers × 2³² positions, and
+//!       reducer = (start + ((h as u128 × len as u128) >> 64)) >> 32
+//!   so each reducer the interval touches gets rows in proportion to its overlap (a property
+//!   over 0.3 of reducer 3 and 0.7 of reducer 4 sends 30 % / 70 % of its objects there);
+//!
+//!   split "uniform" (Plumbee's): reducer = offset + h mod slots
+//!
+//!   a property absent from the plan (both splits):
+//!       lo = spare_start if spare_start < reducers × 2³², else 0
+//!       reducer = (lo + ((name_hash(name) as u128 × (reducers × 2³² − lo) as u128) >> 64)) >> 32
 //! ```
 //!
-//! so each reducer the interval touches receives rows in proportion to its overlap (a property
-//! covering 0.3 of reducer 3 and 0.7 of reducer 4 sends 30 % / 70 % of its objects there).
-//! Plumbee's `offset + hash % slots` is the same formula over the interval widened outward to
-//! whole reducers; [`crate::Split::Uniform`] keeps it for comparison.
+//! `fmix64` is MurmurHash3's 64-bit finalizer, `name_hash` FNV-1a 64 over the name's UTF-8
+//! bytes followed by `fmix64` (both below, with their constants). `offset`/`slots` are the
+//! reducers the weighted interval touches, widened outward to whole reducers: Plumbee's
+//! `offset + hash % slots` spreads a property evenly over them, where the weighted split
+//! follows the fractional share. Both routes of a property reach the same reducers.
 //!
 //! Invariants:
-//! - Integer arithmetic only, so a route gives the same reducer on every platform and process.
-//! - The hashes are fixed and documented below (never `std`'s randomly seeded hasher); the
-//!   golden values in the tests pin them, since changing them silently re-routes every dataset.
+//! - The hashes are fixed (never `std`'s randomly seeded hasher); the golden values in the
+//!   tests pin them, since changing them silently re-routes every dataset.
 //! - The object hash is a bijection on 64 bits, so distinct ids never collide, and it does not
 //!   depend on the property: a mapper hashes each record's id once and reuses it for every row.
 
@@ -59,40 +73,64 @@ pub(crate) fn mul_hi(a: u64, b: u64) -> u64 {
     ((u128::from(a) * u128::from(b)) >> 64) as u64
 }
 
-/// Where one property's rows go: an interval of the plan line. Copy it into a table indexed by
-/// interned property id; [`Route::reducer`] is then one multiply, one add and one shift.
+/// Where one property's rows go. Copy it into a table indexed by interned property id;
+/// [`Route::reducer`] is then a multiply, an add and a shift (weighted) or one remainder
+/// (uniform).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Route {
-    start: u64,
-    len: u64,
+pub enum Route {
+    /// The weighted split: `[start, start + len)` of the plan line; `len == 0` pins every row
+    /// to `start`'s reducer.
+    Interval { start: u64, len: u64 },
+    /// Plumbee's split: `offset + hash mod slots`.
+    Modulo { offset: u32, slots: u32 },
 }
 
 impl Route {
-    /// A route over `[start, start + len)`; `len == 0` pins every row to `start`'s reducer.
+    /// A route over `[start, start + len)` of the plan line.
     pub(crate) fn new(start: u64, len: u64) -> Self {
-        Route { start, len }
+        Route::Interval { start, len }
+    }
+
+    /// Plumbee's route over reducers `offset..offset + slots` (`slots` at least 1).
+    pub(crate) fn modulo(offset: u32, slots: u32) -> Self {
+        Route::Modulo {
+            offset,
+            slots: slots.max(1),
+        }
     }
 
     /// The reducer for an object whose [`object_hash`] is `object_hash`.
     #[inline]
     pub fn reducer(self, object_hash: u64) -> u32 {
-        ((self.start + mul_hi(object_hash, self.len)) / UNIT) as u32
+        match self {
+            Route::Interval { start, len } => ((start + mul_hi(object_hash, len)) / UNIT) as u32,
+            Route::Modulo { offset, slots } => offset + (object_hash % u64::from(slots)) as u32,
+        }
     }
 
-    /// The interval `(start, len)` this route spreads hashes over.
+    /// The interval `(start, len)` of the plan line this route spreads rows over (evenly over
+    /// whole reducers for the uniform split).
     pub fn interval(self) -> (u64, u64) {
-        (self.start, self.len)
+        match self {
+            Route::Interval { start, len } => (start, len),
+            Route::Modulo { offset, slots } => (u64::from(offset) * UNIT, u64::from(slots) * UNIT),
+        }
     }
 
     /// The reducers this route can return, as a half-open range.
     pub fn reducers(self) -> std::ops::Range<u32> {
-        let first = (self.start / UNIT) as u32;
-        let last = if self.len == 0 {
-            first
-        } else {
-            ((self.start + self.len - 1) / UNIT) as u32
-        };
-        first..last + 1
+        match self {
+            Route::Interval { start, len } => {
+                let first = (start / UNIT) as u32;
+                let last = if len == 0 {
+                    first
+                } else {
+                    ((start + len - 1) / UNIT) as u32
+                };
+                first..last + 1
+            }
+            Route::Modulo { offset, slots } => offset..offset + slots,
+        }
     }
 }
 
@@ -131,6 +169,28 @@ mod tests {
         // The top of the hash range stays below the interval's end.
         assert_eq!(Route::new(0, 2 * UNIT).reducer(u64::MAX), 1);
         assert_eq!(Route::new(5 * UNIT + 7, 0).reducer(u64::MAX), 5);
+    }
+
+    #[test]
+    fn the_uniform_split_is_literally_offset_plus_hash_mod_slots() {
+        let r = Route::modulo(5, 3);
+        for id in -1000i64..1000 {
+            let h = object_hash(id);
+            assert_eq!(r.reducer(h), 5 + (h % 3) as u32);
+        }
+        assert_eq!(r.reducers(), 5..8);
+        assert_eq!(r.interval(), (5 * UNIT, 3 * UNIT));
+    }
+
+    #[test]
+    fn the_weighted_split_is_the_documented_integer_formula() {
+        let (start, len) = (3 * UNIT + 12_345, 2 * UNIT + 999);
+        let r = Route::new(start, len);
+        for id in -1000i64..1000 {
+            let h = object_hash(id);
+            let x = start + ((u128::from(h) * u128::from(len)) >> 64) as u64;
+            assert_eq!(r.reducer(h), (x >> 32) as u32);
+        }
     }
 
     #[test]

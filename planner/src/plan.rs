@@ -52,7 +52,7 @@ pub enum Split {
     /// In proportion to the interval's overlap with each reducer (default).
     #[default]
     Weighted,
-    /// Equally, as Plumbee's `offset + hash % slots` does; kept for comparison.
+    /// Equally: literally Plumbee's `offset + hash % slots` (see `partition`).
     Uniform,
 }
 
@@ -413,9 +413,7 @@ impl Plan {
     pub fn slot_route(&self, slot: &PropertySlot) -> Route {
         match self.data.split {
             Split::Weighted => Route::new(slot.start, slot.len),
-            Split::Uniform => {
-                Route::new(u64::from(slot.offset) * UNIT, u64::from(slot.slots) * UNIT)
-            }
+            Split::Uniform => Route::modulo(slot.offset, slot.slots),
         }
     }
 
