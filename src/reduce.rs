@@ -69,7 +69,20 @@ pub struct Reducer {
     rows: u64,
     duplicates: u64,
     spilled_bytes: u64,
+    /// String bytes and rows one property's buffer may hold whatever the budget
+    /// ([`BUFFER_BYTES_CAP`], [`BUFFER_ROWS_CAP`]).
+    caps: (usize, usize),
+    /// Properties whose buffer passed a cap: the next spill takes them.
+    over_cap: Vec<usize>,
 }
+
+/// String bytes one property's buffer may hold before it is spilled whatever the budget: a
+/// string column addresses its bytes with 32-bit offsets, and a large `--memory-limit` must
+/// not let a heavy long-text property reach them.
+pub const BUFFER_BYTES_CAP: usize = 1 << 30;
+/// Rows one property's buffer may hold before it is spilled whatever the budget: sort orders
+/// index rows with 32 bits.
+pub const BUFFER_ROWS_CAP: usize = 1 << 30;
 
 /// What a reducer counted before its writes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -154,6 +167,8 @@ impl Reducer {
             rows: 0,
             duplicates: 0,
             spilled_bytes: 0,
+            caps: (BUFFER_BYTES_CAP, BUFFER_ROWS_CAP),
+            over_cap: Vec::new(),
         }
     }
 
@@ -187,10 +202,13 @@ impl Reducer {
             self.bytes = self.bytes + now - self.heap[p];
             self.heap[p] = now;
             self.largest = self.largest.max(rows.len());
+            if rows.data_bytes() > self.caps.0 || rows.len() > self.caps.1 {
+                self.over_cap.push(p);
+            }
         }
         self.touched.clear();
         self.generation = self.generation.wrapping_add(1).max(1);
-        if self.bytes + self.largest * SORT_ROW_BYTES > self.budget {
+        if self.bytes + self.largest * SORT_ROW_BYTES > self.budget || !self.over_cap.is_empty() {
             self.spill()?;
         }
         Ok(())
@@ -231,6 +249,11 @@ impl Reducer {
             keep += 1;
         }
         chosen.truncate(keep);
+        for p in std::mem::take(&mut self.over_cap) {
+            if !chosen.contains(&p) {
+                chosen.push(p);
+            }
+        }
         // Segments in id order within the file: reading them back then moves forward.
         chosen.sort_unstable();
         for p in chosen {
@@ -608,6 +631,12 @@ impl Cursor {
     }
 }
 
+/// String bytes a merged row group may hold before it is written (values of ordinary size
+/// never reach it: a row group of 256 Ki rows holds a few MiB).
+const GROUP_BYTES_CAP: usize = 256 << 20;
+/// Rows moved into a row group at a time, so that the cap is checked often enough.
+const APPEND_ROWS: usize = 256;
+
 /// Merges the in-memory run (`rows` in `order`) with spilled segments into `writer`, a row
 /// group at a time, dropping rows equal to the one before. Returns the duplicates dropped.
 fn merge(
@@ -706,8 +735,11 @@ fn merge(
             duplicates += 1;
             i = 1;
         }
+        // Long values move a few rows at a time, so that the group's cap is checked often.
+        let long = source.data_bytes() / source.len().max(1) > 1024;
+        let step = if long { APPEND_ROWS } else { usize::MAX };
         while i < take {
-            let n = (take - i).min(group_rows - group.len());
+            let n = (take - i).min(group_rows - group.len()).min(step);
             idx.clear();
             if top == 0 {
                 idx.extend_from_slice(&order[first + i..first + i + n]);
@@ -716,10 +748,12 @@ fn merge(
             }
             group.append_indices(source, &idx);
             i += n;
-            if group.len() == group_rows {
-                writer.write_group(&group, &identity)?;
+            // A row group ends at its row count, or (long values) once its strings pass the
+            // cap: it is held whole while it fills.
+            if group.len() == group_rows || group.data_bytes() >= GROUP_BYTES_CAP {
+                writer.write_group(&group, &identity[..group.len()])?;
                 previous.clear();
-                previous.push(&group.row(group_rows - 1));
+                previous.push(&group.row(group.len() - 1));
                 group.clear();
             }
         }
@@ -1038,6 +1072,47 @@ mod tests {
             }
         }
         assert_eq!(done.duplicates, dropped);
+    }
+
+    /// A property past the buffer caps spills whatever the budget (its string column's 32-bit
+    /// offsets must never overflow, however large `--memory-limit` is), and comes out whole;
+    /// a merged row group of long values ends at its byte cap, not only at its row count.
+    #[test]
+    fn a_property_past_the_buffer_caps_spills_whatever_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut reducer = Reducer::new(usize::MAX / 4, dir.path().join("spill"));
+        reducer.caps = (256 << 10, 1_000);
+        static LONG: [u8; 10_000] = [b'x'; 10_000];
+        let mut want = Vec::new();
+        for b in 0..20i64 {
+            let mut batch = Rows::default();
+            for k in 0..50 {
+                batch.push(0, &row(b * 50 + k, 0, Some(&LONG)));
+                want.push(b * 50 + k);
+            }
+            // A light property beside it stays in memory.
+            batch.push(1, &row(b, 0, Some(b"v")));
+            reducer.add(&batch).unwrap();
+            assert!(reducer.by_property[0].data_bytes() <= (256 << 10) + 50 * 10_000);
+        }
+        assert!(
+            reducer.segments[0].len() >= 3,
+            "{:?}",
+            reducer.segments[0].len()
+        );
+        assert!(reducer.segments[1].is_empty());
+        let out = dir.path().join("out");
+        let done = write_all(reducer, vec![0, 1], |p| {
+            PropertyWriter::new(&out.join(p.to_string()), "p", &SinkOptions::default())
+        });
+        assert_eq!(done.duplicates, 0);
+        let got = rows_in(&out.join("0"));
+        assert_eq!(
+            (0..got.len())
+                .map(|i| got.row(i).object_id)
+                .collect::<Vec<_>>(),
+            want
+        );
     }
 
     /// A thread with nothing left of its own takes another reducer's jobs in that reducer's

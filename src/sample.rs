@@ -220,7 +220,7 @@ fn sample_split(
         count: count.clone(),
     };
     let decoded: Box<dyn Read> = match file.format {
-        Format::Gzip => Box::new(crate::input::GzMembers::new(BufReader::new(raw))),
+        Format::Gzip => Box::new(crate::input::GzMembers::over(raw)),
         Format::Zstd => match zstd::stream::read::Decoder::new(raw) {
             Ok(d) => Box::new(d),
             // Not zstd after all: the run itself will reject the file.

@@ -116,6 +116,20 @@ fn writer_properties(options: &SinkOptions) -> Arc<WriterProperties> {
 /// (a column chunk may be written in several batches).
 const GATHER_ROWS: usize = 64 * 1024;
 
+/// String bytes gathered per `write_batch` call at most (long values make shorter chunks).
+const GATHER_BYTES: usize = 64 << 20;
+
+/// `order` in chunks of [`GATHER_ROWS`] rows, or fewer where `column`'s values are long on
+/// average, so that one chunk's copy stays near [`GATHER_BYTES`] (values are at most 1 MiB,
+/// so uneven sizes cannot take it far past).
+fn gather_chunks<'o>(
+    order: &'o [u32],
+    column: &crate::batch::StrColumn,
+) -> std::slice::Chunks<'o, u32> {
+    let per_row = column.data_len() / column.len().max(1) + 1;
+    order.chunks((GATHER_BYTES / per_row).clamp(1, GATHER_ROWS))
+}
+
 /// Writes one property's rows, already in output order, into `<stem>.parquet`,
 /// `<stem>-1.parquet`, … under `dir`, a row group at a time: a new file starts once the open
 /// one has passed the target size. One open file at a time; memory is one gather chunk.
@@ -250,7 +264,7 @@ impl PropertyWriter {
             &rows.source_label,
         ] {
             let mut col = rg.next_column()?.expect("schema column");
-            for chunk in order.chunks(GATHER_ROWS) {
+            for chunk in gather_chunks(order, source) {
                 // One copy of the chunk's bytes into a shared buffer, then slices of it: no
                 // allocation per value.
                 self.bytes.clear();

@@ -24,6 +24,14 @@ impl<R: BufRead> GzMembers<R> {
     }
 }
 
+impl<R: Read> GzMembers<io::BufReader<R>> {
+    /// Over an unbuffered reader, read 32 KiB at a time (as flate2's own decoder does: the
+    /// sample's estimate of a file's records counts the compressed bytes taken).
+    pub(crate) fn over(r: R) -> Self {
+        GzMembers::new(io::BufReader::with_capacity(32 << 10, r))
+    }
+}
+
 impl<R: BufRead> Read for GzMembers<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {

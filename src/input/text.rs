@@ -191,7 +191,7 @@ pub(super) fn read_whole(
         }
         _ => {
             let decoded: Box<dyn Read + '_> = match file.format {
-                Format::Gzip => Box::new(GzMembers::new(io::BufReader::new(raw))),
+                Format::Gzip => Box::new(GzMembers::over(raw)),
                 Format::Zstd => match zstd::stream::read::Decoder::new(raw) {
                     Ok(decoder) => Box::new(decoder),
                     Err(e) => {
