@@ -39,7 +39,7 @@ pub struct PlanConfig {
 
 /// Reads the history, plans, and writes the table or JSON to `out`.
 pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
-    let stores = crate::source::Stores::with_endpoint(config.endpoint.clone());
+    let stores = crate::stores::Stores::with_endpoint(config.endpoint.clone());
     let loaded = history::load_from(&config.history, &stores)?;
     let plan = planner::plan(&loaded.history, &config.params).map_err(crate::run::plan_error)?;
     let stats = plan.stats();
@@ -127,7 +127,7 @@ pub fn recover(
     // The same checks and connection as `inspect`: a local folder must hold `_skewer`.
     let done = match crate::inspect::Store::open(dataset, endpoint)? {
         crate::inspect::Store::Local(path) => {
-            let layout = crate::commit::Layout::new(path);
+            let layout = crate::layout::Layout::new(path);
             let lock = crate::commit::lock(&layout, "recover")?;
             let done = crate::commit::recover(&layout)?;
             drop(lock);
@@ -189,7 +189,7 @@ pub fn history_show(
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let stores = crate::source::Stores::with_endpoint(endpoint);
+    let stores = crate::stores::Stores::with_endpoint(endpoint);
     // A dataset's own history, else the location itself.
     let trimmed = location.trim_end_matches('/');
     let own = format!("{trimmed}/_skewer/history");

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::route::Reject;
+use crate::layout::{Layout, check_partition};
+use crate::rejects::Reject;
 
 /// The manifest format this skewer writes.
 pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
@@ -44,51 +45,6 @@ pub enum Mode {
     Overwrite,
     /// Add this run's files beside the existing ones.
     Append,
-}
-
-/// `_skewer/…` paths of a dataset.
-#[derive(Clone, Debug)]
-pub struct Layout {
-    pub dataset: PathBuf,
-}
-
-impl Layout {
-    pub fn new(dataset: impl Into<PathBuf>) -> Self {
-        Layout {
-            dataset: dataset.into(),
-        }
-    }
-    pub fn meta(&self) -> PathBuf {
-        self.dataset.join("_skewer")
-    }
-    pub fn staging(&self, run: &str) -> PathBuf {
-        self.meta().join("staging").join(run)
-    }
-    pub fn replaced(&self, run: &str) -> PathBuf {
-        self.meta().join("replaced").join(run)
-    }
-    pub fn runs_dir(&self) -> PathBuf {
-        self.meta().join("runs")
-    }
-    pub fn history_dir(&self) -> PathBuf {
-        self.meta().join("history")
-    }
-    pub fn manifest(&self, run: &str) -> PathBuf {
-        self.runs_dir().join(format!("{run}.json"))
-    }
-    pub fn history_record(&self, run: &str) -> PathBuf {
-        self.history_dir().join(format!("{run}.json"))
-    }
-    /// Where a run's history record waits until its publish completes.
-    pub fn pending_history(&self, run: &str) -> PathBuf {
-        self.staging(run).join("_history.json")
-    }
-    pub fn rejects(&self, run: &str) -> PathBuf {
-        self.meta().join("rejects").join(format!("{run}.ndjson"))
-    }
-    pub fn lock_file(&self) -> PathBuf {
-        self.meta().join("lock")
-    }
 }
 
 /// Test hook: `SKEWER_FAIL_AT=<point>` aborts the process at that step of a publish, as a
@@ -213,7 +169,7 @@ impl LockOwner {
 
 /// Text read back from metadata, shortened and with control characters escaped, for a message.
 pub(crate) fn clip(text: &str) -> String {
-    crate::report::clip(text, 80)
+    crate::units::clip(text, 80)
 }
 
 /// Takes the dataset's lock for `run_id`, or fails at once naming the run that holds it.
@@ -279,12 +235,6 @@ fn lock_file_error(path: &Path, e: std::io::Error) -> Error {
     Error::io(path, e)
 }
 
-/// Who holds the dataset's lock right now, as its note says, if a live run does.
-pub fn lock_holder(layout: &Layout) -> Option<LockOwner> {
-    let text = fs::read(layout.lock_file()).ok()?;
-    LockOwner::parse(&text).filter(|o| !o.is_stale())
-}
-
 // ---------------------------------------------------------------------------------------
 // Publish and recover
 // ---------------------------------------------------------------------------------------
@@ -334,7 +284,7 @@ fn collect_partitions(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result
         if entry
             .file_name()
             .to_string_lossy()
-            .starts_with(crate::sink::PROPERTY_COLUMN)
+            .starts_with(crate::layout::PROPERTY_COLUMN)
         {
             out.push(rel);
         } else {
@@ -634,7 +584,7 @@ fn sync_dirs(dir: &Path) -> Result<()> {
     }
     let mut dirs = Vec::new();
     collect(dir, &mut dirs)?;
-    crate::source::par_map(&dirs, 8, |d| sync_dir(d))
+    crate::par::par_map(&dirs, 8, |d| sync_dir(d))
         .into_iter()
         .collect()
 }
@@ -788,29 +738,6 @@ pub fn check_run_id(id: &str) -> std::result::Result<(), String> {
     }
 }
 
-/// Why `rel` cannot be a partition folder of a dataset (`[key=value/…]property_name=<p>`,
-/// relative, every segment a plain `key=value` folder name), if it cannot.
-pub fn check_partition(rel: &str) -> std::result::Result<(), String> {
-    let bad = |why: &str| Err(format!("partition {} {why}", clip(rel)));
-    let segments: Vec<&str> = rel.split('/').collect();
-    for (i, segment) in segments.iter().enumerate() {
-        let Some((key, _)) = segment.split_once('=') else {
-            return bad("has a folder that is not key=value");
-        };
-        if key.is_empty() || key.starts_with(['.', '_']) || segment.len() > 255 {
-            return bad("has a folder that is not a partition");
-        }
-        if segment.contains(['\0', '\\']) {
-            return bad("has a folder name with a NUL or a backslash");
-        }
-        let last = i + 1 == segments.len();
-        if (key == crate::sink::PROPERTY_COLUMN) != last {
-            return bad("does not end in one property_name= folder");
-        }
-    }
-    Ok(())
-}
-
 /// Why `rel` cannot be a file directly in one of `partitions`, if it cannot; a file a run
 /// adds must also carry its run's name.
 fn check_file(
@@ -943,20 +870,7 @@ pub fn write_rejects(layout: &Layout, run: &str, rejects: &[Reject]) -> Result<(
     if rejects.is_empty() {
         return Ok(());
     }
-    let mut out = Vec::new();
-    for r in rejects {
-        let line = serde_json::json!({
-            "file": r.file.as_ref(),
-            "line": r.line,
-            "row_group": r.row_group,
-            "record": r.record,
-            "reason": r.reason,
-        });
-        serde_json::to_writer(&mut out, &line)
-            .map_err(|e| Error::Bug(format!("reject to JSON: {e}")))?;
-        out.push(b'\n');
-    }
-    write_atomic(&layout.rejects(run), &out)
+    write_atomic(&layout.rejects(run), &crate::rejects::to_ndjson(rejects)?)
 }
 
 #[cfg(test)]

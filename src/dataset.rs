@@ -13,7 +13,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::batch::Rows;
 use crate::error::{Error, Result};
-use crate::sink::{PROPERTY_COLUMN, unescape_partition_value};
+use crate::layout::{PROPERTY_COLUMN, unescape_partition_value};
 
 /// One data file of a dataset.
 #[derive(Clone, Debug, PartialEq, Eq)]

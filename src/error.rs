@@ -190,5 +190,14 @@ fn local_publish_stopped(
     )
 }
 
+/// What a panic said, from its payload (a `String` or a `&str`, else "unknown").
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -41,7 +41,7 @@ pub fn load(path: &Path) -> Result<LoadedHistory> {
 
 /// Reads a history from wherever `location` is: a local path, or (feature `s3`) an `s3://`
 /// folder of run records, or one record file there.
-pub fn load_from(location: &Path, stores: &crate::source::Stores) -> Result<LoadedHistory> {
+pub fn load_from(location: &Path, stores: &crate::stores::Stores) -> Result<LoadedHistory> {
     let text = location.to_string_lossy();
     if !text.starts_with("s3://") {
         return load(location);
@@ -81,7 +81,7 @@ pub fn load_from(location: &Path, stores: &crate::source::Stores) -> Result<Load
     #[cfg(not(feature = "s3"))]
     {
         let _ = stores;
-        Err(crate::source::no_s3(&text))
+        Err(crate::stores::no_s3(&text))
     }
 }
 
@@ -350,7 +350,7 @@ pub mod show {
                 let _ = writeln!(
                     out,
                     "  {:<38} {} {:>14}  {change}",
-                    crate::report::clip(&t.property, 38),
+                    crate::units::clip(&t.property, 38),
                     sparkline(&t.rows),
                     format_count(last)
                 );

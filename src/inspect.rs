@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::commit::{Manifest, STATE_COMMITTED, STATE_PUBLISHING};
 use crate::error::{Error, Result};
-use crate::sink::{PROPERTY_COLUMN, unescape_partition_value};
+use crate::layout::{PROPERTY_COLUMN, unescape_partition_value};
 use crate::source::{Handle, LocalFile};
 
 /// A file smaller than this beside a larger one of the same property is a "small file".
@@ -63,7 +63,7 @@ impl Store {
             #[cfg(not(feature = "s3"))]
             crate::run::Target::S3(url) => {
                 let _ = endpoint;
-                Err(crate::source::no_s3(url))
+                Err(crate::stores::no_s3(url))
             }
         }
     }
@@ -409,7 +409,7 @@ pub fn inspect(store: &Store, display: &str) -> Result<Report> {
             data.push((rel, *size, property));
         }
     }
-    let checked = crate::source::par_map(&data, store.workers(), |(rel, size, _)| {
+    let checked = crate::par::par_map(&data, store.workers(), |(rel, size, _)| {
         let handle = store.open_file(rel, *size)?;
         Ok(FileCheck::read(handle, &store.name(rel), &expected_schema))
     });
@@ -530,7 +530,7 @@ impl FileCheck {
         name: &str,
         expected: &parquet::schema::types::Type,
     ) -> std::result::Result<FileCheck, String> {
-        let reader = SerializedFileReader::new(crate::explode::parquet::PreadFile::new(handle))
+        let reader = SerializedFileReader::new(crate::source::PreadFile::new(handle))
             .map_err(|e| format!("{name}: not a readable Parquet file: {e}"))?;
         let meta = reader.metadata().file_metadata();
         let rows = u64::try_from(meta.num_rows()).unwrap_or(0);
@@ -649,7 +649,7 @@ pub fn table(r: &Report, top: usize) -> String {
         let _ = writeln!(
             out,
             "  {:<38} {:>6} {:>14} {:>11} {:>11} {:>11}",
-            crate::report::clip(&p.property, 38),
+            crate::units::clip(&p.property, 38),
             p.files,
             format_count(p.rows),
             format_bytes(p.bytes),

@@ -37,9 +37,21 @@ fn init_logs() {
     }
 }
 
+/// Panics the library turns into rejects (a Parquet decoder meeting a corrupt file) are not
+/// printed; every other panic reaches the default hook.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !skewer::explode::parquet::panic_is_contained() {
+            default(info);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     fix_mmap_threshold();
     init_logs();
+    quiet_contained_panics();
     // clap prints usage errors itself and exits with 2.
     let cli = cli::Cli::parse();
     let result = match cli.command {

@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::commit::{Manifest, STATE_COMMITTED};
 use crate::error::{Error, Result};
 use crate::run::{PlanSource, RunConfig, Target};
-use crate::source::Stores;
+use crate::stores::Stores;
 use crate::units::{find_date, format_date};
 
 /// Which history plans each date.
@@ -104,7 +104,7 @@ pub fn replay(config: &ReplayConfig) -> Result<Vec<DateResult>> {
         )));
     }
     // Checked once here rather than failing every date the same way.
-    crate::run::partition_path(&config.partition.replace("{date}", "2026-01-01"))?;
+    crate::layout::partition_path(&config.partition.replace("{date}", "2026-01-01"))?;
     let stores = Stores::with_endpoint(config.run.endpoint.clone());
     // The manifests are read once: a dataset with a year of nightly runs has hundreds, each
     // a request from S3, and only this replay adds to them meanwhile.
@@ -150,7 +150,7 @@ fn replay_date(
         Err(e) => return Err(e),
     };
     let partition = config.partition.replace("{date}", date);
-    let partition_dir = crate::run::partition_path(&partition)?;
+    let partition_dir = crate::layout::partition_path(&partition)?;
 
     let (plan, source) = plan_for(config, stores, &files, day)?;
     if !config.force

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::history::LoadedHistory;
-use crate::units::{format_bytes, format_count};
+use crate::units::{clip, format_bytes, format_count};
 
 /// Above this many reducers the table summarises loads instead of listing every reducer.
 const MAX_LISTED_REDUCERS: u32 = 32;
@@ -242,25 +242,6 @@ fn span(first: u32, last: u32) -> String {
     }
 }
 
-/// A property name fit for one table cell: control characters escaped (names are arbitrary
-/// strings, and a newline would break the table), then clipped to `width` characters.
-pub(crate) fn clip(name: &str, width: usize) -> String {
-    let mut shown = String::with_capacity(name.len());
-    for c in name.chars() {
-        if c.is_control() {
-            shown.extend(c.escape_default());
-        } else {
-            shown.push(c);
-        }
-    }
-    if shown.chars().count() <= width {
-        return shown;
-    }
-    let mut s: String = shown.chars().take(width - 1).collect();
-    s.push('…');
-    s
-}
-
 /// The plan and its predicted figures as JSON (see the module docs), newline-terminated.
 pub fn plan_json(plan: &Plan, stats: &PlanStats) -> Result<String> {
     let mut plan_value =
@@ -455,16 +436,4 @@ pub fn run_json(s: &crate::run::RunSummary) -> Result<String> {
         "warnings": s.warnings,
     });
     Ok(crate::jsonfmt::to_lines(&report))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_clipped_by_characters() {
-        assert_eq!(clip("short", 10), "short");
-        assert_eq!(clip("ééééééééééééé", 5), "éééé…");
-        assert_eq!(clip("a\nb\u{0}", 20), "a\\nb\\u{0}");
-    }
 }

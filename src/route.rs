@@ -25,6 +25,7 @@ use planner::{Plan, Route, object_hash};
 
 use crate::batch::Rows;
 use crate::explode::{PropertyIds, RecordSink};
+use crate::rejects::Reject;
 
 /// Batches a reducer's channel holds before mappers wait.
 pub const CHANNEL_BATCHES: usize = 8;
@@ -42,31 +43,6 @@ struct Names {
     ids: hashbrown::HashMap<Arc<str>, u32>,
     /// Per id: where its rows go, or why they cannot be written.
     routes: Vec<Result<Route, Arc<str>>>,
-}
-
-/// The longest property name a partition folder can hold once escaped: file systems allow
-/// 255 bytes per name, of which `property_name=` takes 14.
-pub const MAX_ESCAPED_NAME_BYTES: usize = 255 - 14;
-
-/// Why rows of `name` cannot be written, if they cannot.
-fn unwritable(name: &str) -> Option<String> {
-    if name.is_empty() {
-        // Hive readers read an empty partition value as null: no folder names "".
-        return Some("a property has an empty name, which no partition folder can hold".into());
-    }
-    if name == crate::sink::HIVE_DEFAULT_PARTITION {
-        // Readers (pyarrow among them) take this value for null however it is escaped.
-        return Some(format!(
-            "a property is named {name}, which Hive readers read as a null partition"
-        ));
-    }
-    let escaped = crate::sink::escape_partition_value(name).len();
-    (escaped > MAX_ESCAPED_NAME_BYTES).then(|| {
-        format!(
-            "property name {:?}… is {escaped} bytes once escaped, too long for a folder (at most {MAX_ESCAPED_NAME_BYTES})",
-            name.chars().take(40).collect::<String>()
-        )
-    })
 }
 
 impl PropertyTable {
@@ -94,7 +70,7 @@ impl PropertyTable {
         }
         let id = u32::try_from(t.names.len()).expect("fewer than 2^32 property names");
         let name: Arc<str> = Arc::from(name);
-        let route = match unwritable(&name) {
+        let route = match crate::layout::unwritable(&name) {
             Some(reason) => Err(Arc::from(reason)),
             None => Ok(self.plan.route(&name)),
         };
@@ -166,22 +142,6 @@ pub struct MapCounts {
     /// Records met in the input, counted by the input stage independently of the outcome
     /// (`records + rejected` must equal it).
     pub records_met: u64,
-}
-
-/// A record that could not be read: where, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
-    /// Input file, as given or found.
-    pub file: Arc<str>,
-    /// 1-based line of the record (or of the JSON text holding it), when known.
-    pub line: Option<u64>,
-    /// Byte offset of that line, when it is known before the line number.
-    pub offset: Option<u64>,
-    /// Row group, for Parquet input.
-    pub row_group: Option<usize>,
-    /// Which record of that line, text or row group (0-based).
-    pub record: u64,
-    pub reason: String,
 }
 
 /// Where the records being exploded come from, for rejects.

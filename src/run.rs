@@ -28,15 +28,15 @@ use crossbeam_channel::{Receiver, Sender};
 use planner::{Plan, PlanParams, RunRecord, Volume};
 
 use crate::batch::Rows;
-use crate::commit::{
-    self, Counts, FileEntry, InputEntry, Layout, Manifest, Mode, PlanEntry, ReducerEntry,
-};
+use crate::commit::{self, Counts, FileEntry, InputEntry, Manifest, Mode, PlanEntry, ReducerEntry};
 use crate::error::{Error, Result};
 use crate::input::{self, InputFile, MapperScratch, Split};
+use crate::layout::{Layout, partition_path, property_dir};
 use crate::reduce::{Reducer, WritePool};
-use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Reject, Router};
-use crate::sink::{PropertyWriter, SinkOptions, escape_partition_value, property_dir};
-use crate::source::Stores;
+use crate::rejects::Reject;
+use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Router};
+use crate::sink::{PropertyWriter, SinkOptions};
+use crate::stores::Stores;
 use crate::units::{format_utc, now_ms};
 
 /// The default multipart part size for uploads to S3.
@@ -323,38 +323,6 @@ pub struct RunSummary {
     pub warnings: Vec<String>,
 }
 
-/// Checks a `--partition` value and returns the folder path it stands for.
-pub fn partition_path(partition: &str) -> Result<String> {
-    let mut parts = Vec::new();
-    for segment in partition.split('/') {
-        let (key, value) = segment.split_once('=').ok_or_else(|| {
-            Error::Config(format!(
-                "--partition {partition:?}: expected key=value, e.g. dt=2026-11-20"
-            ))
-        })?;
-        // Hive readers skip folders that start with `_` or `.`: such a key would hide the
-        // data; and `property_name` is the folder skewer adds below (readers match partition
-        // keys without regard to case).
-        let key_ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !key_ok || value.is_empty() {
-            return Err(Error::Config(format!(
-                "--partition {partition:?}: {segment:?} needs a key that starts with a letter \
-                 (then letters, digits and _; a key starting with _ or . is hidden from readers) \
-                 and a non-empty value"
-            )));
-        }
-        if key.eq_ignore_ascii_case(crate::sink::PROPERTY_COLUMN) {
-            return Err(Error::Config(format!(
-                "--partition {partition:?}: {key:?} is the partition skewer writes each property \
-                 under; choose another key"
-            )));
-        }
-        parts.push(format!("{key}={}", escape_partition_value(value)));
-    }
-    Ok(parts.join("/"))
-}
-
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -423,7 +391,7 @@ impl Dest {
             #[cfg(not(feature = "s3"))]
             Target::S3(url) => {
                 let _ = stores;
-                Err(crate::source::no_s3(url))
+                Err(crate::stores::no_s3(url))
             }
         }
     }
@@ -1056,14 +1024,10 @@ struct Received {
 fn joined<T>(result: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
     match result {
         Ok(r) => r,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(Error::Bug(format!("a {what} thread panicked: {msg}")))
-        }
+        Err(panic) => Err(Error::Bug(format!(
+            "a {what} thread panicked: {}",
+            crate::error::panic_message(panic.as_ref())
+        ))),
     }
 }
 
@@ -1222,28 +1186,6 @@ mod tests {
         // A row received but neither written nor a duplicate.
         let err = account(&[mapped(1, 1, 0, 30)], &[reduced(30, 1, 28)]).unwrap_err();
         assert!(err.contains("written 28 + duplicates 1"), "{err}");
-    }
-
-    #[test]
-    fn partition_keys_readers_would_hide_or_confuse_are_refused() {
-        assert_eq!(partition_path("dt=2026-11-20").unwrap(), "dt=2026-11-20");
-        assert!(partition_path("dt=2026/11").is_err());
-        for bad in [
-            "_dt=x",
-            ".dt=x",
-            "property_name=x",
-            "Property_Name=x",
-            "dt=",
-            "=x",
-            "1dt=x",
-        ] {
-            assert!(partition_path(bad).is_err(), "{bad}");
-        }
-        let err = partition_path("property_name=x").unwrap_err().to_string();
-        assert!(err.contains("choose another key"), "{err}");
-        let err = partition_path("_dt=x").unwrap_err().to_string();
-        assert!(err.contains("hidden from readers"), "{err}");
-        assert_eq!(partition_path("dt=a/b=c d").unwrap(), "dt=a/b=c d");
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
             continue;
         };
         // Unreadable files are rejected by the run itself; they add nothing to the plan.
-        let Ok(Ok(opened)) = crate::input::contain_panic(|| crate::explode::parquet::open(handle))
+        let Ok(Ok(opened)) =
+            crate::explode::parquet::contain_panic(|| crate::explode::parquet::open(handle))
         else {
             continue;
         };
@@ -109,7 +110,7 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
             let mut counting = ParquetCounting::default();
             let mut scratch = crate::explode::parquet::ParquetScratch::default();
             let group_rows = opened.reader.metadata().row_group(0).num_rows().max(1) as u64;
-            if crate::input::contain_panic(|| {
+            if crate::explode::parquet::contain_panic(|| {
                 crate::explode::parquet::explode_row_group(
                     &opened,
                     0,

@@ -38,11 +38,6 @@ message version {
     optional int64 updated_by_user_id;
 }";
 
-/// The partition column holding the property name.
-pub const PROPERTY_COLUMN: &str = "property_name";
-/// What Hive calls a partition whose value is null or empty.
-pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
-
 /// How files are written.
 #[derive(Clone, Debug)]
 pub struct SinkOptions {
@@ -406,102 +401,12 @@ pub fn write_property(
     writer.finish()
 }
 
-/// Escapes a partition value as Hive and Spark do: `%XX` for control characters and
-/// `"#%'*/:=?\{[]^` and DEL; the empty string is Hive's default partition.
-pub fn escape_partition_value(value: &str) -> String {
-    if value.is_empty() {
-        return HIVE_DEFAULT_PARTITION.to_string();
-    }
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        let escape = matches!(
-            c,
-            '\u{0}'
-                ..='\u{1f}'
-                    | '"'
-                    | '#'
-                    | '%'
-                    | '\''
-                    | '*'
-                    | '/'
-                    | ':'
-                    | '='
-                    | '?'
-                    | '\\'
-                    | '\u{7f}'
-                    | '{'
-                    | '['
-                    | ']'
-                    | '^'
-        );
-        if escape {
-            out.push_str(&format!("%{:02X}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The inverse of [`escape_partition_value`] (and of any reader's `%XX` escaping).
-pub fn unescape_partition_value(escaped: &str) -> Option<String> {
-    if escaped == HIVE_DEFAULT_PARTITION {
-        return Some(String::new());
-    }
-    let b = escaped.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The folder of one property: `property_name=<escaped>`.
-pub fn property_dir(property: &str) -> String {
-    format!("{PROPERTY_COLUMN}={}", escape_partition_value(property))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::Row;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::Field;
-
-    #[test]
-    fn escaping_round_trips_and_never_leaves_the_folder() {
-        for name in [
-            "email",
-            "a/b",
-            "x=y",
-            "..",
-            ".",
-            "50%",
-            "ünïcødé 🚀",
-            "tab\there",
-            "a:b*c?",
-            "",
-        ] {
-            let escaped = escape_partition_value(name);
-            assert!(
-                !escaped.contains('/') && !escaped.contains('\0'),
-                "{escaped}"
-            );
-            assert_ne!(property_dir(name), "..");
-            assert_eq!(unescape_partition_value(&escaped).as_deref(), Some(name));
-        }
-        assert_eq!(escape_partition_value("a/b=c%"), "a%2Fb%3Dc%25");
-        assert_eq!(escape_partition_value(""), HIVE_DEFAULT_PARTITION);
-        assert_eq!(unescape_partition_value("%zz"), None);
-    }
 
     #[test]
     fn files_read_back_in_order_with_the_schema() {

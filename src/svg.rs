@@ -217,7 +217,7 @@ pub fn plan(plan: &Plan) -> String {
             y + 4.0,
             colour[i],
             y - 3.0,
-            escape(&crate::report::clip(
+            escape(&crate::units::clip(
                 name,
                 ((x1 - x0) / 6.0).max(4.0) as usize
             ))
@@ -235,7 +235,7 @@ pub fn plan(plan: &Plan) -> String {
             y - 10.0,
             colour[i],
             x + 16.0,
-            escape(&crate::report::clip(&slot.name, 24)),
+            escape(&crate::units::clip(&slot.name, 24)),
             format_count(slot.rows)
         );
     }

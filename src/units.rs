@@ -136,6 +136,26 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+/// Text fit for one table cell or message: control characters escaped (property names and
+/// whatever is read back from metadata are arbitrary strings, and a newline would break the
+/// line), then clipped to `width` characters.
+pub fn clip(name: &str, width: usize) -> String {
+    let mut shown = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    if shown.chars().count() <= width {
+        return shown;
+    }
+    let mut s: String = shown.chars().take(width - 1).collect();
+    s.push('…');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -220,5 +240,12 @@ mod date_tests {
             Some("2026-10-05")
         );
         assert_eq!(find_date("dt=today"), None);
+    }
+
+    #[test]
+    fn names_are_clipped_by_characters() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("ééééééééééééé", 5), "éééé…");
+        assert_eq!(clip("a\nb\u{0}", 20), "a\\nb\\u{0}");
     }
 }

@@ -169,7 +169,7 @@ fn a_crash_at_any_publish_step_leaves_partitions_old_or_new_and_recovery_complet
         if published {
             // Rolled forward: B's manifest is committed and every partition it lists is B's.
             let m = skewer::commit::read_manifest(
-                &skewer::commit::Layout::new(&dataset),
+                &skewer::layout::Layout::new(&dataset),
                 run_b.as_deref().unwrap(),
             )
             .unwrap();
@@ -230,7 +230,7 @@ fn a_second_run_on_a_locked_dataset_refuses_with_the_owner() {
     let input = tmp.path().join("in");
     dump(&input, 4, 20, 5);
     let dataset = tmp.path().join("ds");
-    let layout = skewer::commit::Layout::new(&dataset);
+    let layout = skewer::layout::Layout::new(&dataset);
     let held = skewer::commit::lock(&layout, "nightly-1").unwrap();
     let second = skewer(run_args(&input, &dataset));
     assert_eq!(second.code, 1);
@@ -363,7 +363,7 @@ fn a_publish_that_fails_part_way_says_where_it_stopped_and_recover_finishes_it()
     );
     assert_eq!(contents(&dataset), want);
     let run_b = manifest_run(&dataset, &run_a).unwrap();
-    let layout = skewer::commit::Layout::new(&dataset);
+    let layout = skewer::layout::Layout::new(&dataset);
     let state = || {
         skewer::commit::read_manifest(&layout, &run_b)
             .unwrap()

@@ -1159,7 +1159,7 @@ impl<'de> DeserializeSeed<'de> for IdSeed {
 }
 
 fn raw_id(raw: &str) -> Soft<i64> {
-    let shown = || crate::report::clip(raw, 40);
+    let shown = || crate::units::clip(raw, 40);
     match raw.as_bytes().first() {
         Some(b'"') => {
             let inner = &raw[1..raw.len() - 1];
@@ -1193,7 +1193,7 @@ scalar_seed!(TimestampSeed -> i64, "a timestamp", {
         .ok_or_else(|| format!("{v} is not whole milliseconds"))
         .and_then(timestamp::in_range),
     str: |v: &str| timestamp::parse(v.as_bytes())
-        .ok_or_else(|| format!("{:?} is not epoch milliseconds or an ISO-8601 time", crate::report::clip(v, 40)))
+        .ok_or_else(|| format!("{:?} is not epoch milliseconds or an ISO-8601 time", crate::units::clip(v, 40)))
         .and_then(timestamp::in_range),
     null: Err("is null".into()),
     bool: |_| Err("is a boolean".into()),

@@ -44,7 +44,7 @@ use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
 use super::{MAX_VALUE_BYTES, PropertyIds, timestamp};
 use crate::batch::Rows;
-use crate::source::{Handle, Reader};
+use crate::source::{Handle, PreadFile, Reader};
 
 /// What the Parquet explode reports besides rows.
 pub trait ParquetSink {
@@ -436,45 +436,6 @@ const FLUSH_ROWS: usize = 16 * 1024;
 /// ... or once their strings pass this.
 const FLUSH_BYTES: usize = 8 << 20;
 
-/// A file read by positioned reads. The parquet crate's reader for `File` duplicates the
-/// descriptor, seeks and closes for every column chunk: four system calls each, for some
-/// 300,000 chunks in a wide dump. This reads in one call and shares the descriptor; for an S3
-/// object, each read is one ranged GET.
-#[derive(Clone, Debug)]
-pub struct PreadFile {
-    file: Handle,
-}
-
-impl PreadFile {
-    pub fn new(file: Handle) -> Self {
-        PreadFile { file }
-    }
-}
-
-impl Length for PreadFile {
-    fn len(&self) -> u64 {
-        self.file.len()
-    }
-}
-
-impl ChunkReader for PreadFile {
-    type T = BufReader<Reader>;
-
-    fn get_read(&self, start: u64) -> Result<BufReader<Reader>, ParquetError> {
-        // The page reader asks for a reader per page and reads its header through it (then
-        // the page by `get_bytes`): a small buffer, enough for a header in one request.
-        let size = (self.file.read_size() / 64).max(8 << 10);
-        Ok(BufReader::with_capacity(
-            size,
-            Reader::new(self.file.clone(), start),
-        ))
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
-        Ok(self.file.get_bytes(start, length)?)
-    }
-}
-
 /// Bytes of whole column chunks fetched per read. DESIGN §9: one large read instead of
 /// thousands of small ones saves 15–20 %; a window rather than the whole row group keeps a
 /// mapper's read buffer small whatever the row group size.
@@ -535,7 +496,7 @@ impl RowGroupChunk {
         if !sane {
             ranges.clear();
         }
-        let window_limit = READ_WINDOW.max(WINDOW_READS * file.file.read_size() as u64);
+        let window_limit = READ_WINDOW.max(WINDOW_READS * file.source().read_size() as u64);
         RowGroupChunk {
             file,
             units: ranges,
@@ -656,9 +617,34 @@ pub fn open(file: Handle) -> Result<Opened, String> {
     })
 }
 
+thread_local! {
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic (the Parquet decoder meeting input it does not expect) into an
+/// error: one corrupt file must not end the run. skewer's own invariants are checked before
+/// publishing (rows must add up), so a bug caught here still cannot publish wrong data.
+pub(crate) fn contain_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    CONTAINED.with(|c| c.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(false));
+    result.map_err(|panic| {
+        format!(
+            "the Parquet decoder failed: {}",
+            crate::error::panic_message(panic.as_ref())
+        )
+    })
+}
+
+/// Whether this thread is inside [`contain_panic`], whose panics become rejects: a binary's
+/// panic hook may keep quiet about them (the library installs no hook of its own).
+pub fn panic_is_contained() -> bool {
+    CONTAINED.with(|c| c.get())
+}
+
 /// The rows (objects) a file's footer says it holds, if the footer can be read.
 pub fn footer_rows(file: Handle) -> Option<u64> {
-    let read = crate::input::contain_panic(|| SerializedFileReader::new(PreadFile::new(file)));
+    let read = contain_panic(|| SerializedFileReader::new(PreadFile::new(file)));
     let reader = read.ok()?.ok()?;
     let rows = reader.metadata().row_groups().iter().map(|g| g.num_rows());
     rows.map(|n| u64::try_from(n).ok()).sum()

@@ -33,7 +33,8 @@ use crate::error::{Error, Result};
 use crate::explode::PropertyIds;
 use crate::explode::json::JsonScratch;
 use crate::route::{Router, UnitLocation};
-use crate::source::{Handle, LocalFile, Reader, Stores};
+use crate::source::{Handle, LocalFile, Reader};
+use crate::stores::Stores;
 use parquet::file::reader::FileReader;
 
 pub(crate) use decode::{Counted, Guarded, GzMembers};
@@ -137,7 +138,7 @@ pub fn discover(inputs: &[String], stores: &Stores) -> Result<Vec<InputFile>> {
             #[cfg(not(feature = "s3"))]
             {
                 let _ = stores;
-                return Err(crate::source::no_s3(input));
+                return Err(crate::stores::no_s3(input));
             }
         } else {
             local.push(input.clone());
@@ -208,7 +209,7 @@ fn discover_s3(input: &str, stores: &Stores) -> Result<Vec<InputFile>> {
     // Sniffing is a round trip per object: many at once. Small objects are fetched whole
     // (within a budget), which spares them every later request.
     let budget = std::sync::atomic::AtomicU64::new(WHOLE_BUDGET);
-    let files = crate::source::par_map(&keys, DISCOVER_REQUESTS, |object| {
+    let files = crate::par::par_map(&keys, DISCOVER_REQUESTS, |object| {
         use std::sync::atomic::Ordering::Relaxed;
         let at = url.at(object.key.clone());
         let name = at.to_string();
@@ -368,7 +369,7 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 pub fn splits(files: &[InputFile], split_bytes: u64) -> Result<Vec<Split>> {
     // A look at each file's head or footer: a round trip each from S3, so several at once.
     let indexed: Vec<(usize, &InputFile)> = files.iter().enumerate().collect();
-    let per_file = crate::source::par_map(&indexed, SPLIT_LOOKS, |&(i, f)| {
+    let per_file = crate::par::par_map(&indexed, SPLIT_LOOKS, |&(i, f)| {
         file_splits(i, f, split_bytes)
     });
     let mut out = Vec::new();
@@ -399,7 +400,7 @@ fn file_splits(i: usize, f: &InputFile, split_bytes: u64) -> Result<Vec<Split>> 
         }
         Format::Parquet => {
             let handle = f.open()?;
-            match contain_panic(|| crate::explode::parquet::open(handle)) {
+            match crate::explode::parquet::contain_panic(|| crate::explode::parquet::open(handle)) {
                 Ok(Ok(opened)) => {
                     let groups = opened.reader.metadata().num_row_groups();
                     out.extend((0..groups).map(|g| Split::RowGroups {
@@ -467,7 +468,7 @@ fn read_row_groups(
     if !cached {
         scratch.opened = None;
         let handle = file.open()?;
-        match contain_panic(|| open(handle)).and_then(|r| r) {
+        match crate::explode::parquet::contain_panic(|| open(handle)).and_then(|r| r) {
             Ok(v) => scratch.opened = Some((file.name.clone(), v)),
             // It was read when the splits were cut: it changed since.
             Err(reason) => {
@@ -491,7 +492,7 @@ fn read_row_groups(
         router.counts.records_met += rows;
         let accepted_before = router.counts.records;
         let rejected_before = router.counts.rejected;
-        let result = contain_panic(|| {
+        let result = crate::explode::parquet::contain_panic(|| {
             explode_row_group(opened, g, ids, router, &mut scratch.parquet)
                 .map_err(|e| e.to_string())
         });
@@ -518,7 +519,9 @@ fn read_row_groups(
 /// not a nested dump counts every row as a rejected record.
 fn unreadable_parquet(file: &InputFile, router: &mut Router<'_>) -> Result<()> {
     let handle = file.open()?;
-    let reason = match contain_panic(|| crate::explode::parquet::open(handle.clone())) {
+    let reason = match crate::explode::parquet::contain_panic(|| {
+        crate::explode::parquet::open(handle.clone())
+    }) {
         Ok(Err(reason)) | Err(reason) => reason,
         Ok(Ok(_)) => "it changed while it was being read".into(),
     };
@@ -536,37 +539,6 @@ fn unreadable_parquet(file: &InputFile, router: &mut Router<'_>) -> Result<()> {
             ),
         }),
     }
-}
-
-/// Runs `f`, turning a panic (a third-party decoder meeting input it does not expect) into an
-/// error: one corrupt file must not end the run. skewer's own invariants are checked before
-/// publishing (rows must add up), so a bug caught here still cannot publish wrong data.
-/// Panics inside `f` are not printed (they become rejects with the panic's message); every
-/// other panic still reaches the default hook.
-pub(crate) fn contain_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    thread_local! {
-        static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !CONTAINED.with(|c| c.get()) {
-                previous(info);
-            }
-        }));
-    });
-    CONTAINED.with(|c| c.set(true));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    CONTAINED.with(|c| c.set(false));
-    result.map_err(|panic| {
-        let msg = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown".into());
-        format!("the Parquet decoder failed: {msg}")
-    })
 }
 
 fn locate(router: &mut Router<'_>, file: &InputFile, line: Option<u64>, offset: Option<u64>) {
@@ -614,7 +586,7 @@ pub fn check_unchanged(files: &[InputFile]) -> Result<()> {
 /// Fills in the line numbers of rejects located by byte offset (NDJSON ranges), counting
 /// newlines once per file that has such rejects.
 pub fn resolve_reject_lines(
-    rejects: &mut [crate::route::Reject],
+    rejects: &mut [crate::rejects::Reject],
     files: &[InputFile],
 ) -> Result<()> {
     use std::collections::HashMap;

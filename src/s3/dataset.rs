@@ -65,10 +65,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Precondition, S3, S3Url};
 use crate::commit::{
-    Layout, LockOwner, Manifest, Recovery, STATE_COMMITTED, STATE_PUBLISHING, check_partition,
-    check_run_id, clip, fail_point,
+    LockOwner, Manifest, Recovery, STATE_COMMITTED, STATE_PUBLISHING, check_run_id, clip,
+    fail_point,
 };
 use crate::error::{Error, Progress, Result};
+use crate::layout::{Layout, check_partition};
 
 /// Uploads in flight at once.
 const UPLOADERS: usize = 4;
