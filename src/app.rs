@@ -44,7 +44,7 @@ pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
     let plan = planner::plan(&loaded.history, &config.params).map_err(crate::run::plan_error)?;
     let stats = plan.stats();
     draw(
-        || crate::svg::plan(&plan),
+        || crate::report::svg::plan(&plan),
         &format!("plan {}", &plan.digest()[..12]),
         config.svg.as_deref(),
         config.html.as_deref(),
@@ -72,7 +72,8 @@ fn draw(
         std::fs::write(path, &picture).map_err(|e| Error::io(path, e))?;
     }
     if let Some(path) = html_file {
-        std::fs::write(path, crate::svg::html(&picture, title)).map_err(|e| Error::io(path, e))?;
+        std::fs::write(path, crate::report::svg::html(&picture, title))
+            .map_err(|e| Error::io(path, e))?;
     }
     Ok(())
 }
@@ -200,9 +201,9 @@ pub fn history_show(
     };
     let path = PathBuf::from(if has_own { own } else { location.to_string() });
     let loaded = history::load_from(&path, &stores)?;
-    let shown = history::show::summarize(loaded.history.runs(), top, window);
+    let shown = crate::report::history::summarize(loaded.history.runs(), top, window);
     let text = match format {
-        OutputFormat::Table => history::show::table(&shown, &path.display().to_string()),
+        OutputFormat::Table => crate::report::history::table(&shown, &path.display().to_string()),
         OutputFormat::Json => {
             let value = serde_json::to_value(&shown)
                 .map_err(|e| Error::Bug(format!("history to JSON: {e}")))?;
@@ -252,7 +253,7 @@ pub fn inspect(config: &InspectConfig, out: &mut dyn Write) -> Result<()> {
             ))
         })?;
         draw(
-            || crate::svg::run(manifest),
+            || crate::report::svg::run(manifest),
             &format!("run {}", manifest.run_id),
             config.svg.as_deref(),
             config.html.as_deref(),

@@ -61,7 +61,6 @@ pub mod sample;
 pub mod sink;
 pub mod source;
 pub mod stores;
-pub mod svg;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -1,9 +1,15 @@
-//! What people and schedulers read: a plan as a table, or as JSON.
+//! Report: everything skewer shows people and schedulers, in one place: the plan as a table
+//! or JSON, a run's one-screen summary or JSON, what recovery did ([`history`]: `skewer
+//! history show`; [`svg`]: plan and run pictures). Nothing here decides anything: it formats
+//! what the stages and the store return.
 //!
-//! The table lists the heavy properties first and summarises the long tail, then the predicted
-//! load on every reducer, then the plan's figures. The JSON holds the exact plan (loadable
-//! again as a [`Plan`]; each property also carries its `share` and expected `files`) and the
-//! predicted figures; it is printed one property or reducer per line so that it diffs well.
+//! The plan table lists the heavy properties first and summarises the long tail, then the
+//! predicted load on every reducer, then the plan's figures. The plan JSON holds the exact
+//! plan (loadable again as a [`Plan`]; each property also carries its `share` and expected
+//! `files`) and the predicted figures; it is printed one property or reducer per line so that
+//! it diffs well.
+pub mod history;
+pub mod svg;
 
 use std::fmt::Write as _;
 
