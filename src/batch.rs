@@ -1,6 +1,6 @@
 //! Columnar rows in flight: what mappers produce, channels carry and reducers buffer.
 //!
-//! [`Columns`] holds version rows as parallel columns (the DESIGN §4 output columns);
+//! [`Columns`] holds version rows as parallel columns (the output schema's columns);
 //! [`Rows`] adds the interned property id of each row, for batches that mix properties
 //! (a reducer files rows per property and keeps only the `Columns`). Strings live in one byte
 //! arena per column ([`StrColumn`]), so appending a row never allocates once the buffers have

@@ -27,12 +27,17 @@
 //! | [`sink`] | sorted rows | Parquet files in Hive partition folders |
 //! | [`commit`] | staged files | an atomic publish, its manifest, history record and rejects |
 //! | `s3` (feature `s3`) | staged files, an `s3://` dataset | uploads and the object-store publish |
+//! | [`layout`] | names, partitions | the dataset's folders and `_skewer/` files |
+//! | [`rejects`] | unreadable records | `_skewer/rejects/<run>.ndjson` |
 //! | [`history`], [`sample`] | past runs, or the input itself | the volumes the planner (`planner`) plans from |
 //! | [`inspect`] | a dataset, local or in S3 | its files per property and health checks |
 //! | [`replay`] | dumps per date (`{date}` in `--input`), a date range | one run per date, resumable |
+//! | [`report`] | a plan, a run, a history | tables, JSON, pictures |
 //!
-//! [`run`] wires them together; [`app`] is each subcommand as a call with a plain config.
-//! The design is `../shared/DESIGN.md`; the history format is `history/README.md`.
+//! [`run`] wires them together; [`app`] is each subcommand as a call with a plain config;
+//! [`stores`] reaches object stores, [`par`] spreads waiting work over threads.
+//! `ARCHITECTURE.md` maps the code (what each module owns and may import) and its
+//! invariants; `README.md` is the user's guide; the history format is `history/README.md`.
 
 pub mod app;
 pub mod batch;

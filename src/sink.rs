@@ -2,7 +2,7 @@
 //!
 //! Takes a property's rows and their output order (from [`crate::reduce`]) and writes them as
 //! `part-<run>-r<reducer>.parquet` (then `-1`, `-2`, … once a file passes the target size)
-//! in the DESIGN §4 schema: ZSTD, page statistics and `sorting_columns` in the footer, so a
+//! in the output schema (ARCHITECTURE.md): ZSTD, page statistics and `sorting_columns` in the footer, so a
 //! reader can find one object's history by min/max pruning. Files are cut only between row
 //! groups, so where they are cut depends on the data alone.
 //!
@@ -26,7 +26,7 @@ use parquet::schema::types::{ColumnPath, Type};
 use crate::batch::Columns;
 use crate::error::{Error, Result};
 
-/// The output schema (DESIGN §4). The property is in the path, Hive-style.
+/// The output schema. The property is in the path, Hive-style.
 pub const SCHEMA: &str = "
 message version {
     required int64 object_id;

@@ -3,7 +3,7 @@
 //! A JSON text (an NDJSON line, or a whole file) holds one or more top-level values. Each is a
 //! record, an array of records, or an API page wrapping them (`{"results": [...]}`,
 //! `{"contacts": [...], "has-more", "vid-offset"}`, `{"deals": [...]}`, `{"companies": [...]}`).
-//! The dialect is recognised per record from its keys (DESIGN §3):
+//! The dialect is recognised per record from its keys:
 //!
 //! | dialect | object id | versions |
 //! |---|---|---|

@@ -1,6 +1,6 @@
 //! Nested Parquet → version rows, by walking each leaf's definition and repetition levels.
 //!
-//! DESIGN §9: Arrow's nested assembly rebuilds validity bitmaps and list offsets for every
+//! ARCHITECTURE.md (why the hot paths look as they do): Arrow's nested assembly rebuilds validity bitmaps and list offsets for every
 //! column only for the explode to throw that structure away; reading each version leaf's
 //! levels and values through the column API and walking them directly is ~2.3× faster in a
 //! sixth of the memory. Only the version leaves are read (never the current `value`).
@@ -436,7 +436,7 @@ const FLUSH_ROWS: usize = 16 * 1024;
 /// ... or once their strings pass this.
 const FLUSH_BYTES: usize = 8 << 20;
 
-/// Bytes of whole column chunks fetched per read. DESIGN §9: one large read instead of
+/// Bytes of whole column chunks fetched per read. One large read instead of
 /// thousands of small ones saves 15–20 %; a window rather than the whole row group keeps a
 /// mapper's read buffer small whatever the row group size.
 const READ_WINDOW: u64 = 8 << 20;
@@ -982,7 +982,7 @@ fn walk_chunk(
 }
 
 /// Versions and bytes per property from the footer alone (STRUCT form): the planner's exact
-/// input for this file, read in microseconds (DESIGN §9). `None` for the MAP form, whose
+/// input for this file, read in microseconds. `None` for the MAP form, whose
 /// properties share their leaves.
 pub fn footer_volumes(opened: &Opened) -> Option<Vec<(String, u64, u64)>> {
     let (reader, layout) = (&opened.reader, &opened.layout);

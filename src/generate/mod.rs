@@ -1,6 +1,6 @@
 //! `skewer gen`: synthetic HubSpot-like dumps, deterministic by seed, with the answer key.
 //!
-//! Volumes follow the shape of real portals (DESIGN §1): per object about
+//! Volumes follow the shape of real portals: per object about
 //! [`ROWS_PER_OBJECT`] version rows, of which the top 20 properties (analytics and email
 //! counters, with many versions on nearly every object) hold about 90 %, while ~1,260 custom
 //! properties are present on few objects with one or two versions each. Values are realistic
