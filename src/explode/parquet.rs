@@ -636,7 +636,7 @@ pub(crate) fn contain_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, 
     })
 }
 
-/// Whether this thread is inside [`contain_panic`], whose panics become rejects: a binary's
+/// Whether this thread is inside `contain_panic`, whose panics become rejects: a binary's
 /// panic hook may keep quiet about them (the library installs no hook of its own).
 pub fn panic_is_contained() -> bool {
     CONTAINED.with(|c| c.get())

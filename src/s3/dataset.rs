@@ -575,7 +575,7 @@ impl S3Dataset {
     ///
     /// Only runs with an intent can be unfinished (the intent goes last, after the commit
     /// mark), so this reads the few intents, not every manifest of the dataset's history.
-    /// Each is checked ([`Intent::parse`], [`Manifest::parse`]) before it is acted on.
+    /// Each is checked (`Intent::parse`, [`Manifest::parse`]) before it is acted on.
     pub fn recover(&self) -> Result<Recovery> {
         let mut done = Recovery::default();
         for name in self.names_in("uploading/")? {
