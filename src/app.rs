@@ -25,7 +25,7 @@ pub enum OutputFormat {
 pub struct PlanConfig {
     /// A history directory (a dataset's `_skewer/history`) or a file of run records, local or
     /// `s3://`.
-    pub history: PathBuf,
+    pub history: crate::stores::Location,
     /// An S3-compatible endpoint for an `s3://` history.
     pub endpoint: Option<String>,
     /// Draw the predicted loads into these files.
@@ -121,7 +121,7 @@ pub fn generate(config: &crate::generate::GenConfig, out: &mut dyn Write) -> Res
 
 /// `skewer recover`: rolls interrupted publishes forward and removes unpublished staging.
 pub fn recover(
-    dataset: &crate::run::Target,
+    dataset: &crate::stores::Location,
     endpoint: Option<String>,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -183,7 +183,7 @@ pub fn replay(
 
 /// `skewer history show`: a dataset's (or a history folder's) runs and trends.
 pub fn history_show(
-    location: &str,
+    location: &crate::stores::Location,
     endpoint: Option<String>,
     top: usize,
     window: usize,
@@ -192,18 +192,20 @@ pub fn history_show(
 ) -> Result<()> {
     let stores = crate::stores::Stores::with_endpoint(endpoint);
     // A dataset's own history, else the location itself.
-    let trimmed = location.trim_end_matches('/');
-    let own = format!("{trimmed}/_skewer/history");
-    let has_own = if location.starts_with("s3://") {
-        !trimmed.ends_with("_skewer/history")
-    } else {
-        std::path::Path::new(&own).is_dir()
+    use crate::stores::Location;
+    let has_own = match location {
+        Location::S3(url) => !url.key.trim_end_matches('/').ends_with("_skewer/history"),
+        Location::Local(p) => p.join("_skewer/history").is_dir(),
     };
-    let path = PathBuf::from(if has_own { own } else { location.to_string() });
+    let path = if has_own {
+        location.join("_skewer/history")
+    } else {
+        location.clone()
+    };
     let loaded = history::load_from(&path, &stores)?;
     let shown = crate::report::history::summarize(loaded.history.runs(), top, window);
     let text = match format {
-        OutputFormat::Table => crate::report::history::table(&shown, &path.display().to_string()),
+        OutputFormat::Table => crate::report::history::table(&shown, &path.to_string()),
         OutputFormat::Json => {
             let value = serde_json::to_value(&shown)
                 .map_err(|e| Error::Bug(format!("history to JSON: {e}")))?;
@@ -217,7 +219,7 @@ pub fn history_show(
 /// `skewer inspect`: what to look at and how to print it.
 #[derive(Clone, Debug)]
 pub struct InspectConfig {
-    pub dataset: crate::run::Target,
+    pub dataset: crate::stores::Location,
     pub endpoint: Option<String>,
     /// Properties listed in the table (0: all).
     pub top: usize,

@@ -10,6 +10,7 @@ use skewer::commit::Mode;
 use skewer::generate::{Dialect, Format as GenFormat, GenConfig};
 use skewer::run::{BadRecordLimit, RunConfig};
 use skewer::sink::SinkOptions;
+use skewer::stores::Location;
 
 /// Explodes CRM property histories into a property-partitioned Parquet dataset, with a
 /// skew-aware plan so that every reducer gets an even share and every property few files.
@@ -58,8 +59,8 @@ pub enum HistoryCommand {
 #[derive(Debug, Args)]
 pub struct HistoryShowArgs {
     /// A dataset (its _skewer/history is read), a history folder or file; local or s3://.
-    #[arg(value_name = "DATASET|HISTORY")]
-    pub dataset: String,
+    #[arg(value_name = "DATASET|HISTORY", value_parser = location)]
+    pub dataset: Location,
 
     #[command(flatten)]
     pub s3: S3Args,
@@ -136,8 +137,8 @@ impl ReplayArgs {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The dataset: a folder or s3://bucket/prefix.
-    #[arg(value_name = "DATASET")]
-    pub dataset: String,
+    #[arg(value_name = "DATASET", value_parser = location)]
+    pub dataset: Location,
 
     #[command(flatten)]
     pub s3: S3Args,
@@ -167,7 +168,7 @@ pub struct InspectArgs {
 impl InspectArgs {
     pub fn into_config(self) -> skewer::app::InspectConfig {
         skewer::app::InspectConfig {
-            dataset: skewer::run::Target::parse(&self.dataset),
+            dataset: self.dataset,
             endpoint: self.s3.endpoint,
             top: self.top,
             run: self.run,
@@ -304,8 +305,8 @@ impl GenArgs {
 pub struct PlanArgs {
     /// A history directory (a dataset's _skewer/history) or a file of run records, local or
     /// s3://bucket/prefix.
-    #[arg(long, value_name = "DIR|FILE|S3")]
-    pub history: PathBuf,
+    #[arg(long, value_name = "DIR|FILE|S3", value_parser = location)]
+    pub history: Location,
 
     #[command(flatten)]
     pub s3: S3Args,
@@ -377,12 +378,12 @@ pub struct RunArgs {
     pub input: Vec<String>,
 
     /// The dataset to write (created if missing): a folder or s3://bucket/prefix.
-    #[arg(long, short = 'o', value_name = "DIR|S3")]
-    pub output: String,
+    #[arg(long, short = 'o', value_name = "DIR|S3", value_parser = location)]
+    pub output: Location,
 
     /// Plan from this history instead of the dataset's own _skewer/history.
-    #[arg(long, value_name = "DIR|FILE|S3")]
-    pub history: Option<PathBuf>,
+    #[arg(long, value_name = "DIR|FILE|S3", value_parser = location)]
+    pub history: Option<Location>,
 
     #[command(flatten)]
     pub s3: S3Args,
@@ -435,8 +436,8 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct RecoverArgs {
     /// The dataset: a folder or s3://bucket/prefix.
-    #[arg(value_name = "DATASET")]
-    pub dataset: String,
+    #[arg(value_name = "DATASET", value_parser = location)]
+    pub dataset: Location,
 
     #[command(flatten)]
     pub s3: S3Args,
@@ -498,7 +499,7 @@ impl RunArgs {
         let remote = self.input.iter().any(|i| i.starts_with("s3://"));
         let config = RunConfig {
             inputs: self.input,
-            output: skewer::run::Target::parse(&self.output),
+            output: self.output,
             history: self.history,
             endpoint: self.s3.endpoint,
             work_dir: self.work_dir,
@@ -534,6 +535,12 @@ impl RunArgs {
         };
         (config, format)
     }
+}
+
+/// A dataset, history or output location: `s3://bucket/prefix` (a bucket must be named) or a
+/// local path, parsed once here.
+fn location(text: &str) -> Result<Location, String> {
+    Location::parse(text).map_err(|e| e.to_string())
 }
 
 /// One thread per core: mapping and sorting are CPU-bound.

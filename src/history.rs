@@ -41,14 +41,17 @@ pub fn load(path: &Path) -> Result<LoadedHistory> {
 
 /// Reads a history from wherever `location` is: a local path, or (feature `s3`) an `s3://`
 /// folder of run records, or one record file there.
-pub fn load_from(location: &Path, stores: &crate::stores::Stores) -> Result<LoadedHistory> {
-    let text = location.to_string_lossy();
-    if !text.starts_with("s3://") {
-        return load(location);
-    }
+pub fn load_from(
+    location: &crate::stores::Location,
+    stores: &crate::stores::Stores,
+) -> Result<LoadedHistory> {
+    let url = match location {
+        crate::stores::Location::Local(path) => return load(path),
+        crate::stores::Location::S3(url) => url,
+    };
+    let text = location.to_string();
     #[cfg(feature = "s3")]
     {
-        let url = crate::s3::S3Url::parse(&text).expect("an s3:// URL")?;
         let s3 = stores.s3()?;
         // A folder of records if anything is under `key/`, else the one object `key`.
         let dir = url.at(url.dir_prefix());
@@ -66,21 +69,21 @@ pub fn load_from(location: &Path, stores: &crate::stores::Stores) -> Result<Load
         if records.is_empty()
             && !url.key.is_empty()
             && !url.key.ends_with('/')
-            && let Some(bytes) = s3.get(&url)?
+            && let Some(bytes) = s3.get(url)?
         {
-            records.push((PathBuf::from(text.as_ref()), bytes.to_vec()));
+            records.push((PathBuf::from(&text), bytes.to_vec()));
         }
-        if records.is_empty() && s3.list(&url)?.is_empty() {
+        if records.is_empty() && s3.list(url)?.is_empty() {
             return Err(Error::io(
-                location,
+                &text,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder or object"),
             ));
         }
-        from_records(location, records)
+        from_records(Path::new(&text), records)
     }
     #[cfg(not(feature = "s3"))]
     {
-        let _ = stores;
+        let _ = (stores, url);
         Err(crate::stores::no_s3(&text))
     }
 }

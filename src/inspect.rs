@@ -43,9 +43,9 @@ pub enum Store {
 
 impl Store {
     /// Opens `location` (a folder or `s3://…`).
-    pub fn open(location: &crate::run::Target, endpoint: Option<String>) -> Result<Store> {
+    pub fn open(location: &crate::stores::Location, endpoint: Option<String>) -> Result<Store> {
         match location {
-            crate::run::Target::Local(path) => {
+            crate::stores::Location::Local(path) => {
                 if !path.join("_skewer").is_dir() {
                     return Err(Error::Config(format!(
                         "{}: not a skewer dataset (no _skewer folder)",
@@ -55,15 +55,14 @@ impl Store {
                 Ok(Store::Local(path.clone()))
             }
             #[cfg(feature = "s3")]
-            crate::run::Target::S3(url) => {
-                let root = crate::s3::S3Url::parse(url).expect("an s3:// URL")?;
+            crate::stores::Location::S3(root) => {
                 let s3 = crate::s3::S3::connect(&crate::s3::S3Config { endpoint })?;
-                Ok(Store::S3(crate::s3::dataset::S3Dataset::new(s3, &root)))
+                Ok(Store::S3(crate::s3::dataset::S3Dataset::new(s3, root)))
             }
             #[cfg(not(feature = "s3"))]
-            crate::run::Target::S3(url) => {
+            crate::stores::Location::S3(url) => {
                 let _ = endpoint;
-                Err(crate::stores::no_s3(url))
+                Err(crate::stores::no_s3(&url.to_string()))
             }
         }
     }

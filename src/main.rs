@@ -72,11 +72,9 @@ fn main() -> ExitCode {
             args.expected.as_deref(),
             &mut io::stdout().lock(),
         ),
-        cli::Command::Recover(args) => skewer::app::recover(
-            &skewer::run::Target::parse(&args.dataset),
-            args.s3.endpoint,
-            &mut io::stdout().lock(),
-        ),
+        cli::Command::Recover(args) => {
+            skewer::app::recover(&args.dataset, args.s3.endpoint, &mut io::stdout().lock())
+        }
         cli::Command::Replay(args) => {
             let (config, format) = args.into_config();
             skewer::app::replay(&config, format, &mut io::stdout().lock())

@@ -17,7 +17,6 @@
 //! skipped (unless `force`). With no history to go on, a date is planned from a sample of
 //! its input, as a first run is.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use planner::{History, RunRecord};
@@ -25,7 +24,8 @@ use serde::Serialize;
 
 use crate::commit::{Manifest, STATE_COMMITTED};
 use crate::error::{Error, Result};
-use crate::run::{PlanSource, RunConfig, Target};
+use crate::run::{PlanSource, RunConfig};
+use crate::stores::Location;
 use crate::stores::Stores;
 use crate::units::{find_date, format_date};
 
@@ -177,13 +177,10 @@ fn replay_date(
 }
 
 /// The history the dates plan from: `--history`, or the dataset's own.
-fn history_location(run: &RunConfig) -> PathBuf {
-    if let Some(h) = &run.history {
-        return h.clone();
-    }
-    match &run.output {
-        Target::Local(p) => p.join("_skewer/history"),
-        Target::S3(url) => PathBuf::from(format!("{}/_skewer/history/", url.trim_end_matches('/'))),
+fn history_location(run: &RunConfig) -> Location {
+    match &run.history {
+        Some(h) => h.clone(),
+        None => run.output.join("_skewer/history/"),
     }
 }
 
@@ -235,7 +232,7 @@ fn plan_for(
     Ok((
         plan,
         PlanSource::Given {
-            what: format!("{n} history runs {what} in {}", location.display()),
+            what: format!("{n} history runs {what} in {}", location),
         },
     ))
 }
@@ -243,7 +240,7 @@ fn plan_for(
 /// The latest committed run of each partition.
 fn committed_by_partition(run: &RunConfig) -> Result<std::collections::HashMap<String, Manifest>> {
     let store = match &run.output {
-        Target::Local(p) if !p.join("_skewer").is_dir() => return Ok(Default::default()),
+        Location::Local(p) if !p.join("_skewer").is_dir() => return Ok(Default::default()),
         target => crate::inspect::Store::open(target, run.endpoint.clone())?,
     };
     let mut latest = std::collections::HashMap::new();

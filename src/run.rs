@@ -36,60 +36,19 @@ use crate::reduce::{Reducer, WritePool};
 use crate::rejects::Reject;
 use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Router};
 use crate::sink::{PropertyWriter, SinkOptions};
-use crate::stores::Stores;
+use crate::stores::{Location, Stores};
 use crate::units::{format_utc, now_ms};
 
 /// The default multipart part size for uploads to S3.
 pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
 
-/// Where a dataset is: a local folder or an `s3://bucket/prefix`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    Local(PathBuf),
-    /// An `s3://` URL (checked when the run starts).
-    S3(String),
-}
-
-impl Target {
-    /// `s3://…` is S3; anything else a local path.
-    pub fn parse(text: &str) -> Target {
-        if text.starts_with("s3://") {
-            Target::S3(text.to_string())
-        } else {
-            Target::Local(PathBuf::from(text))
-        }
-    }
-
-    /// The dataset's last path segment (the history records it).
-    pub fn name(&self) -> Option<String> {
-        match self {
-            Target::Local(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
-            Target::S3(url) => url
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .map(str::to_string),
-        }
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Local(p) => write!(f, "{}", p.display()),
-            Target::S3(url) => f.write_str(url),
-        }
-    }
-}
-
 /// Everything a run needs, validated.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub inputs: Vec<String>,
-    pub output: Target,
-    /// History to plan from (a path or an `s3://` URL); `None`: the dataset's own
-    /// `_skewer/history`.
-    pub history: Option<PathBuf>,
+    pub output: Location,
+    /// History to plan from; `None`: the dataset's own `_skewer/history`.
+    pub history: Option<Location>,
     /// An S3-compatible endpoint for `s3://` inputs and outputs.
     pub endpoint: Option<String>,
     /// Local scratch space for a dataset in S3 (staged files, spills); `None`: the system's
@@ -128,7 +87,7 @@ impl RunConfig {
                 .iter()
                 .map(|p| p.to_string_lossy().into_owned())
                 .collect(),
-            output: Target::Local(output.as_ref().to_path_buf()),
+            output: Location::Local(output.as_ref().to_path_buf()),
             history: None,
             endpoint: None,
             work_dir: None,
@@ -288,7 +247,7 @@ impl std::fmt::Display for BadRecordLimit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlanSource {
     History {
-        dir: PathBuf,
+        dir: Location,
         runs: usize,
     },
     /// Counted on `sampled` records (footers count as read), scaled to `estimated`.
@@ -363,13 +322,12 @@ enum Dest {
 impl Dest {
     fn open(config: &RunConfig, stores: &Stores) -> Result<Dest> {
         match &config.output {
-            Target::Local(path) => Ok(Dest::Local(Layout::new(path))),
+            Location::Local(path) => Ok(Dest::Local(Layout::new(path))),
             #[cfg(feature = "s3")]
-            Target::S3(url) => {
-                let root = crate::s3::S3Url::parse(url).expect("an s3:// URL")?;
+            Location::S3(root) => {
                 let s3 = stores.s3()?;
-                s3.check_bucket(&root)?;
-                let mut dataset = crate::s3::dataset::S3Dataset::new(s3, &root);
+                s3.check_bucket(root)?;
+                let mut dataset = crate::s3::dataset::S3Dataset::new(s3, root);
                 if config.part_size < crate::s3::MIN_PART_BYTES {
                     return Err(Error::Config(format!(
                         "--part-size {}: S3 needs parts of at least 5 MiB",
@@ -389,9 +347,9 @@ impl Dest {
                 })
             }
             #[cfg(not(feature = "s3"))]
-            Target::S3(url) => {
+            Location::S3(url) => {
                 let _ = stores;
-                Err(crate::stores::no_s3(url))
+                Err(crate::stores::no_s3(&url.to_string()))
             }
         }
     }
@@ -423,11 +381,11 @@ impl Dest {
     }
 
     /// The dataset's own history folder.
-    fn history_dir(&self) -> PathBuf {
+    fn history_dir(&self) -> Location {
         match self {
-            Dest::Local(layout) => layout.history_dir(),
+            Dest::Local(layout) => Location::Local(layout.history_dir()),
             #[cfg(feature = "s3")]
-            Dest::S3 { dataset, .. } => PathBuf::from(dataset.history_dir().to_string()),
+            Dest::S3 { dataset, .. } => Location::S3(dataset.history_dir()),
         }
     }
 

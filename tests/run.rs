@@ -423,7 +423,7 @@ fn the_second_run_plans_from_the_first_runs_history() {
     assert_eq!(
         second.plan_source,
         PlanSource::History {
-            dir: output.join("_skewer/history"),
+            dir: skewer::stores::Location::Local(output.join("_skewer/history")),
             runs: 1
         }
     );

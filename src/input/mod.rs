@@ -155,7 +155,14 @@ pub fn discover(inputs: &[String], stores: &Stores) -> Result<Vec<InputFile>> {
 #[cfg(feature = "s3")]
 fn discover_s3(input: &str, stores: &Stores) -> Result<Vec<InputFile>> {
     use crate::s3::{S3Object, S3Url};
-    let url = S3Url::parse(input).expect("an s3:// URL")?;
+    let url = match S3Url::parse(input) {
+        Some(url) => url?,
+        None => {
+            return Err(Error::Bug(format!(
+                "{input:?} was taken for an s3:// input"
+            )));
+        }
+    };
     let s3 = stores.s3()?;
     let hidden_below = |rest: &str| rest.split('/').any(|c| c.starts_with(['.', '_']));
     let mut keys = Vec::new();

@@ -357,7 +357,7 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &dyn std::fmt::Display) 
         )?;
         let source = match &s.plan_source {
             crate::run::PlanSource::History { dir, runs } => {
-                format!("{runs} history runs in {}", dir.display())
+                format!("{runs} history runs in {}", dir)
             }
             crate::run::PlanSource::Sample { sampled, estimated } => format!(
                 "a sample of {} of ~{} input records (no history yet)",

@@ -61,53 +61,7 @@ pub struct S3Config {
     pub endpoint: Option<String>,
 }
 
-/// `s3://bucket/key`: a bucket and a key (or key prefix, without a leading `/`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct S3Url {
-    pub bucket: String,
-    pub key: String,
-}
-
-impl S3Url {
-    /// Parses `s3://bucket[/key]`; `None` if `text` is not an `s3://` URL.
-    pub fn parse(text: &str) -> Option<Result<S3Url>> {
-        let rest = text.strip_prefix("s3://")?;
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Some(Err(Error::Config(format!(
-                "{text:?}: expected s3://bucket/prefix"
-            ))));
-        }
-        Some(Ok(S3Url {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-        }))
-    }
-
-    /// The same bucket at `key`.
-    pub fn at(&self, key: impl Into<String>) -> S3Url {
-        S3Url {
-            bucket: self.bucket.clone(),
-            key: key.into(),
-        }
-    }
-
-    /// The key as a folder prefix: empty, or ending in `/`.
-    pub fn dir_prefix(&self) -> String {
-        let key = self.key.trim_end_matches('/');
-        if key.is_empty() {
-            String::new()
-        } else {
-            format!("{key}/")
-        }
-    }
-}
-
-impl fmt::Display for S3Url {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.key)
-    }
-}
+pub use crate::stores::S3Url;
 
 /// Whether `text` names an S3 location.
 pub fn is_s3(text: &str) -> bool {
