@@ -47,6 +47,9 @@ use crate::error::{Error, Result};
 /// Bytes per multipart part by default. S3's minimum is 5 MiB (except the last part); 16 MiB
 /// keeps a 10,000-part upload able to hold 156 GiB while four uploads in flight buffer 64 MiB.
 pub const PART_BYTES: u64 = 16 << 20;
+/// How long one attempt waits for the first byte of an answer (a part of
+/// [`PART_BYTES`] at 1 MB/s fits well within it).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// The smallest part S3 accepts (every part but the last).
 pub const MIN_PART_BYTES: u64 = 5 << 20;
 /// Objects per DeleteObjects request (the API's maximum).
@@ -142,8 +145,13 @@ impl S3 {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)
             .timeout_config(
+                // A server that accepts a request and never answers would hang the run:
+                // the read timeout (first byte of the answer, a 16 MiB part's upload
+                // included) bounds each attempt; stalled bodies are the SDK's stalled-stream
+                // protection's to catch.
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(std::time::Duration::from_secs(10))
+                    .read_timeout(READ_TIMEOUT)
                     .build(),
             );
         let attempts = match std::env::var("AWS_MAX_ATTEMPTS") {
