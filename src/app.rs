@@ -25,7 +25,7 @@ pub enum OutputFormat {
 pub struct PlanConfig {
     /// A history directory (a dataset's `_skewer/history`) or a file of run records, local or
     /// `s3://`.
-    pub history: crate::stores::Location,
+    pub history: crate::store::Location,
     /// An S3-compatible endpoint for an `s3://` history.
     pub endpoint: Option<String>,
     /// Draw the predicted loads into these files.
@@ -39,7 +39,7 @@ pub struct PlanConfig {
 
 /// Reads the history, plans, and writes the table or JSON to `out`.
 pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
-    let stores = crate::stores::Stores::with_endpoint(config.endpoint.clone());
+    let stores = crate::store::Stores::with_endpoint(config.endpoint.clone());
     let loaded = history::load_from(&config.history, &stores)?;
     let plan = planner::plan(&loaded.history, &config.params).map_err(crate::run::plan_error)?;
     let stats = plan.stats();
@@ -121,27 +121,15 @@ pub fn generate(config: &crate::generate::GenConfig, out: &mut dyn Write) -> Res
 
 /// `skewer recover`: rolls interrupted publishes forward and removes unpublished staging.
 pub fn recover(
-    dataset: &crate::stores::Location,
+    dataset: &crate::store::Location,
     endpoint: Option<String>,
     out: &mut dyn Write,
 ) -> Result<()> {
-    // The same checks and connection as `inspect`: a local folder must hold `_skewer`.
-    let done = match crate::inspect::Store::open(dataset, endpoint)? {
-        crate::inspect::Store::Local(path) => {
-            let layout = crate::layout::Layout::new(path);
-            let lock = crate::commit::lock(&layout, "recover")?;
-            let done = crate::commit::recover(&layout)?;
-            drop(lock);
-            done
-        }
-        #[cfg(feature = "s3")]
-        crate::inspect::Store::S3(dataset) => {
-            let lock = dataset.lock("recover")?;
-            let done = dataset.recover()?;
-            drop(lock);
-            done
-        }
-    };
+    let stores = crate::store::Stores::with_endpoint(endpoint);
+    let store = crate::store::open_existing(dataset, &stores)?;
+    let lock = store.lock("recover")?;
+    let done = store.recover()?;
+    drop(lock);
     let text = report::recovery(&done, dataset);
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)
@@ -183,20 +171,16 @@ pub fn replay(
 
 /// `skewer history show`: a dataset's (or a history folder's) runs and trends.
 pub fn history_show(
-    location: &crate::stores::Location,
+    location: &crate::store::Location,
     endpoint: Option<String>,
     top: usize,
     window: usize,
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let stores = crate::stores::Stores::with_endpoint(endpoint);
+    let stores = crate::store::Stores::with_endpoint(endpoint);
     // A dataset's own history, else the location itself.
-    use crate::stores::Location;
-    let has_own = match location {
-        Location::S3(url) => !url.key.trim_end_matches('/').ends_with("_skewer/history"),
-        Location::Local(p) => p.join("_skewer/history").is_dir(),
-    };
+    let has_own = crate::store::folder(location, &stores)?.is_folder("_skewer/history/")?;
     let path = if has_own {
         location.join("_skewer/history")
     } else {
@@ -219,7 +203,7 @@ pub fn history_show(
 /// `skewer inspect`: what to look at and how to print it.
 #[derive(Clone, Debug)]
 pub struct InspectConfig {
-    pub dataset: crate::stores::Location,
+    pub dataset: crate::store::Location,
     pub endpoint: Option<String>,
     /// Properties listed in the table (0: all).
     pub top: usize,
@@ -232,14 +216,15 @@ pub struct InspectConfig {
 
 /// Inspects a dataset and prints the report; `Err` (exit 1) if a check failed.
 pub fn inspect(config: &InspectConfig, out: &mut dyn Write) -> Result<()> {
-    let store = crate::inspect::Store::open(&config.dataset, config.endpoint.clone())?;
+    let stores = crate::store::Stores::with_endpoint(config.endpoint.clone());
+    let store = crate::store::open_existing(&config.dataset, &stores)?;
     if let Some(run) = &config.run {
-        let manifests = store.run_manifests()?;
+        let manifests = store.manifests()?;
         let manifest = if run == "latest" {
             manifests
                 .iter()
                 .rev()
-                .find(|m| m.state == crate::commit::STATE_COMMITTED)
+                .find(|m| m.state == crate::store::meta::STATE_COMMITTED)
         } else {
             manifests.iter().find(|m| &m.run_id == run)
         }
@@ -261,7 +246,7 @@ pub fn inspect(config: &InspectConfig, out: &mut dyn Write) -> Result<()> {
             config.html.as_deref(),
         )?;
     }
-    let report = crate::inspect::inspect(&store, &config.dataset.to_string())?;
+    let report = crate::inspect::inspect(&*store, &config.dataset.to_string())?;
     let text = match config.format {
         OutputFormat::Table => crate::inspect::table(&report, config.top),
         OutputFormat::Json => {

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use planner::{MAX_REDUCERS, MAX_SPARE, PlanParams, Split, Window};
 use skewer::app::{OutputFormat, PlanConfig};
-use skewer::commit::Mode;
 use skewer::generate::{Dialect, Format as GenFormat, GenConfig};
 use skewer::run::{BadRecordLimit, RunConfig};
 use skewer::sink::SinkOptions;
-use skewer::stores::Location;
+use skewer::store::Location;
+use skewer::store::meta::Mode;
 
 /// Explodes CRM property histories into a property-partitioned Parquet dataset, with a
 /// skew-aware plan so that every reducer gets an even share and every property few files.

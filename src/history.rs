@@ -39,53 +39,38 @@ pub fn load(path: &Path) -> Result<LoadedHistory> {
     from_records(path, records)
 }
 
-/// Reads a history from wherever `location` is: a local path, or (feature `s3`) an `s3://`
-/// folder of run records, or one record file there.
+/// Reads a history from wherever `location` is: a folder of run records (local or in an
+/// object store), or one file of them.
 pub fn load_from(
-    location: &crate::stores::Location,
-    stores: &crate::stores::Stores,
+    location: &crate::store::Location,
+    stores: &crate::store::Stores,
 ) -> Result<LoadedHistory> {
-    let url = match location {
-        crate::stores::Location::Local(path) => return load(path),
-        crate::stores::Location::S3(url) => url,
-    };
-    let text = location.to_string();
-    #[cfg(feature = "s3")]
-    {
-        let s3 = stores.s3()?;
-        // A folder of records if anything is under `key/`, else the one object `key`.
-        let dir = url.at(url.dir_prefix());
-        let mut records = Vec::new();
-        for object in s3.list(&dir)? {
-            let name = object.key.strip_prefix(&dir.key).unwrap_or(&object.key);
-            if name.contains('/') || !is_record_name(name) {
+    if let crate::store::Location::Local(path) = location {
+        // Local files get the finer messages (a dangling link is named, not skipped).
+        return load(path);
+    }
+    let folder = crate::store::folder(location, stores)?;
+    let mut records = Vec::new();
+    if folder.is_folder("")? {
+        for (rel, _) in folder.list("")? {
+            if rel.contains('/') || !is_record_name(&rel) {
                 continue;
             }
-            let at = url.at(object.key.clone());
-            if let Some(bytes) = s3.get(&at)? {
-                records.push((PathBuf::from(at.to_string()), bytes.to_vec()));
+            // Listed, then removed (by a concurrent publish's cleanup): not a record.
+            if let Some(bytes) = folder.read(&rel)? {
+                records.push((PathBuf::from(folder.name(&rel)), bytes));
             }
         }
-        if records.is_empty()
-            && !url.key.is_empty()
-            && !url.key.ends_with('/')
-            && let Some(bytes) = s3.get(url)?
-        {
-            records.push((PathBuf::from(&text), bytes.to_vec()));
-        }
-        if records.is_empty() && s3.list(url)?.is_empty() {
+    } else {
+        let Some(bytes) = folder.read("")? else {
             return Err(Error::io(
-                &text,
+                location.to_string(),
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder or object"),
             ));
-        }
-        from_records(Path::new(&text), records)
+        };
+        records.push((PathBuf::from(location.to_string()), bytes));
     }
-    #[cfg(not(feature = "s3"))]
-    {
-        let _ = (stores, url);
-        Err(crate::stores::no_s3(&text))
-    }
+    from_records(Path::new(&location.to_string()), records)
 }
 
 /// A history from run-record files already read: (name, bytes), in name order.

@@ -14,222 +14,21 @@
 //! loads of the latest run far from even. Only footers and the two sort columns are read.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use parquet::column::reader::ColumnReader;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::Serialize;
 
-use crate::commit::{Manifest, STATE_COMMITTED, STATE_PUBLISHING};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::{PROPERTY_COLUMN, unescape_partition_value};
-use crate::source::{Handle, LocalFile};
+use crate::source::Handle;
+use crate::store::meta::{STATE_COMMITTED, STATE_PUBLISHING};
+use crate::store::{Dataset, LockState};
 
 /// A file smaller than this beside a larger one of the same property is a "small file".
 const SMALL_FILE: u64 = 8 << 20;
-/// S3 data files up to this size are fetched in one request to be checked.
-#[cfg(feature = "s3")]
-const WHOLE_FILE: u64 = 8 << 20;
 /// Reducer load max/mean past this is worth a warning.
 const SKEWED: f64 = 1.25;
-
-/// A dataset's files, wherever they are.
-#[derive(Debug)]
-pub enum Store {
-    Local(PathBuf),
-    #[cfg(feature = "s3")]
-    S3(crate::s3::dataset::S3Dataset),
-}
-
-impl Store {
-    /// Opens `location` (a folder or `s3://…`).
-    pub fn open(location: &crate::stores::Location, endpoint: Option<String>) -> Result<Store> {
-        match location {
-            crate::stores::Location::Local(path) => {
-                if !path.join("_skewer").is_dir() {
-                    return Err(Error::Config(format!(
-                        "{}: not a skewer dataset (no _skewer folder)",
-                        path.display()
-                    )));
-                }
-                Ok(Store::Local(path.clone()))
-            }
-            #[cfg(feature = "s3")]
-            crate::stores::Location::S3(root) => {
-                let s3 = crate::s3::S3::connect(&crate::s3::S3Config { endpoint })?;
-                Ok(Store::S3(crate::s3::dataset::S3Dataset::new(s3, root)))
-            }
-            #[cfg(not(feature = "s3"))]
-            crate::stores::Location::S3(url) => {
-                let _ = endpoint;
-                Err(crate::stores::no_s3(&url.to_string()))
-            }
-        }
-    }
-
-    /// Every object in the dataset: relative path (with `/`) and size, sorted by path.
-    pub fn objects(&self) -> Result<Vec<(String, u64)>> {
-        match self {
-            Store::Local(root) => {
-                let mut out = Vec::new();
-                walk(root, root, &mut out)?;
-                out.sort();
-                Ok(out)
-            }
-            #[cfg(feature = "s3")]
-            Store::S3(ds) => {
-                let prefix = ds.root.dir_prefix();
-                Ok(ds
-                    .s3
-                    .list(&ds.root.at(prefix.clone()))?
-                    .into_iter()
-                    .filter(|o| !o.key.ends_with('/'))
-                    .filter_map(|o| {
-                        o.key
-                            .strip_prefix(&prefix)
-                            .map(|rel| (rel.to_string(), o.size))
-                    })
-                    .collect())
-            }
-        }
-    }
-
-    /// Where `rel` is, for messages.
-    pub fn name(&self, rel: &str) -> String {
-        match self {
-            Store::Local(root) => root.join(rel).display().to_string(),
-            #[cfg(feature = "s3")]
-            Store::S3(ds) => ds.url(rel).to_string(),
-        }
-    }
-
-    fn open_file(&self, rel: &str, size: u64) -> Result<Handle> {
-        let _ = size; // the listing's size spares S3 a HEAD request
-        match self {
-            Store::Local(root) => {
-                let path = root.join(rel);
-                LocalFile::open(&path).map_err(|e| Error::io(&path, e))
-            }
-            #[cfg(feature = "s3")]
-            Store::S3(ds) => {
-                // A footer and the pages of two columns are several requests; a file of a
-                // few MiB costs less in one.
-                let url = ds.url(rel);
-                let whole = if size <= WHOLE_FILE {
-                    Some(ds.s3.get_range(&url, 0, size as usize)?)
-                } else {
-                    None
-                };
-                Ok(std::sync::Arc::new(crate::s3::S3Object::new(
-                    ds.s3.clone(),
-                    url,
-                    size,
-                    None,
-                    whole,
-                )))
-            }
-        }
-    }
-
-    /// Files checked at once: CPU-bound locally, waiting on requests in S3.
-    fn workers(&self) -> usize {
-        match self {
-            Store::Local(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            #[cfg(feature = "s3")]
-            Store::S3(_) => 16,
-        }
-    }
-
-    /// A whole (small) object.
-    pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
-        match self {
-            Store::Local(root) => {
-                let path = root.join(rel);
-                std::fs::read(&path).map_err(|e| Error::io(&path, e))
-            }
-            #[cfg(feature = "s3")]
-            Store::S3(ds) => {
-                let url = ds.url(rel);
-                ds.s3.get(&url)?.map(|b| b.to_vec()).ok_or_else(|| {
-                    Error::io(
-                        url.to_string(),
-                        std::io::Error::new(std::io::ErrorKind::NotFound, "no such object"),
-                    )
-                })
-            }
-        }
-    }
-
-    /// Every run manifest, oldest first, listing only `_skewer/runs/`.
-    pub fn run_manifests(&self) -> Result<Vec<Manifest>> {
-        let objects = match self {
-            Store::Local(root) => {
-                let dir = root.join("_skewer/runs");
-                let mut out = Vec::new();
-                match std::fs::read_dir(&dir) {
-                    Ok(entries) => {
-                        for e in entries {
-                            let e = e.map_err(|e| Error::io(&dir, e))?;
-                            let name = e.file_name().to_string_lossy().into_owned();
-                            out.push((format!("_skewer/runs/{name}"), 0));
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(&dir, e)),
-                }
-                out
-            }
-            #[cfg(feature = "s3")]
-            Store::S3(ds) => {
-                let prefix = ds.root.dir_prefix();
-                ds.s3
-                    .list(&ds.url("_skewer/runs/"))?
-                    .into_iter()
-                    .filter_map(|o| {
-                        o.key
-                            .strip_prefix(&prefix)
-                            .map(|rel| (rel.to_string(), o.size))
-                    })
-                    .collect()
-            }
-        };
-        self.manifests(&objects)
-    }
-
-    /// The committed and interrupted run manifests, oldest first.
-    pub fn manifests(&self, objects: &[(String, u64)]) -> Result<Vec<Manifest>> {
-        let mut out = Vec::new();
-        for (rel, _) in objects {
-            let Some(name) = rel.strip_prefix("_skewer/runs/") else {
-                continue;
-            };
-            if name.contains('/') || !name.ends_with(".json") || name.starts_with('.') {
-                continue;
-            }
-            let bytes = self.read(rel)?;
-            let run = name.strip_suffix(".json").unwrap_or(name);
-            out.push(Manifest::parse(&bytes, Path::new(&self.name(rel)), run)?);
-        }
-        // Run ids sort by start time.
-        out.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-        Ok(out)
-    }
-}
-
-fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, u64)>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        let meta = entry.metadata().map_err(|e| Error::io(&path, e))?;
-        if meta.is_dir() {
-            walk(root, &path, out)?;
-        } else {
-            let rel = path.strip_prefix(root).expect("under root");
-            out.push((rel.to_string_lossy().into_owned(), meta.len()));
-        }
-    }
-    Ok(())
-}
 
 /// One property's files.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -319,9 +118,9 @@ fn is_stray(rel: &str) -> Option<&'static str> {
 }
 
 /// Inspects the dataset.
-pub fn inspect(store: &Store, display: &str) -> Result<Report> {
-    let objects = store.objects()?;
-    let manifests = store.manifests(&objects)?;
+pub fn inspect(store: &dyn Dataset, display: &str) -> Result<Report> {
+    let objects = store.list("")?;
+    let manifests = crate::store::manifests_in(store, &objects)?;
     let expected_schema = crate::sink::schema();
 
     let mut schema = Check {
@@ -350,28 +149,16 @@ pub fn inspect(store: &Store, display: &str) -> Result<Report> {
     let mut runs = Vec::new();
     // A live run may be staging or publishing right now: its files are not strays. A lock
     // whose process is gone (on this host) is itself a leftover.
-    let mut locked = false;
-    if objects.iter().any(|(rel, _)| rel == "_skewer/lock") {
-        let note = store.read("_skewer/lock").unwrap_or_default();
-        let owner = crate::commit::LockOwner::parse(&note);
-        match owner {
-            Some(owner) if !owner.is_stale() => locked = true,
-            // A local lock is the operating system's, released when its process ends: the
-            // file stays, and what a dead run left in it is only a note. In S3 the lock is
-            // the object itself.
-            _ if matches!(store, Store::Local(_)) || note.is_empty() => {}
-            Some(owner) => strays.problems.push(format!(
-                "{}: left by {}, whose process is gone (the next run or skewer recover takes it over)",
-                store.name("_skewer/lock"),
-                owner.describe()
-            )),
-            // Never taken over: it could be anything's.
-            None => strays.problems.push(format!(
-                "{}: is not a lock note skewer writes, so no run will take the dataset until it is removed",
-                store.name("_skewer/lock"),
-            )),
+    let locked = match store.lock_state()? {
+        LockState::Free => false,
+        LockState::Held(_) => true,
+        LockState::Leftover(why) => {
+            strays
+                .problems
+                .push(format!("{}: {why}", store.name("_skewer/lock")));
+            false
         }
-    }
+    };
     for m in &manifests {
         if m.state == STATE_PUBLISHING {
             if !locked {
@@ -408,8 +195,8 @@ pub fn inspect(store: &Store, display: &str) -> Result<Report> {
             data.push((rel, *size, property));
         }
     }
-    let checked = crate::par::par_map(&data, store.workers(), |(rel, size, _)| {
-        let handle = store.open_file(rel, *size)?;
+    let checked = crate::par::par_map(&data, store.parallel_reads(), |(rel, size, _)| {
+        let handle = store.open(rel, *size)?;
         Ok(FileCheck::read(handle, &store.name(rel), &expected_schema))
     });
 

@@ -25,8 +25,8 @@
 //! | [`route`] | rows | per-reducer batches on bounded channels, by the plan |
 //! | [`reduce`] | a reducer's batches | per property, sorted and de-duplicated rows (spilling past its budget) |
 //! | [`sink`] | sorted rows | Parquet files in Hive partition folders |
-//! | [`commit`] | staged files | an atomic publish, its manifest, history record and rejects |
-//! | `s3` (feature `s3`) | staged files, an `s3://` dataset | uploads and the object-store publish |
+//! | [`store`] | staged files; a dataset, local or `s3://` | the lock, an atomic publish, its manifest, history record and rejects; reading a dataset back |
+//! | `s3` (feature `s3`) | an `s3://` URL | the S3 client: listing, ranged reads, uploads, conditional writes |
 //! | [`layout`] | names, partitions | the dataset's folders and `_skewer/` files |
 //! | [`rejects`] | unreadable records | `_skewer/rejects/<run>.ndjson` |
 //! | [`history`], [`sample`] | past runs, or the input itself | the volumes the planner (`planner`) plans from |
@@ -35,14 +35,13 @@
 //! | [`report`] | a plan, a run, a history | tables, JSON, pictures |
 //!
 //! [`run`] wires them together; [`app`] is each subcommand as a call with a plain config;
-//! [`stores`] reaches object stores, [`par`] spreads waiting work over threads.
+//! [`par`] spreads waiting work over threads.
 //! `ARCHITECTURE.md` maps the code (what each module owns and may import) and its
 //! invariants; `README.md` is the user's guide; the history format is `history/README.md`.
 
 pub mod app;
 pub mod batch;
 pub mod checksum;
-pub mod commit;
 pub mod dataset;
 pub mod error;
 pub mod explode;
@@ -65,7 +64,7 @@ pub mod s3;
 pub mod sample;
 pub mod sink;
 pub mod source;
-pub mod stores;
+pub mod store;
 pub mod units;
 
 pub use error::{Error, Result};

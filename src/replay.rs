@@ -22,11 +22,11 @@ use std::sync::Arc;
 use planner::{History, RunRecord};
 use serde::Serialize;
 
-use crate::commit::{Manifest, STATE_COMMITTED};
 use crate::error::{Error, Result};
 use crate::run::{PlanSource, RunConfig};
-use crate::stores::Location;
-use crate::stores::Stores;
+use crate::store::Location;
+use crate::store::Stores;
+use crate::store::meta::{Manifest, STATE_COMMITTED};
 use crate::units::{find_date, format_date};
 
 /// Which history plans each date.
@@ -111,7 +111,7 @@ pub fn replay(config: &ReplayConfig) -> Result<Vec<DateResult>> {
     let mut latest = if config.force {
         std::collections::HashMap::new()
     } else {
-        committed_by_partition(&config.run)?
+        committed_by_partition(&config.run, &stores)?
     };
     let mut results = Vec::new();
     for day in config.from..=config.to {
@@ -238,14 +238,17 @@ fn plan_for(
 }
 
 /// The latest committed run of each partition.
-fn committed_by_partition(run: &RunConfig) -> Result<std::collections::HashMap<String, Manifest>> {
-    let store = match &run.output {
-        Location::Local(p) if !p.join("_skewer").is_dir() => return Ok(Default::default()),
-        target => crate::inspect::Store::open(target, run.endpoint.clone())?,
-    };
+fn committed_by_partition(
+    run: &RunConfig,
+    stores: &Stores,
+) -> Result<std::collections::HashMap<String, Manifest>> {
+    let dataset = crate::store::open(&run.output, stores, &Default::default())?;
+    if !dataset.exists()? {
+        return Ok(Default::default());
+    }
     let mut latest = std::collections::HashMap::new();
     // Oldest first: a later run of a partition replaces an earlier one.
-    for m in store.run_manifests()? {
+    for m in dataset.manifests()? {
         if m.state == STATE_COMMITTED
             && let Some(p) = m.partition.clone()
         {

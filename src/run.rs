@@ -28,15 +28,19 @@ use crossbeam_channel::{Receiver, Sender};
 use planner::{Plan, PlanParams, RunRecord, Volume};
 
 use crate::batch::Rows;
-use crate::commit::{self, Counts, FileEntry, InputEntry, Manifest, Mode, PlanEntry, ReducerEntry};
 use crate::error::{Error, Result};
 use crate::input::{self, InputFile, MapperScratch, Split};
-use crate::layout::{Layout, partition_path, property_dir};
+use crate::layout::{partition_path, property_dir};
 use crate::reduce::{Reducer, WritePool};
 use crate::rejects::Reject;
 use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Router};
 use crate::sink::{PropertyWriter, SinkOptions};
-use crate::stores::{Location, Stores};
+use crate::store::meta::{
+    Counts, FileEntry, InputEntry, MANIFEST_SCHEMA_VERSION, Manifest, Mode, PlanEntry, Recovery,
+    ReducerEntry, Timings,
+};
+use crate::store::{Dataset, Prepared};
+use crate::store::{Location, Stores};
 use crate::units::{format_utc, now_ms};
 
 /// The default multipart part size for uploads to S3.
@@ -266,7 +270,7 @@ pub enum PlanSource {
 pub struct RunSummary {
     pub manifest: Manifest,
     /// What the run found to finish or discard from earlier runs before it started.
-    pub recovery: commit::Recovery,
+    pub recovery: Recovery,
     /// Bytes the reducers spilled to disk to stay within the memory limit.
     pub spilled_bytes: u64,
     pub wall: Duration,
@@ -304,140 +308,6 @@ fn new_run_id(started_ms: i64) -> String {
     format!("{stamp}-{salt:04x}")
 }
 
-/// Where a run stages and publishes.
-enum Dest {
-    /// A local dataset: staging inside it, publish by renames.
-    Local(Layout),
-    /// A dataset in S3: staging in a local work folder, publish by uploads and a manifest.
-    #[cfg(feature = "s3")]
-    S3 {
-        dataset: crate::s3::dataset::S3Dataset,
-        /// The work folder, laid out as a dataset (staging, spills, pending history).
-        layout: Layout,
-        /// Removed with everything in it when the run ends, however it ends.
-        _work: tempfile::TempDir,
-    },
-}
-
-impl Dest {
-    fn open(config: &RunConfig, stores: &Stores) -> Result<Dest> {
-        match &config.output {
-            Location::Local(path) => Ok(Dest::Local(Layout::new(path))),
-            #[cfg(feature = "s3")]
-            Location::S3(root) => {
-                let s3 = stores.s3()?;
-                s3.check_bucket(root)?;
-                let mut dataset = crate::s3::dataset::S3Dataset::new(s3, root);
-                if config.part_size < crate::s3::MIN_PART_BYTES {
-                    return Err(Error::Config(format!(
-                        "--part-size {}: S3 needs parts of at least 5 MiB",
-                        crate::units::format_bytes(config.part_size)
-                    )));
-                }
-                dataset.part_bytes = config.part_size;
-                let parent = config.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-                let work = tempfile::Builder::new()
-                    .prefix("skewer-work-")
-                    .tempdir_in(&parent)
-                    .map_err(|e| Error::io(&parent, e))?;
-                Ok(Dest::S3 {
-                    dataset,
-                    layout: Layout::new(work.path()),
-                    _work: work,
-                })
-            }
-            #[cfg(not(feature = "s3"))]
-            Location::S3(url) => {
-                let _ = stores;
-                Err(crate::stores::no_s3(&url.to_string()))
-            }
-        }
-    }
-
-    /// Where this run's files are staged.
-    fn layout(&self) -> &Layout {
-        match self {
-            Dest::Local(layout) => layout,
-            #[cfg(feature = "s3")]
-            Dest::S3 { layout, .. } => layout,
-        }
-    }
-
-    /// Takes the dataset's lock, held until the returned guard drops.
-    fn lock(&self, run_id: &str) -> Result<Box<dyn std::any::Any>> {
-        match self {
-            Dest::Local(layout) => Ok(Box::new(commit::lock(layout, run_id)?)),
-            #[cfg(feature = "s3")]
-            Dest::S3 { dataset, .. } => Ok(Box::new(dataset.lock(run_id)?)),
-        }
-    }
-
-    fn recover(&self) -> Result<commit::Recovery> {
-        match self {
-            Dest::Local(layout) => commit::recover(layout),
-            #[cfg(feature = "s3")]
-            Dest::S3 { dataset, .. } => dataset.recover(),
-        }
-    }
-
-    /// The dataset's own history folder.
-    fn history_dir(&self) -> Location {
-        match self {
-            Dest::Local(layout) => Location::Local(layout.history_dir()),
-            #[cfg(feature = "s3")]
-            Dest::S3 { dataset, .. } => Location::S3(dataset.history_dir()),
-        }
-    }
-
-    /// Writes the rejects (if any) where the dataset keeps them; returns where that is.
-    fn write_rejects(&self, run: &str, rejects: &[Reject]) -> Result<PathBuf> {
-        let layout = self.layout();
-        commit::write_rejects(layout, run, rejects)?;
-        match self {
-            Dest::Local(_) => Ok(layout.rejects(run)),
-            #[cfg(feature = "s3")]
-            Dest::S3 { dataset, .. } => {
-                let url = dataset.rejects(run);
-                if !rejects.is_empty() {
-                    let local = layout.rejects(run);
-                    let bytes = std::fs::read(&local).map_err(|e| Error::io(&local, e))?;
-                    dataset.s3.put(&url, bytes)?;
-                }
-                Ok(PathBuf::from(url.to_string()))
-            }
-        }
-    }
-
-    /// The partitions the run swaps and the files it replaces.
-    fn prepare(&self, run: &str, mode: Mode) -> Result<(Vec<String>, Vec<String>)> {
-        match self {
-            Dest::Local(layout) => commit::prepare(layout, run, mode),
-            #[cfg(feature = "s3")]
-            Dest::S3 {
-                dataset, layout, ..
-            } => {
-                let partitions = commit::staged_partitions(layout, run)?;
-                let replaced = match mode {
-                    Mode::Overwrite => dataset.replaced(&partitions, run)?,
-                    Mode::Append => Vec::new(),
-                };
-                Ok((partitions, replaced))
-            }
-        }
-    }
-
-    /// Publishes; `Ok` with the warnings of steps after the publish completed.
-    fn publish(&self, manifest: &mut Manifest) -> Result<Vec<String>> {
-        match self {
-            Dest::Local(layout) => commit::publish(layout, manifest),
-            #[cfg(feature = "s3")]
-            Dest::S3 {
-                dataset, layout, ..
-            } => dataset.publish(layout, manifest),
-        }
-    }
-}
-
 /// Runs the job: reads `config.inputs`, writes and publishes the dataset.
 pub fn run(config: &RunConfig) -> Result<RunSummary> {
     let t0 = Instant::now();
@@ -450,14 +320,21 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         .transpose()?;
     let stores = Stores::with_endpoint(config.endpoint.clone());
     let files = input::discover(&config.inputs, &stores)?;
-    let dest = Dest::open(config, &stores)?;
-    let layout = dest.layout();
+    let dataset = crate::store::open(
+        &config.output,
+        &stores,
+        &crate::store::Options {
+            part_bytes: Some(config.part_size),
+            work_dir: config.work_dir.clone(),
+        },
+    )?;
+    let layout = dataset.staging()?;
 
     tracing::info!(run = %run_id, inputs = files.len(), output = %config.output, "run starts");
-    let lock = dest.lock(&run_id)?;
+    let lock = dataset.lock(&run_id)?;
     // Finish what an earlier run left half-published before planning from its history.
-    let recovery = dest.recover()?;
-    if recovery != commit::Recovery::default() {
+    let recovery = dataset.recover()?;
+    if recovery != Recovery::default() {
         tracing::info!(rolled_forward = ?recovery.rolled_forward, discarded = ?recovery.discarded, "recovered earlier runs");
     }
 
@@ -465,7 +342,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     let (plan, plan_source): (Arc<Plan>, PlanSource) = match &config.plan {
         Some((plan, source)) => (plan.clone(), source.clone()),
         None => {
-            let (plan, source) = make_plan(config, &dest, &stores, &files, &splits)?;
+            let (plan, source) = make_plan(config, &*dataset, &stores, &files, &splits)?;
             (Arc::new(plan), source)
         }
     };
@@ -542,7 +419,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             b.record,
         ))
     });
-    let rejects_at = dest.write_rejects(&run_id, &rejects).map_err(discard)?;
+    let rejects_at = dataset.write_rejects(&run_id, &rejects).map_err(discard)?;
     // Records and (Parquet) versions are each a unit that can be rejected.
     let bad = counts.records_rejected + counts.versions_rejected;
     let total = counts.records_read + counts.versions_rejected;
@@ -551,7 +428,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             bad,
             read: total,
             limit: config.max_bad_records.to_string(),
-            rejects: rejects_at,
+            rejects: rejects_at.into(),
         }));
     }
 
@@ -591,7 +468,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     }
     files_out.sort_by(|a, b| a.path.cmp(&b.path));
 
-    commit::stage_history(
+    crate::store::local::stage_history(
         layout,
         &RunRecord {
             schema_version: planner::HISTORY_SCHEMA_VERSION,
@@ -611,9 +488,12 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         },
     )
     .map_err(discard)?;
-    let (partitions, replaced) = dest.prepare(&run_id, config.mode).map_err(discard)?;
+    let Prepared {
+        partitions,
+        replaced,
+    } = dataset.prepare(&run_id, config.mode).map_err(discard)?;
     let mut manifest = Manifest {
-        schema_version: commit::MANIFEST_SCHEMA_VERSION,
+        schema_version: MANIFEST_SCHEMA_VERSION,
         run_id: run_id.clone(),
         state: String::new(),
         started_at: crate::units::format_utc_ms(started_ms),
@@ -636,7 +516,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         },
         counts,
         reducers: reducers.clone(),
-        timings: commit::Timings {
+        timings: Timings {
             plan_ms: ms(planned_at - t0),
             map_ms: ms(mapped_at - planned_at),
             reduce_ms: ms(reduced_at - mapped_at),
@@ -655,7 +535,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     );
     let mut warnings = recovery.warnings.clone();
     warnings.extend(input_warnings(&manifest.counts));
-    warnings.extend(dest.publish(&mut manifest)?);
+    warnings.extend(dataset.publish(&mut manifest)?);
     tracing::info!(run = %run_id, publish_ms = ms(publishing.elapsed()), "committed");
     drop(lock);
     manifest.timings.publish_ms = ms(publishing.elapsed());
@@ -692,12 +572,12 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
 
 fn make_plan(
     config: &RunConfig,
-    dest: &Dest,
+    dataset: &dyn Dataset,
     stores: &Stores,
     files: &[InputFile],
     splits: &[Split],
 ) -> Result<(Plan, PlanSource)> {
-    let dir = config.history.clone().unwrap_or_else(|| dest.history_dir());
+    let dir = config.history.clone().unwrap_or_else(|| dataset.history());
     let loaded = match crate::history::load_from(&dir, stores) {
         Ok(loaded) => Some(loaded),
         // No history yet (a new dataset): plan from a sample of the input instead.

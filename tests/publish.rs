@@ -168,7 +168,7 @@ fn a_crash_at_any_publish_step_leaves_partitions_old_or_new_and_recovery_complet
         let now = partitions(&dataset);
         if published {
             // Rolled forward: B's manifest is committed and every partition it lists is B's.
-            let m = skewer::commit::read_manifest(
+            let m = skewer::store::local::read_manifest(
                 &skewer::layout::Layout::new(&dataset),
                 run_b.as_deref().unwrap(),
             )
@@ -231,7 +231,7 @@ fn a_second_run_on_a_locked_dataset_refuses_with_the_owner() {
     dump(&input, 4, 20, 5);
     let dataset = tmp.path().join("ds");
     let layout = skewer::layout::Layout::new(&dataset);
-    let held = skewer::commit::lock(&layout, "nightly-1").unwrap();
+    let held = skewer::store::local::lock(&layout, "nightly-1").unwrap();
     let second = skewer(run_args(&input, &dataset));
     assert_eq!(second.code, 1);
     assert!(
@@ -365,7 +365,7 @@ fn a_publish_that_fails_part_way_says_where_it_stopped_and_recover_finishes_it()
     let run_b = manifest_run(&dataset, &run_a).unwrap();
     let layout = skewer::layout::Layout::new(&dataset);
     let state = || {
-        skewer::commit::read_manifest(&layout, &run_b)
+        skewer::store::local::read_manifest(&layout, &run_b)
             .unwrap()
             .state
     };

@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use skewer::commit::Mode;
 use skewer::generate::{Dialect, Format, GenConfig, generate, read_expected};
 use skewer::run::{PlanSource, RunConfig, RunSummary, run};
+use skewer::store::meta::Mode;
 
 use crate::reference::{Flat, Rng, explode_ndjson, explode_parquet, explode_record, random_record};
 use crate::util::skewer as skewer_bin;
@@ -423,7 +423,7 @@ fn the_second_run_plans_from_the_first_runs_history() {
     assert_eq!(
         second.plan_source,
         PlanSource::History {
-            dir: skewer::stores::Location::Local(output.join("_skewer/history")),
+            dir: skewer::store::Location::Local(output.join("_skewer/history")),
             runs: 1
         }
     );

@@ -490,7 +490,7 @@ pub fn generate(config: &GenConfig) -> Result<Expected> {
         seed: config.seed,
     };
     let json = serde_json::to_vec_pretty(&expected).map_err(|e| Error::Bug(e.to_string()))?;
-    crate::commit::write_atomic(&config.out.join(EXPECTED_FILE), &json)?;
+    crate::store::local::write_atomic(&config.out.join(EXPECTED_FILE), &json)?;
     Ok(expected)
 }
 

@@ -34,7 +34,7 @@ use crate::explode::PropertyIds;
 use crate::explode::json::JsonScratch;
 use crate::route::{Router, UnitLocation};
 use crate::source::{Handle, LocalFile, Reader};
-use crate::stores::Stores;
+use crate::store::Stores;
 use parquet::file::reader::FileReader;
 
 pub(crate) use decode::{Counted, Guarded, GzMembers};
@@ -138,7 +138,7 @@ pub fn discover(inputs: &[String], stores: &Stores) -> Result<Vec<InputFile>> {
             #[cfg(not(feature = "s3"))]
             {
                 let _ = stores;
-                return Err(crate::stores::no_s3(input));
+                return Err(crate::store::no_s3(input));
             }
         } else {
             local.push(input.clone());

@@ -289,8 +289,8 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &dyn std::fmt::Display) 
     let mut out = String::new();
     let _ = (|| -> std::fmt::Result {
         let mode = match m.mode {
-            crate::commit::Mode::Overwrite => "overwrite",
-            crate::commit::Mode::Append => "append",
+            crate::store::meta::Mode::Overwrite => "overwrite",
+            crate::store::meta::Mode::Append => "append",
         };
         let prefix = m
             .partition
@@ -401,7 +401,7 @@ pub fn run_summary(s: &crate::run::RunSummary, dataset: &dyn std::fmt::Display) 
 }
 
 /// What recovery did, one line per run.
-pub fn recovery(done: &crate::commit::Recovery, dataset: &dyn std::fmt::Display) -> String {
+pub fn recovery(done: &crate::store::meta::Recovery, dataset: &dyn std::fmt::Display) -> String {
     let mut out = String::new();
     for run in &done.rolled_forward {
         let _ = writeln!(

@@ -13,7 +13,7 @@ use std::fmt::Write;
 
 use planner::{Plan, UNIT};
 
-use crate::commit::Manifest;
+use crate::store::meta::Manifest;
 use crate::units::format_count;
 
 /// Colours of the largest properties (Tableau 10 and two more); the rest are greys.

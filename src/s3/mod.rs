@@ -30,8 +30,6 @@
 //! addressing, and checksums only where the API requires them (many stores reject the newer
 //! default trailers).
 
-pub mod dataset;
-
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -64,7 +62,7 @@ pub struct S3Config {
     pub endpoint: Option<String>,
 }
 
-pub use crate::stores::S3Url;
+pub use crate::store::S3Url;
 
 /// Whether `text` names an S3 location.
 pub fn is_s3(text: &str) -> bool {
@@ -718,12 +716,12 @@ fn changed(url: &S3Url, was: Option<&str>, now: Option<&str>) -> Error {
     let how = match (was, now) {
         (Some(was), Some(now)) => format!(
             "its ETag was {} when the run found it and is {} now",
-            crate::commit::clip(was),
-            crate::commit::clip(now)
+            crate::store::meta::clip(was),
+            crate::store::meta::clip(now)
         ),
         (Some(was), None) => format!(
             "it no longer has the ETag {} it had when the run found it",
-            crate::commit::clip(was)
+            crate::store::meta::clip(was)
         ),
         _ => "it is not the version the run found".into(),
     };
@@ -863,7 +861,8 @@ mod tests {
             endpoint: Some("http://127.0.0.1:9".into()),
         })
         .unwrap();
-        let ds = dataset::S3Dataset::new(s3, &S3Url::parse("s3://b/lake/").unwrap().unwrap());
+        let ds =
+            crate::store::s3::S3Dataset::new(s3, &S3Url::parse("s3://b/lake/").unwrap().unwrap());
         assert_eq!(ds.root.key, "lake");
         assert_eq!(
             ds.url("property_name=a/x.parquet").key,

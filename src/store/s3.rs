@@ -63,13 +63,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Precondition, S3, S3Url};
-use crate::commit::{
-    LockOwner, Manifest, Recovery, STATE_COMMITTED, STATE_PUBLISHING, check_run_id, clip,
+use super::meta::{
+    LockOwner, Manifest, Mode, Recovery, STATE_COMMITTED, STATE_PUBLISHING, check_run_id, clip,
     fail_point,
 };
+use super::{DatasetLock, Folder, Location, LockState, Options, Prepared};
 use crate::error::{Error, Progress, Result};
 use crate::layout::{Layout, check_partition};
+use crate::rejects::Reject;
+use crate::s3::{Precondition, S3, S3Object, S3Url};
+use crate::source::Handle;
 
 /// Uploads in flight at once.
 const UPLOADERS: usize = 4;
@@ -88,6 +91,11 @@ pub struct S3Dataset {
     pub part_bytes: u64,
     /// The note this process wrote into the lock, while it holds it (shared by clones).
     held: Arc<Mutex<Option<Bytes>>>,
+    location: Location,
+    /// Where a run stages its files: a local work folder, made on first use and removed
+    /// with everything in it when the dataset is dropped, however the run ends.
+    work: Arc<std::sync::OnceLock<(tempfile::TempDir, Layout)>>,
+    work_parent: Option<std::path::PathBuf>,
 }
 
 /// What a run is about to write, so that a crash before its manifest can be undone.
@@ -188,9 +196,29 @@ impl S3Dataset {
         S3Dataset {
             s3,
             root: root.at(root.key.trim_end_matches('/')),
-            part_bytes: super::PART_BYTES,
+            part_bytes: crate::s3::PART_BYTES,
             held: Arc::default(),
+            location: Location::S3(root.clone()),
+            work: Arc::default(),
+            work_parent: None,
         }
+    }
+
+    /// The dataset at `root` for a run: the bucket checked, the options applied.
+    pub fn open(s3: Arc<S3>, root: &S3Url, options: &Options) -> Result<S3Dataset> {
+        s3.check_bucket(root)?;
+        let mut dataset = S3Dataset::new(s3, root);
+        if let Some(part_bytes) = options.part_bytes {
+            if part_bytes < crate::s3::MIN_PART_BYTES {
+                return Err(Error::Config(format!(
+                    "--part-size {}: S3 needs parts of at least 5 MiB",
+                    crate::units::format_bytes(part_bytes)
+                )));
+            }
+            dataset.part_bytes = part_bytes;
+        }
+        dataset.work_parent = options.work_dir.clone();
+        Ok(dataset)
     }
 
     /// The URL of `rel`, a path relative to the dataset.
@@ -605,6 +633,143 @@ impl S3Dataset {
             }
         }
         Ok(done)
+    }
+}
+
+/// A data file of at most this size is fetched in one request when opened for reading: a
+/// footer and the pages of two columns are several requests, a file of a few MiB costs less
+/// in one.
+const WHOLE_FILE: u64 = 8 << 20;
+
+impl Folder for S3Dataset {
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn name(&self, rel: &str) -> String {
+        self.url(rel).to_string()
+    }
+
+    fn list(&self, under: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = self.root.dir_prefix();
+        let mut out: Vec<(String, u64)> = self
+            .s3
+            .list(&self.url(under))?
+            .into_iter()
+            .filter(|o| !o.key.ends_with('/'))
+            .filter_map(|o| {
+                o.key
+                    .strip_prefix(&prefix)
+                    .map(|rel| (rel.to_string(), o.size))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn is_folder(&self, rel: &str) -> Result<bool> {
+        let url = self.url(rel);
+        Ok(!self.s3.list(&url.at(url.dir_prefix()))?.is_empty())
+    }
+
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let url = if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.url(rel)
+        };
+        if url.key.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.s3.get(&url)?.map(|b| b.to_vec()))
+    }
+
+    fn open(&self, rel: &str, size: u64) -> Result<Handle> {
+        let url = self.url(rel);
+        let whole = if size <= WHOLE_FILE {
+            Some(self.s3.get_range(&url, 0, size as usize)?)
+        } else {
+            None
+        };
+        Ok(Arc::new(S3Object::new(
+            self.s3.clone(),
+            url,
+            size,
+            None,
+            whole,
+        )))
+    }
+
+    fn parallel_reads(&self) -> usize {
+        16
+    }
+}
+
+impl super::Dataset for S3Dataset {
+    fn lock(&self, run_id: &str) -> Result<DatasetLock> {
+        Ok(DatasetLock::new(S3Dataset::lock(self, run_id)?))
+    }
+
+    fn recover(&self) -> Result<Recovery> {
+        S3Dataset::recover(self)
+    }
+
+    fn staging(&self) -> Result<&Layout> {
+        if let Some((_, layout)) = self.work.get() {
+            return Ok(layout);
+        }
+        let parent = self.work_parent.clone().unwrap_or_else(std::env::temp_dir);
+        let work = tempfile::Builder::new()
+            .prefix("skewer-work-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(&parent, e))?;
+        let layout = Layout::new(work.path());
+        Ok(&self.work.get_or_init(|| (work, layout)).1)
+    }
+
+    fn write_rejects(&self, run: &str, rejects: &[Reject]) -> Result<String> {
+        let url = self.rejects(run);
+        if !rejects.is_empty() {
+            self.s3.put(&url, crate::rejects::to_ndjson(rejects)?)?;
+        }
+        Ok(url.to_string())
+    }
+
+    fn prepare(&self, run: &str, mode: Mode) -> Result<Prepared> {
+        let partitions = super::local::staged_partitions(self.staging()?, run)?;
+        let replaced = match mode {
+            Mode::Overwrite => self.replaced(&partitions, run)?,
+            Mode::Append => Vec::new(),
+        };
+        Ok(Prepared {
+            partitions,
+            replaced,
+        })
+    }
+
+    fn publish(&self, manifest: &mut Manifest) -> Result<Vec<String>> {
+        let work = self.staging()?;
+        S3Dataset::publish(self, work, manifest)
+    }
+
+    fn lock_state(&self) -> Result<LockState> {
+        // The lock is the object itself: one left by a dead run stays until taken over.
+        let note = Folder::read(self, "_skewer/lock")?.unwrap_or_default();
+        if note.is_empty() {
+            return Ok(LockState::Free);
+        }
+        Ok(match LockOwner::parse(&note) {
+            Some(owner) if !owner.is_stale() => LockState::Held(owner),
+            Some(owner) => LockState::Leftover(format!(
+                "left by {}, whose process is gone (the next run or skewer recover takes it over)",
+                owner.describe()
+            )),
+            // Never taken over: it could be anything's.
+            None => LockState::Leftover(
+                "is not a lock note skewer writes, so no run will take the dataset until it is removed"
+                    .into(),
+            ),
+        })
     }
 }
 
