@@ -27,6 +27,12 @@ pub trait RandomAccess: Send + Sync + std::fmt::Debug {
         self.len() == 0
     }
 
+    /// Why the bytes read are not all of one version, if they are not (a remote object
+    /// replaced while it was read); a local file is checked by its size and time instead.
+    fn changed(&self) -> Option<String> {
+        None
+    }
+
     /// Reads up to `buf.len()` bytes at `offset`; 0 at the end.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
 

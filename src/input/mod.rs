@@ -42,16 +42,6 @@ pub(crate) use lines::{BOM, read_line};
 
 /// Default bytes of NDJSON per split.
 pub const SPLIT_BYTES: u64 = 64 << 20;
-/// S3 objects up to this size are fetched whole when discovered, ...
-#[cfg(feature = "s3")]
-const WHOLE_OBJECT: u64 = 256 << 10;
-/// ... as long as all of them together stay within this.
-#[cfg(feature = "s3")]
-const WHOLE_BUDGET: u64 = 64 << 20;
-/// Requests in flight while discovering S3 inputs (each is mostly waiting).
-#[cfg(feature = "s3")]
-const DISCOVER_REQUESTS: usize = 16;
-
 /// How a file's bytes are encoded, from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -73,27 +63,16 @@ pub struct InputFile {
     /// When a local file was last modified, as discovered: a run checks that no input
     /// changed while it was read.
     pub modified: Option<std::time::SystemTime>,
-    /// Where the bytes are.
-    pub location: Location,
-}
-
-/// Where an input file's bytes are.
-#[derive(Clone, Debug)]
-pub enum Location {
-    /// At `path` on this machine.
-    Local,
-    /// In an object store.
-    #[cfg(feature = "s3")]
-    S3(Arc<crate::s3::S3Object>),
+    /// The bytes in an object store; `None`: at `path` on this machine.
+    pub remote: Option<Handle>,
 }
 
 impl InputFile {
     /// The file's bytes, for positioned reads.
     pub fn open(&self) -> Result<Handle> {
-        match &self.location {
-            Location::Local => LocalFile::open(&self.path).map_err(|e| Error::io(&self.path, e)),
-            #[cfg(feature = "s3")]
-            Location::S3(object) => Ok(object.clone()),
+        match &self.remote {
+            None => LocalFile::open(&self.path).map_err(|e| Error::io(&self.path, e)),
+            Some(handle) => Ok(handle.clone()),
         }
     }
 }
@@ -131,14 +110,18 @@ pub fn discover(inputs: &[String], stores: &Stores) -> Result<Vec<InputFile>> {
     let mut out = Vec::new();
     let mut local = Vec::new();
     for input in inputs {
-        if input.starts_with("s3://") {
+        if let Some(url) = crate::store::S3Url::parse(input) {
             out.extend(discover_local(&std::mem::take(&mut local))?);
-            #[cfg(feature = "s3")]
-            out.extend(discover_s3(input, stores)?);
-            #[cfg(not(feature = "s3"))]
-            {
-                let _ = stores;
-                return Err(crate::store::no_s3(input));
+            for found in stores.discover(&url?, input, MAGIC_BYTES)? {
+                let head = &found.head[..found.head.len().min(MAGIC_BYTES)];
+                out.push(InputFile {
+                    path: PathBuf::from(&found.name),
+                    format: sniff(head, Path::new(&found.name))?,
+                    name: Arc::from(found.name),
+                    size: found.size,
+                    modified: None,
+                    remote: Some(found.handle),
+                });
             }
         } else {
             local.push(input.clone());
@@ -148,106 +131,6 @@ pub fn discover(inputs: &[String], stores: &Stores) -> Result<Vec<InputFile>> {
     let mut seen = std::collections::HashSet::new();
     out.retain(|f| seen.insert(f.name.clone()));
     Ok(out)
-}
-
-/// `s3://bucket/prefix`: the object itself, or the objects under `prefix/` (hidden names
-/// skipped); `s3://bucket/dt=*/x*.json`: the objects (or folders) the glob matches.
-#[cfg(feature = "s3")]
-fn discover_s3(input: &str, stores: &Stores) -> Result<Vec<InputFile>> {
-    use crate::s3::{S3Object, S3Url};
-    let url = match S3Url::parse(input) {
-        Some(url) => url?,
-        None => {
-            return Err(Error::Bug(format!(
-                "{input:?} was taken for an s3:// input"
-            )));
-        }
-    };
-    let s3 = stores.s3()?;
-    let hidden_below = |rest: &str| rest.split('/').any(|c| c.starts_with(['.', '_']));
-    let mut keys = Vec::new();
-    if is_glob(&url.key) {
-        let literal = &url.key[..url.key.find(['*', '?', '[']).unwrap_or(url.key.len())];
-        let pattern = glob::Pattern::new(url.key.trim_end_matches('/'))
-            .map_err(|e| Error::Config(format!("--input {input:?}: bad pattern: {e}")))?;
-        let options = glob::MatchOptions {
-            require_literal_separator: true,
-            ..Default::default()
-        };
-        for object in s3.list(&url.at(literal))? {
-            // The key itself, or a folder above it, matches; below a matched folder hidden
-            // names are skipped, as in a local directory.
-            let key = &object.key;
-            let matched = key
-                .match_indices('/')
-                .map(|(i, _)| i)
-                .chain([key.len()])
-                .any(|end| {
-                    pattern.matches_with(&key[..end], options)
-                        && (end == key.len() || !hidden_below(&key[end + 1..]))
-                });
-            if matched && !key.ends_with('/') {
-                keys.push(object);
-            }
-        }
-    } else {
-        let exact = url.key.trim_end_matches('/');
-        let dir = url.dir_prefix();
-        for object in s3.list(&url)? {
-            let under = object.key.strip_prefix(&dir).filter(|_| !dir.is_empty());
-            let take = if object.key == exact && !url.key.ends_with('/') {
-                true
-            } else if dir.is_empty() {
-                !hidden_below(&object.key)
-            } else {
-                under.is_some_and(|rest| !rest.is_empty() && !hidden_below(rest))
-            };
-            if take && !object.key.ends_with('/') {
-                keys.push(object);
-            }
-        }
-    }
-    if keys.is_empty() {
-        return Err(Error::NoInput {
-            input: input.to_string(),
-            what: "objects",
-        });
-    }
-    // Sniffing is a round trip per object: many at once. Small objects are fetched whole
-    // (within a budget), which spares them every later request.
-    let budget = std::sync::atomic::AtomicU64::new(WHOLE_BUDGET);
-    let files = crate::par::par_map(&keys, DISCOVER_REQUESTS, |object| {
-        use std::sync::atomic::Ordering::Relaxed;
-        let at = url.at(object.key.clone());
-        let name = at.to_string();
-        let whole = object.size <= WHOLE_OBJECT
-            && budget
-                .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(object.size))
-                .is_ok();
-        let head_len = if whole {
-            object.size
-        } else {
-            object.size.min(MAGIC_BYTES as u64)
-        };
-        // Every later read is of this version of the object (its ETag, listed or read here).
-        let (head, etag) = s3.read_range(&at, 0, head_len as usize, object.etag.as_deref())?;
-        let etag = object.etag.clone().or(etag);
-        Ok(InputFile {
-            path: PathBuf::from(&name),
-            name: Arc::from(name.as_str()),
-            size: object.size,
-            format: sniff(&head[..head.len().min(MAGIC_BYTES)], Path::new(&name))?,
-            modified: None,
-            location: Location::S3(Arc::new(S3Object::new(
-                s3.clone(),
-                at,
-                object.size,
-                etag,
-                whole.then_some(head),
-            ))),
-        })
-    });
-    files.into_iter().collect()
 }
 
 fn discover_local(inputs: &[String]) -> Result<Vec<InputFile>> {
@@ -325,7 +208,7 @@ fn describe(path: &Path) -> Result<InputFile> {
         size: meta.len(),
         format: sniff(&magic[..n], path)?,
         modified: meta.modified().ok(),
-        location: Location::Local,
+        remote: None,
     })
 }
 
@@ -564,12 +447,11 @@ fn locate(router: &mut Router<'_>, file: &InputFile, line: Option<u64>, offset: 
 /// turned it into rejects.
 pub fn check_unchanged(files: &[InputFile]) -> Result<()> {
     for f in files {
-        #[cfg(feature = "s3")]
-        if let Location::S3(object) = &f.location {
-            if let Some(reason) = object.changed() {
+        if let Some(remote) = &f.remote {
+            if let Some(reason) = remote.changed() {
                 return Err(Error::Input {
                     path: f.path.clone(),
-                    reason: reason.to_string(),
+                    reason,
                 });
             }
             continue;

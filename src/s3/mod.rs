@@ -30,6 +30,8 @@
 //! addressing, and checksums only where the API requires them (many stores reject the newer
 //! default trailers).
 
+pub mod inputs;
+
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -781,16 +783,15 @@ impl S3Object {
             changed: std::sync::OnceLock::new(),
         }
     }
-
-    /// Why the object is not the version the run found, if a read saw that.
-    pub fn changed(&self) -> Option<&str> {
-        self.changed.get().map(String::as_str)
-    }
 }
 
 impl crate::source::RandomAccess for S3Object {
     fn len(&self) -> u64 {
         self.size
+    }
+
+    fn changed(&self) -> Option<String> {
+        self.changed.get().cloned()
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {

@@ -238,6 +238,34 @@ impl Stores {
     }
 }
 
+/// An object an `--input` value names in an object store.
+#[derive(Debug)]
+pub struct Found {
+    /// Its URL, for messages and manifests.
+    pub name: String,
+    pub size: u64,
+    /// Its first bytes (all of a small object), to recognise its format.
+    pub head: bytes::Bytes,
+    /// Its bytes for positioned reads, pinned to the version found.
+    pub handle: Handle,
+}
+
+impl Stores {
+    /// The objects `url` names (`input`, as given, for messages), each with its first
+    /// `head_bytes`.
+    pub fn discover(&self, url: &S3Url, input: &str, head_bytes: usize) -> Result<Vec<Found>> {
+        #[cfg(feature = "s3")]
+        {
+            crate::s3::inputs::discover(&self.s3()?, url, input, head_bytes)
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = (url, head_bytes);
+            Err(no_s3(input))
+        }
+    }
+}
+
 /// The error for an `s3://` location in a build without the `s3` feature.
 pub fn no_s3(location: &str) -> crate::Error {
     crate::Error::Config(format!(
