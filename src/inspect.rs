@@ -270,13 +270,11 @@ pub fn inspect(store: &dyn Dataset, display: &str) -> Result<Report> {
     }
     if let Some(m) = manifests.iter().rev().find(|m| m.state == STATE_COMMITTED) {
         let loads: Vec<u64> = m.reducers.iter().map(|r| r.rows).collect();
-        let mean = loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64;
-        let max = loads.iter().copied().max().unwrap_or(0) as f64;
-        if mean > 0.0 && max / mean > SKEWED {
+        if let Some(skew) = planner::max_over_mean(&loads).filter(|&s| s > SKEWED) {
             warnings.push(format!(
                 "skew: the latest run ({}) had reducer load max/mean {:.2} (the plan predicted {:.2})",
                 m.run_id,
-                max / mean,
+                skew,
                 m.plan.predicted_max_over_mean
             ));
         }

@@ -51,6 +51,7 @@ pub mod input;
 pub mod inspect;
 pub mod jsonfmt;
 pub mod layout;
+pub mod map;
 pub mod par;
 pub mod progress;
 pub mod reduce;

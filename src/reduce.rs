@@ -35,7 +35,8 @@ use std::time::Instant;
 
 use crate::batch::{Columns, Row, Rows, StrColumn};
 use crate::error::{Error, Result};
-use crate::sink::{PropertyOutput, PropertyWriter};
+use crate::layout::property_dir;
+use crate::sink::{PropertyOutput, PropertyWriter, SinkOptions, Syncer};
 
 /// A sorted run of one property in a spill file.
 #[derive(Clone, Copy, Debug)]
@@ -326,6 +327,93 @@ impl Reducer {
             .filter(|&p| self.received[p as usize] > 0)
             .map(|p| (p, self.received[p as usize]))
             .collect()
+    }
+}
+
+/// Where reducers write their files: a staging folder (partition folders are made under
+/// it), how files are named, written and synced.
+#[derive(Clone, Debug)]
+pub struct Staging<'a> {
+    pub root: &'a Path,
+    /// File names start `<prefix>-r<reducer>` (`part-<run>`: a run's files are its own).
+    pub prefix: &'a str,
+    pub sink: &'a SinkOptions,
+    /// Closed files go to it to be synced off the writer's thread; `None`: synced by the
+    /// writer before it goes on.
+    pub syncer: Option<Syncer>,
+}
+
+impl Staging<'_> {
+    /// Writes one job, owned by reducer `owner`, into property `name`'s folder: the
+    /// duplicates dropped and the files written.
+    pub fn write(&self, job: &Job, owner: usize, name: &str) -> Result<(u64, PropertyOutput)> {
+        let mut writer = PropertyWriter::new(
+            &self.root.join(property_dir(name)),
+            &format!("{}-r{owner}", self.prefix),
+            self.sink,
+        );
+        if let Some(syncer) = &self.syncer {
+            writer = writer.with_syncer(syncer.clone());
+        }
+        let duplicates = job.write(&mut writer)?;
+        Ok((duplicates, writer.finish()?))
+    }
+}
+
+/// What one reducer did.
+#[derive(Debug, Default)]
+pub struct Reduced {
+    pub reducer: u32,
+    /// Rows it received.
+    pub rows_in: u64,
+    /// Exact duplicates it dropped (spilling and writing).
+    pub duplicates: u64,
+    pub spilled_bytes: u64,
+    /// (property id, output) per property written, in its order.
+    pub properties: Vec<(u32, PropertyOutput)>,
+    /// From its first row to its last file.
+    pub wall: std::time::Duration,
+}
+
+impl Reducer {
+    /// The order a reducer writes its properties in: smallest first, so each property
+    /// written frees its rows before the next sorts and the largest sorts beside the least
+    /// else; ties by name, so logs come out the same every run (files do whatever the order).
+    pub fn write_order(&self, names: &[Arc<str>]) -> Vec<u32> {
+        let mut ids = self.properties();
+        ids.sort_by(|a, b| (a.1, &names[a.0 as usize]).cmp(&(b.1, &names[b.0 as usize])));
+        ids.into_iter().map(|(p, _)| p).collect()
+    }
+
+    /// The reduce stage on its own, on the calling thread: writes every property this
+    /// reducer (number `reducer`) holds into `staging`, in [`Reducer::write_order`].
+    /// `names` are the property names by id. A driver that shares the write phase between
+    /// threads uses [`Reducer::into_jobs`] and a [`WritePool`] instead, to the same files.
+    pub fn write_all(
+        self,
+        reducer: u32,
+        names: &[Arc<str>],
+        staging: &Staging<'_>,
+    ) -> Result<Reduced> {
+        let started = Instant::now();
+        let rows_in = self.rows();
+        let order = self.write_order(names);
+        let (jobs, spilled) = self.into_jobs(order);
+        let mut out = Reduced {
+            reducer,
+            rows_in,
+            duplicates: spilled.duplicates,
+            spilled_bytes: spilled.bytes,
+            ..Reduced::default()
+        };
+        for job in jobs {
+            let (duplicates, written) =
+                staging.write(&job, reducer as usize, &names[job.property as usize])?;
+            out.duplicates += duplicates;
+            out.properties.push((job.property, written));
+        }
+        out.wall = started.elapsed();
+        Ok(out)
     }
 }
 

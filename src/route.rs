@@ -1,11 +1,12 @@
 //! Route: the mapper side of the partitioner.
 //!
-//! Takes each accepted record's rows from explode and gives them, batched per reducer, to the
-//! reducers' bounded channels: a row of object `o` and property `p` goes to
+//! Takes each accepted record's rows from explode and hands them, batched per reducer, to a
+//! [`Batches`] output (the reducers' bounded channels in a one-machine run; any transport
+//! another driver brings): a row of object `o` and property `p` goes to
 //! `plan.route(p).reducer(object_hash(o))`.
 //!
 //! ```text
-//!   explode ──rows of one record──► Router ──Rows per reducer, flushed at batch_rows──► channel r
+//!   explode ──rows of one record──► Router ──Rows per reducer, flushed at batch_rows──► Batches(r)
 //!                                     │ routes[p] (local copy, filled on first use)
 //!                                     ▼
 //!                               PropertyTable (shared: name ↔ id, plan routes; locked on a miss)
@@ -20,7 +21,6 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crossbeam_channel::Sender;
 use planner::{Plan, Route, object_hash};
 
 use crate::batch::Rows;
@@ -29,6 +29,34 @@ use crate::rejects::Reject;
 
 /// Batches a reducer's channel holds before mappers wait.
 pub const CHANNEL_BATCHES: usize = 8;
+
+/// Where a mapper's full batches go, by reducer: channels, a network exchange, memory.
+pub trait Batches: Send {
+    /// Hands `batch` on to reducer `reducer`; `false` if it can no longer take any (it
+    /// failed), which stops the mapper early.
+    fn send(&mut self, reducer: usize, batch: Rows) -> bool;
+}
+
+impl<B: Batches + ?Sized> Batches for &mut B {
+    fn send(&mut self, reducer: usize, batch: Rows) -> bool {
+        (**self).send(reducer, batch)
+    }
+}
+
+/// One bounded channel per reducer (blocking when full: backpressure).
+impl Batches for Vec<crossbeam_channel::Sender<Rows>> {
+    fn send(&mut self, reducer: usize, batch: Rows) -> bool {
+        self[reducer].send(batch).is_ok()
+    }
+}
+
+/// Every batch kept in memory, per reducer (tests, small inputs, other drivers).
+impl Batches for Vec<Vec<Rows>> {
+    fn send(&mut self, reducer: usize, batch: Rows) -> bool {
+        self[reducer].push(batch);
+        true
+    }
+}
 
 /// Every property name a run has met, its id and its route.
 #[derive(Debug)]
@@ -164,7 +192,7 @@ pub struct Router<'t> {
     batch_bytes: usize,
     routes: Vec<Option<Result<Route, Arc<str>>>>,
     batches: Vec<Rows>,
-    senders: Vec<Sender<Rows>>,
+    out: Box<dyn Batches + 't>,
     pub counts: MapCounts,
     pub rejects: Vec<Reject>,
     /// Set by the input stage before each unit it explodes.
@@ -192,15 +220,18 @@ pub fn batch_bytes(batch_rows: usize) -> usize {
 }
 
 impl<'t> Router<'t> {
-    pub fn new(table: &'t PropertyTable, senders: Vec<Sender<Rows>>, batch_rows: usize) -> Self {
-        let batches = senders.iter().map(|_| Rows::default()).collect();
+    /// A router for `table`'s plan handing batches of about `batch_rows` to `out`.
+    pub fn new(table: &'t PropertyTable, out: Box<dyn Batches + 't>, batch_rows: usize) -> Self {
+        let batches = (0..table.plan().reducers())
+            .map(|_| Rows::default())
+            .collect();
         Router {
             table,
             batch_rows: batch_rows.max(1),
             batch_bytes: batch_bytes(batch_rows),
             routes: Vec::new(),
             batches,
-            senders,
+            out,
             counts: MapCounts::default(),
             rejects: Vec::new(),
             location: UnitLocation::default(),
@@ -233,7 +264,7 @@ impl<'t> Router<'t> {
 
     fn send(&mut self, reducer: usize) {
         let full = std::mem::take(&mut self.batches[reducer]);
-        if self.senders[reducer].send(full).is_err() {
+        if !self.out.send(reducer, full) {
             self.disconnected = true;
         }
     }
@@ -386,7 +417,7 @@ mod tests {
             .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
             .unzip();
         let mut ids = MapperIds::new(&table);
-        let mut router = Router::new(&table, senders, 8192);
+        let mut router = Router::new(&table, Box::new(senders), 8192);
         let email = ids.id("email");
         assert_eq!(ids.id("email"), email);
         let phone = ids.id("phone");

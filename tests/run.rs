@@ -365,6 +365,88 @@ fn same_input_and_plan_give_byte_identical_files() {
     }
 }
 
+/// The map and reduce stages on their own, as another driver (a merge, another process)
+/// would call them: no threads, no channels. Same plan, same files as `run`.
+#[test]
+fn the_stages_called_without_threads_write_the_runs_files() {
+    use skewer::reduce::{Reducer, Staging};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&gen_config(&input, Dialect::V3, Format::Ndjson)).unwrap();
+    let by_run = tmp.path().join("run");
+    let ran = run(&run_config(&[&input], &by_run, 3)).unwrap();
+
+    let plan = std::sync::Arc::new(ran_plan(&by_run));
+    assert_eq!(plan.digest(), ran.manifest.plan.digest);
+    let stores = skewer::store::Stores::default();
+    let files = skewer::input::discover(&[input.to_string_lossy().into_owned()], &stores).unwrap();
+    let table = skewer::route::PropertyTable::new(plan.clone());
+    let mut batches: Vec<Vec<skewer::batch::Rows>> = vec![Vec::new(); 3];
+    let mut mapper = skewer::map::Mapper::new(&files, &table, Box::new(&mut batches), 1000);
+    // One mapper, splits in reverse: arrival order must not matter.
+    for split in skewer::input::splits(&files, 64 << 10)
+        .unwrap()
+        .iter()
+        .rev()
+    {
+        mapper.map(split).unwrap();
+    }
+    let mapped = mapper.finish();
+    assert_eq!(mapped.counts.records_met, ran.manifest.counts.records_read);
+
+    let by_hand = tmp.path().join("hand");
+    let sink = skewer::sink::SinkOptions::default();
+    let staging = Staging {
+        root: &by_hand,
+        prefix: "part-RUN",
+        sink: &sink,
+        syncer: None,
+    };
+    let names = table.names();
+    let mut written = 0;
+    for (r, batches) in batches.into_iter().enumerate() {
+        let mut reducer = Reducer::new(1 << 30, tmp.path().join(format!("spill{r}")));
+        for b in &batches {
+            reducer.add(b).unwrap();
+        }
+        let reduced = reducer.write_all(r as u32, &names, &staging).unwrap();
+        written += reduced.properties.iter().map(|p| p.1.rows).sum::<u64>();
+    }
+    assert_eq!(written, ran.manifest.counts.rows_written);
+    let (a, b) = (
+        files_by_content_name(&by_run, Some(&ran.manifest.run_id)),
+        files_by_content_name(&by_hand, None),
+    );
+    assert!(a.len() > 50);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(b[name] == *bytes, "{name} differs from the run's");
+    }
+}
+
+/// The plan a dataset's first run made from a sample, made again from the same input.
+fn ran_plan(dataset: &Path) -> planner::Plan {
+    let manifest = skewer::store::Stores::default();
+    let store = skewer::store::open_existing(
+        &skewer::store::Location::Local(dataset.to_path_buf()),
+        &manifest,
+    )
+    .unwrap();
+    let m = skewer::store::Dataset::manifests(&*store)
+        .unwrap()
+        .pop()
+        .unwrap();
+    let files = skewer::input::discover(
+        &m.inputs.iter().map(|i| i.path.clone()).collect::<Vec<_>>(),
+        &skewer::store::Stores::default(),
+    )
+    .unwrap();
+    let splits = skewer::input::splits(&files, 64 << 10).unwrap();
+    skewer::run::plan_from_sample(&files, &splits, &planner::PlanParams::new(3))
+        .unwrap()
+        .0
+}
+
 #[test]
 fn spilling_to_disk_changes_nothing_in_the_output() {
     let tmp = tempfile::tempdir().unwrap();

@@ -50,5 +50,5 @@ pub use plan::{
     Basis, DEFAULT_SPARE, DEFAULT_TARGET_FILE_BYTES, MAX_REDUCERS, MAX_SPARE, PLAN_FORMAT_VERSION,
     Plan, PlanParams, PropertySlot, Sample, Split, plan, plan_from_sample, reducer,
 };
-pub use stats::{PlanStats, ReducerLoad};
+pub use stats::{PlanStats, ReducerLoad, max_over_mean};
 pub use time::{days_from_civil, parse_iso8601_ms};

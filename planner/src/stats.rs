@@ -22,6 +22,17 @@ pub struct ReducerLoad {
     pub spare: f64,
 }
 
+/// The largest load over the mean load, the measure of balance everything reports (1.0 is
+/// perfect); `None` when there is no load at all.
+pub fn max_over_mean(loads: &[u64]) -> Option<f64> {
+    let total: u64 = loads.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let mean = total as f64 / loads.len() as f64;
+    Some(*loads.iter().max().unwrap_or(&0) as f64 / mean)
+}
+
 /// The predicted figures of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlanStats {
@@ -91,11 +102,8 @@ impl Plan {
         let bytes: u64 = reducers.iter().map(|l| l.bytes).sum();
         let max_rows = reducers.iter().map(|l| l.rows).max().unwrap_or(0);
         let mean_rows = rows as f64 / f64::from(r);
-        let max_over_mean = if rows == 0 {
-            1.0
-        } else {
-            max_rows as f64 / mean_rows
-        };
+        let loads: Vec<u64> = reducers.iter().map(|l| l.rows).collect();
+        let max_over_mean = max_over_mean(&loads).unwrap_or(1.0);
         let files_total: u64 = files.iter().map(|&f| u64::from(f)).sum();
         let with_rows = files.iter().filter(|&&f| f > 0).count();
         PlanStats {

@@ -43,7 +43,6 @@ pub fn summarize(runs: &[RunRecord], top: usize, window: usize) -> Shown {
         .iter()
         .map(|r| {
             let loads: Vec<u64> = r.reducers.iter().map(|x| x.rows).collect();
-            let mean = loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64;
             RunLine {
                 run_id: r.run_id.clone(),
                 started_at: r.started_at.clone(),
@@ -52,8 +51,7 @@ pub fn summarize(runs: &[RunRecord], top: usize, window: usize) -> Shown {
                 rows: r.properties.values().map(|v| v.rows).sum(),
                 bytes: r.properties.values().map(|v| v.bytes).sum(),
                 reducers: loads.len(),
-                max_over_mean: (mean > 0.0)
-                    .then(|| *loads.iter().max().unwrap_or(&0) as f64 / mean),
+                max_over_mean: planner::max_over_mean(&loads),
             }
         })
         .collect();

@@ -279,11 +279,8 @@ pub fn run(manifest: &Manifest) -> String {
         .chain(predicted.iter().flatten())
         .fold(0.0f64, |a, &b| a.max(b));
     let mean = actual.iter().sum::<f64>() / actual.len().max(1) as f64;
-    let actual_max_over_mean = if mean > 0.0 {
-        actual.iter().fold(0.0f64, |a, &b| a.max(b)) / mean
-    } else {
-        1.0
-    };
+    let loads: Vec<u64> = manifest.reducers.iter().map(|x| x.rows).collect();
+    let actual_max_over_mean = planner::max_over_mean(&loads).unwrap_or(1.0);
     let mut out = String::new();
     header(
         &mut out,

@@ -19,27 +19,28 @@
 //! `rows_exploded = rows_written + duplicates_dropped`; a mismatch is a bug, and the run fails
 //! without publishing.
 
+pub mod threads;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use planner::{Plan, PlanParams, RunRecord, Volume};
 
-use crate::batch::Rows;
 use crate::error::{Error, Result};
-use crate::input::{self, InputFile, MapperScratch, Split};
-use crate::layout::{partition_path, property_dir};
-use crate::reduce::{Reducer, WritePool};
+use crate::input::{self, InputFile, Split};
+use crate::layout::partition_path;
+use crate::map::Mapped;
+use crate::reduce::{Reduced, Staging};
 use crate::rejects::Reject;
-use crate::route::{CHANNEL_BATCHES, MapCounts, MapperIds, PropertyTable, Router};
-use crate::sink::{PropertyWriter, SinkOptions};
+use crate::route::{CHANNEL_BATCHES, MapCounts, PropertyTable};
+use crate::sink::SinkOptions;
 use crate::store::meta::{
     Counts, FileEntry, InputEntry, MANIFEST_SCHEMA_VERSION, Manifest, Mode, PlanEntry, Recovery,
     ReducerEntry, Timings,
 };
-use crate::store::{Dataset, Prepared};
+use crate::store::{Dataset, DatasetLock, Prepared};
 use crate::store::{Location, Stores};
 use crate::units::{format_utc, now_ms};
 
@@ -309,6 +310,11 @@ fn new_run_id(started_ms: i64) -> String {
 }
 
 /// Runs the job: reads `config.inputs`, writes and publishes the dataset.
+///
+/// The phases, each a function with named inputs and outputs: open (inputs, dataset, lock,
+/// recovery) → [`plan_run`] → map and reduce ([`threads::execute`], over [`crate::map`] and
+/// [`crate::reduce`]) → [`check_counts`] ([`account`], rejects, the bad-record limit) →
+/// [`Outputs::gather`] and [`manifest`] → publish → [`summary`].
 pub fn run(config: &RunConfig) -> Result<RunSummary> {
     let t0 = Instant::now();
     let started_ms = now_ms();
@@ -318,84 +324,197 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         .as_deref()
         .map(partition_path)
         .transpose()?;
-    let stores = Stores::with_endpoint(config.endpoint.clone());
-    let files = input::discover(&config.inputs, &stores)?;
-    let dataset = crate::store::open(
-        &config.output,
-        &stores,
-        &crate::store::Options {
-            part_bytes: Some(config.part_size),
-            work_dir: config.work_dir.clone(),
-        },
-    )?;
-    let layout = dataset.staging()?;
-
-    tracing::info!(run = %run_id, inputs = files.len(), output = %config.output, "run starts");
-    let lock = dataset.lock(&run_id)?;
-    // Finish what an earlier run left half-published before planning from its history.
-    let recovery = dataset.recover()?;
-    if recovery != Recovery::default() {
-        tracing::info!(rolled_forward = ?recovery.rolled_forward, discarded = ?recovery.discarded, "recovered earlier runs");
-    }
-
+    let Opened {
+        stores,
+        files,
+        dataset,
+        lock,
+        recovery,
+    } = open_run(config, &run_id)?;
     let splits = input::splits(&files, config.split_bytes)?;
-    let (plan, plan_source): (Arc<Plan>, PlanSource) = match &config.plan {
-        Some((plan, source)) => (plan.clone(), source.clone()),
-        None => {
-            let (plan, source) = make_plan(config, &*dataset, &stores, &files, &splits)?;
-            (Arc::new(plan), source)
-        }
-    };
-    let stats = plan.stats();
-    let predicted = stats.max_over_mean;
-    tracing::info!(digest = %plan.digest(), source = ?plan_source, predicted_max_over_mean = predicted, "plan");
-    let predicted_loads: Vec<u64> = stats.reducers.iter().map(|l| l.rows).collect();
+    let (plan, plan_source) = plan_run(config, &*dataset, &stores, &files, &splits)?;
+    let planned_at = Instant::now();
     let table = PropertyTable::new(plan.clone());
 
-    let staging = layout.staging(&run_id);
-    let staged_root = match &partition {
-        Some(p) => staging.join(p),
-        None => staging.clone(),
-    };
+    // What a failed run staged goes with it; nothing was published.
+    let staging = dataset.staging()?.staging(&run_id);
     let discard = |e: Error| {
         let _ = std::fs::remove_dir_all(&staging);
         e
     };
-    let spill_dir = staging.join("_spill");
-    let planned_at = Instant::now();
-    tracing::info!(run = %run_id, splits = splits.len(), reducers = plan.reducers(), "mapping");
+    let staged_root = match &partition {
+        Some(p) => staging.join(p),
+        None => staging.clone(),
+    };
+    let prefix = format!("part-{run_id}");
     let progress = Arc::new(crate::progress::Progress::default());
+    let job = threads::Job {
+        files: &files,
+        table: &table,
+        memory: MemoryPlan::new(
+            config.memory_limit,
+            config.mappers.max(1),
+            plan.reducers() as usize,
+        )
+        .map_err(discard)?,
+        mappers: config.mappers,
+        staging: Staging {
+            root: &staged_root,
+            prefix: &prefix,
+            sink: &config.sink,
+            syncer: None,
+        },
+        spill_dir: &staging.join("_spill"),
+        progress: &progress,
+    };
+    tracing::info!(run = %run_id, splits = splits.len(), reducers = plan.reducers(), "mapping");
     let bars = crate::progress::start(
         &progress,
         files.iter().map(|f| f.size).sum(),
         config.progress,
     );
-    let (mapped, reduced, mapped_at) = execute(
-        config,
-        &files,
-        splits,
-        &table,
-        &staged_root,
-        &spill_dir,
-        &run_id,
-        &progress,
-    )
-    .map_err(discard)?;
+    let stages = threads::execute(&job, splits).map_err(discard)?;
     drop(bars);
-    let spilled_bytes = reduced.iter().map(|r| r.spilled_bytes).sum();
     let reduced_at = Instant::now();
+    let spilled_bytes = stages.reduced.iter().map(|r| r.spilled_bytes).sum();
     tracing::info!(
-        map_ms = ms(mapped_at - planned_at),
-        reduce_ms = ms(reduced_at - mapped_at),
+        map_ms = ms(stages.mapped_at - planned_at),
+        reduce_ms = ms(reduced_at - stages.mapped_at),
         spilled_bytes,
         "mapped and reduced"
     );
 
+    let counts = check_counts(
+        config,
+        &*dataset,
+        &run_id,
+        &files,
+        stages.mapped,
+        &stages.reduced,
+    )
+    .map_err(discard)?;
+    let outputs = Outputs::gather(&stages.reduced, &table.names(), &staging, &plan);
+    let record = outputs.history_record(&run_id, started_ms, config.output.name(), &partition);
+    crate::store::local::stage_history(dataset.staging()?, &record).map_err(discard)?;
+    let prepared = dataset.prepare(&run_id, config.mode).map_err(discard)?;
+    let timings = Timings {
+        plan_ms: ms(planned_at - t0),
+        map_ms: ms(stages.mapped_at - planned_at),
+        reduce_ms: ms(reduced_at - stages.mapped_at),
+        publish_ms: 0,
+    };
+    let mut manifest = manifest(
+        config, &run_id, started_ms, &partition, &files, &plan, counts, timings, &outputs, prepared,
+    );
+
+    // From here on, a failure leaves a manifest the next run or `skewer recover` completes.
+    let publishing = Instant::now();
+    tracing::info!(
+        files = manifest.files.len(),
+        replaced = manifest.replaced.len(),
+        "publishing"
+    );
+    let mut warnings = recovery.warnings.clone();
+    warnings.extend(input_warnings(&manifest.counts));
+    warnings.extend(dataset.publish(&mut manifest)?);
+    tracing::info!(run = %run_id, publish_ms = ms(publishing.elapsed()), "committed");
+    drop(lock);
+    manifest.timings.publish_ms = ms(publishing.elapsed());
+    Ok(RunSummary {
+        bytes_written: manifest.files.iter().map(|f| f.bytes).sum(),
+        input_bytes: files.iter().map(|f| f.size).sum(),
+        predicted_max_over_mean: manifest.plan.predicted_max_over_mean,
+        actual_max_over_mean: outputs.max_over_mean(),
+        properties: outputs.volumes.len(),
+        files_per_property: outputs.mean_files_per_property(),
+        max_files_per_property: outputs
+            .files_per_property
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0),
+        manifest,
+        wall: t0.elapsed(),
+        plan_source,
+        recovery,
+        spilled_bytes,
+        warnings,
+    })
+}
+
+/// What a run opens before it plans.
+struct Opened {
+    stores: Stores,
+    files: Vec<InputFile>,
+    dataset: Box<dyn Dataset>,
+    /// Held until the run has published (or failed).
+    lock: DatasetLock,
+    /// What the run found to finish or discard from earlier runs.
+    recovery: Recovery,
+}
+
+/// The open phase: the inputs found, the dataset opened and locked, an interrupted earlier
+/// publish finished (before planning from its history).
+fn open_run(config: &RunConfig, run_id: &str) -> Result<Opened> {
+    let stores = Stores::with_endpoint(config.endpoint.clone());
+    let files = input::discover(&config.inputs, &stores)?;
+    let options = crate::store::Options {
+        part_bytes: Some(config.part_size),
+        work_dir: config.work_dir.clone(),
+    };
+    let dataset = crate::store::open(&config.output, &stores, &options)?;
+    tracing::info!(run = %run_id, inputs = files.len(), output = %config.output, "run starts");
+    let lock = dataset.lock(run_id)?;
+    let recovery = dataset.recover()?;
+    if recovery != Recovery::default() {
+        tracing::info!(rolled_forward = ?recovery.rolled_forward, discarded = ?recovery.discarded, "recovered earlier runs");
+    }
+    Ok(Opened {
+        stores,
+        files,
+        dataset,
+        lock,
+        recovery,
+    })
+}
+
+/// The plan phase: the caller's plan, else one from the history (the dataset's, or
+/// `--history`), else one from a sample of the input.
+fn plan_run(
+    config: &RunConfig,
+    dataset: &dyn Dataset,
+    stores: &Stores,
+    files: &[InputFile],
+    splits: &[Split],
+) -> Result<(Arc<Plan>, PlanSource)> {
+    let (plan, source) = match &config.plan {
+        Some((plan, source)) => (plan.clone(), source.clone()),
+        None => {
+            let (plan, source) = make_plan(config, dataset, stores, files, splits)?;
+            (Arc::new(plan), source)
+        }
+    };
+    let predicted = plan.stats().max_over_mean;
+    tracing::info!(digest = %plan.digest(), source = ?source, predicted_max_over_mean = predicted, "plan");
+    Ok((plan, source))
+}
+
+/// The check phase, before anything is published: the stages' counts add up ([`account`]),
+/// no input changed while read, the rejects are written where the dataset keeps them, and
+/// they are within `--max-bad-records`.
+fn check_counts(
+    config: &RunConfig,
+    dataset: &dyn Dataset,
+    run_id: &str,
+    files: &[InputFile],
+    mapped: Vec<Mapped>,
+    reduced: &[Reduced],
+) -> Result<Counts> {
     let mut rejects: Vec<Reject> = Vec::new();
     let mut map_counts = Vec::with_capacity(mapped.len());
-    for (c, r) in mapped {
-        map_counts.push(c);
-        rejects.extend(r);
+    for m in mapped {
+        map_counts.push(m.counts);
+        rejects.extend(m.rejects);
     }
     let reduce_counts: Vec<ReduceCounts> = reduced
         .iter()
@@ -405,12 +524,10 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             rows_written: r.properties.iter().map(|p| p.1.rows).sum(),
         })
         .collect();
-    let counts =
-        account(&map_counts, &reduce_counts).map_err(|mismatch| discard(Error::Bug(mismatch)))?;
+    let counts = account(&map_counts, &reduce_counts).map_err(Error::Bug)?;
     // An input that changed while it was read was read in part.
-    input::check_unchanged(&files).map_err(discard)?;
-
-    input::resolve_reject_lines(&mut rejects, &files).map_err(discard)?;
+    input::check_unchanged(files)?;
+    input::resolve_reject_lines(&mut rejects, files)?;
     rejects.sort_by(|a, b| {
         (a.file.as_ref(), a.line, a.row_group, a.record).cmp(&(
             b.file.as_ref(),
@@ -419,65 +536,105 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             b.record,
         ))
     });
-    let rejects_at = dataset.write_rejects(&run_id, &rejects).map_err(discard)?;
+    let rejects_at = dataset.write_rejects(run_id, &rejects)?;
     // Records and (Parquet) versions are each a unit that can be rejected.
     let bad = counts.records_rejected + counts.versions_rejected;
     let total = counts.records_read + counts.versions_rejected;
     if config.max_bad_records.exceeded(bad, total) {
-        return Err(discard(Error::TooManyBadRecords {
+        return Err(Error::TooManyBadRecords {
             bad,
             read: total,
             limit: config.max_bad_records.to_string(),
             rejects: rejects_at.into(),
-        }));
-    }
-
-    let names = table.names();
-    let mut files_out = Vec::new();
-    let mut volumes: BTreeMap<String, Volume> = BTreeMap::new();
-    let mut files_per_property: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut reducers = Vec::new();
-    for r in &reduced {
-        let mut bytes = 0;
-        for (p, out) in &r.properties {
-            let name = names[*p as usize].as_ref();
-            let v = volumes.entry(name.to_string()).or_default();
-            v.rows += out.rows;
-            v.bytes += out.bytes;
-            v.objects += out.objects;
-            bytes += out.bytes;
-            *files_per_property.entry(name).or_default() += out.files.len();
-            for f in &out.files {
-                let rel = f.path.strip_prefix(&staging).unwrap_or(&f.path);
-                files_out.push(FileEntry {
-                    path: rel.to_string_lossy().into_owned(),
-                    property: name.to_string(),
-                    reducer: r.reducer,
-                    rows: f.rows,
-                    bytes: f.bytes,
-                });
-            }
-        }
-        reducers.push(ReducerEntry {
-            reducer: r.reducer,
-            rows: r.rows_in,
-            bytes,
-            wall_ms: r.wall.as_millis() as u64,
-            predicted_rows: predicted_loads.get(r.reducer as usize).copied(),
         });
     }
-    files_out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(counts)
+}
 
-    crate::store::local::stage_history(
-        layout,
-        &RunRecord {
+/// What the reducers wrote, as the manifest and the history record it: files, volumes per
+/// property, loads per reducer.
+#[derive(Debug, Default)]
+struct Outputs {
+    /// Files relative to the staging folder, sorted by path.
+    files: Vec<FileEntry>,
+    volumes: BTreeMap<String, Volume>,
+    reducers: Vec<ReducerEntry>,
+    files_per_property: BTreeMap<String, usize>,
+}
+
+impl Outputs {
+    fn gather(
+        reduced: &[Reduced],
+        names: &[Arc<str>],
+        staging: &std::path::Path,
+        plan: &Plan,
+    ) -> Outputs {
+        let predicted = plan.stats();
+        let mut out = Outputs::default();
+        for r in reduced {
+            let mut bytes = 0;
+            for (p, written) in &r.properties {
+                let name = names[*p as usize].as_ref();
+                let v = out.volumes.entry(name.to_string()).or_default();
+                v.rows += written.rows;
+                v.bytes += written.bytes;
+                v.objects += written.objects;
+                bytes += written.bytes;
+                *out.files_per_property.entry(name.to_string()).or_default() += written.files.len();
+                for f in &written.files {
+                    let rel = f.path.strip_prefix(staging).unwrap_or(&f.path);
+                    out.files.push(FileEntry {
+                        path: rel.to_string_lossy().into_owned(),
+                        property: name.to_string(),
+                        reducer: r.reducer,
+                        rows: f.rows,
+                        bytes: f.bytes,
+                    });
+                }
+            }
+            out.reducers.push(ReducerEntry {
+                reducer: r.reducer,
+                rows: r.rows_in,
+                bytes,
+                wall_ms: ms(r.wall),
+                predicted_rows: predicted.reducers.get(r.reducer as usize).map(|l| l.rows),
+            });
+        }
+        out.files.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    /// The reducers' largest load over their mean (1.0 when nothing was written).
+    fn max_over_mean(&self) -> f64 {
+        let loads: Vec<u64> = self.reducers.iter().map(|r| r.rows).collect();
+        planner::max_over_mean(&loads).unwrap_or(1.0)
+    }
+
+    fn mean_files_per_property(&self) -> f64 {
+        let files: usize = self.files_per_property.values().sum();
+        match self.volumes.len() {
+            0 => 0.0,
+            n => files as f64 / n as f64,
+        }
+    }
+
+    /// The run's history record: what the next plan reads.
+    fn history_record(
+        &self,
+        run_id: &str,
+        started_ms: i64,
+        dataset: Option<String>,
+        partition: &Option<String>,
+    ) -> RunRecord {
+        RunRecord {
             schema_version: planner::HISTORY_SCHEMA_VERSION,
-            run_id: run_id.clone(),
+            run_id: run_id.to_string(),
             started_at: crate::units::format_utc_ms(started_ms),
-            dataset: config.output.name(),
+            dataset,
             partition: partition.clone(),
-            properties: volumes.clone(),
-            reducers: reducers
+            properties: self.volumes.clone(),
+            reducers: self
+                .reducers
                 .iter()
                 .map(|r| planner::ReducerVolume {
                     rows: r.rows,
@@ -485,16 +642,27 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
                     wall_ms: r.wall_ms,
                 })
                 .collect(),
-        },
-    )
-    .map_err(discard)?;
-    let Prepared {
-        partitions,
-        replaced,
-    } = dataset.prepare(&run_id, config.mode).map_err(discard)?;
-    let mut manifest = Manifest {
+        }
+    }
+}
+
+/// The run's manifest, before publishing.
+#[allow(clippy::too_many_arguments)]
+fn manifest(
+    config: &RunConfig,
+    run_id: &str,
+    started_ms: i64,
+    partition: &Option<String>,
+    files: &[InputFile],
+    plan: &Plan,
+    counts: Counts,
+    timings: Timings,
+    outputs: &Outputs,
+    prepared: Prepared,
+) -> Manifest {
+    Manifest {
         schema_version: MANIFEST_SCHEMA_VERSION,
-        run_id: run_id.clone(),
+        run_id: run_id.to_string(),
         state: String::new(),
         started_at: crate::units::format_utc_ms(started_ms),
         finished_at: format_utc(now_ms()),
@@ -512,62 +680,15 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
             digest: plan.digest(),
             reducers: plan.reducers(),
             basis: plan.basis().clone(),
-            predicted_max_over_mean: predicted,
+            predicted_max_over_mean: plan.stats().max_over_mean,
         },
         counts,
-        reducers: reducers.clone(),
-        timings: Timings {
-            plan_ms: ms(planned_at - t0),
-            map_ms: ms(mapped_at - planned_at),
-            reduce_ms: ms(reduced_at - mapped_at),
-            publish_ms: 0,
-        },
-        partitions,
-        files: files_out,
-        replaced,
-    };
-    // From here on, a failure leaves a manifest the next run or `skewer recover` completes.
-    let publishing = Instant::now();
-    tracing::info!(
-        files = manifest.files.len(),
-        replaced = manifest.replaced.len(),
-        "publishing"
-    );
-    let mut warnings = recovery.warnings.clone();
-    warnings.extend(input_warnings(&manifest.counts));
-    warnings.extend(dataset.publish(&mut manifest)?);
-    tracing::info!(run = %run_id, publish_ms = ms(publishing.elapsed()), "committed");
-    drop(lock);
-    manifest.timings.publish_ms = ms(publishing.elapsed());
-
-    let loads: Vec<u64> = reducers.iter().map(|r| r.rows).collect();
-    let mean = loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64;
-    let actual = if mean > 0.0 {
-        *loads.iter().max().unwrap_or(&0) as f64 / mean
-    } else {
-        1.0
-    };
-    let properties = volumes.len();
-    let file_count: usize = files_per_property.values().sum();
-    Ok(RunSummary {
-        bytes_written: manifest.files.iter().map(|f| f.bytes).sum(),
-        input_bytes: files.iter().map(|f| f.size).sum(),
-        manifest,
-        wall: t0.elapsed(),
-        plan_source,
-        recovery,
-        spilled_bytes,
-        properties,
-        predicted_max_over_mean: predicted,
-        actual_max_over_mean: actual,
-        files_per_property: if properties == 0 {
-            0.0
-        } else {
-            file_count as f64 / properties as f64
-        },
-        max_files_per_property: files_per_property.values().copied().max().unwrap_or(0),
-        warnings,
-    })
+        reducers: outputs.reducers.clone(),
+        timings,
+        partitions: prepared.partitions,
+        files: outputs.files.clone(),
+        replaced: prepared.replaced,
+    }
 }
 
 fn make_plan(
@@ -600,7 +721,7 @@ fn make_plan(
 }
 
 /// A plan for input no history knows: from a sample of it (footers, for nested Parquet).
-pub(crate) fn plan_from_sample(
+pub fn plan_from_sample(
     files: &[InputFile],
     splits: &[Split],
     params: &PlanParams,
@@ -682,296 +803,6 @@ pub fn account(mapped: &[MapCounts], reduced: &[ReduceCounts]) -> Result<Counts,
         ));
     }
     Ok(c)
-}
-
-/// What one reducer did.
-struct Reduced {
-    reducer: u32,
-    rows_in: u64,
-    duplicates: u64,
-    spilled_bytes: u64,
-    /// (property id, output) per property written.
-    properties: Vec<(u32, crate::sink::PropertyOutput)>,
-    wall: Duration,
-}
-
-type Mapped = (MapCounts, Vec<Reject>);
-
-/// Input bytes a split stands for, for progress: its range, or its share of its file.
-fn split_weights(files: &[InputFile], splits: &[Split]) -> Vec<u64> {
-    let mut per_file = vec![0u64; files.len()];
-    for s in splits {
-        if let Split::Whole { file } | Split::RowGroups { file, .. } = *s {
-            per_file[file] += 1;
-        }
-    }
-    splits
-        .iter()
-        .map(|s| match *s {
-            Split::Lines { start, end, .. } => end - start,
-            Split::Whole { file } | Split::RowGroups { file, .. } => {
-                files[file].size / per_file[file].max(1)
-            }
-        })
-        .collect()
-}
-
-/// Runs the mappers and reducers; returns what each produced. Staged files are under
-/// `staged_root` when this returns `Ok`.
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    config: &RunConfig,
-    files: &[InputFile],
-    splits: Vec<Split>,
-    table: &PropertyTable,
-    staged_root: &std::path::Path,
-    spill_dir: &std::path::Path,
-    run_id: &str,
-    progress: &crate::progress::Progress,
-) -> Result<(Vec<Mapped>, Vec<Reduced>, Instant)> {
-    let reducers = table.plan().reducers() as usize;
-    let memory = MemoryPlan::new(config.memory_limit, config.mappers.max(1), reducers)?;
-    let (split_tx, split_rx) = crossbeam_channel::unbounded();
-    let weights = split_weights(files, &splits);
-    for s in splits.into_iter().zip(weights) {
-        split_tx.send(s).expect("the queue is open");
-    }
-    drop(split_tx);
-    let (senders, receivers): (Vec<Sender<Rows>>, Vec<Receiver<Rows>>) = (0..reducers)
-        .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
-        .unzip();
-
-    let pool = WritePool::new(reducers);
-    // Set when a mapper fails: the others stop taking splits, reducers write nothing.
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        // Files are synced while the reducers go on; waiting on the disk is not CPU time.
-        let (syncer, syncers) = crate::sink::Syncer::start(scope, 2);
-        let reducer_handles: Vec<_> = receivers
-            .into_iter()
-            .enumerate()
-            .map(|(r, rx)| {
-                let (table, pool) = (&*table, &pool);
-                let syncer = syncer.clone();
-                scope.spawn(move || {
-                    let sink = &config.sink;
-                    let budget = memory.reducer_budget;
-                    reduce_thread(
-                        r as u32,
-                        rx,
-                        table,
-                        (staged_root, spill_dir),
-                        run_id,
-                        (sink, syncer),
-                        budget,
-                        progress,
-                        pool,
-                    )
-                })
-            })
-            .collect();
-        let mapper_handles: Vec<_> = (0..config.mappers.max(1))
-            .map(|_| {
-                let senders = senders.clone();
-                let split_rx = split_rx.clone();
-                let (stop, pool) = (&stop, &pool);
-                scope.spawn(move || {
-                    let mapped = map_thread(
-                        split_rx,
-                        files,
-                        table,
-                        senders,
-                        memory.batch_rows,
-                        progress,
-                        stop,
-                    );
-                    if mapped.is_err() {
-                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                        pool.fail();
-                    }
-                    mapped
-                })
-            })
-            .collect();
-        drop(senders);
-
-        let mut mapped = Vec::new();
-        let mut first_error = None;
-        for h in mapper_handles {
-            match joined(h.join(), "mapper") {
-                Ok(m) => mapped.push(m),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        let mapped_at = Instant::now();
-        let mut received = Vec::new();
-        for h in reducer_handles {
-            match joined(h.join(), "reducer") {
-                Ok(r) => received.push(r),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        // Every file written is on stable storage once its syncing thread is joined.
-        drop(syncer);
-        for h in syncers {
-            if let Err(e) = joined(h.join(), "syncing") {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok((mapped, received, mapped_at)),
-        }
-    })
-    .map(|(mapped, received, mapped_at)| (mapped, reduced(received, pool), mapped_at))
-}
-
-/// Each reducer's rows in and its writes, whichever thread did them.
-fn reduced(received: Vec<Received>, pool: WritePool) -> Vec<Reduced> {
-    let mut written = pool.into_written();
-    received
-        .into_iter()
-        .map(|r| {
-            let w = std::mem::take(&mut written[r.reducer as usize]);
-            let end = w.finished.unwrap_or_else(Instant::now);
-            Reduced {
-                reducer: r.reducer,
-                rows_in: r.rows_in,
-                duplicates: r.spilled.duplicates + w.duplicates,
-                spilled_bytes: r.spilled.bytes,
-                properties: w.properties,
-                wall: end.saturating_duration_since(r.started),
-            }
-        })
-        .collect()
-}
-
-/// What a reducer thread received before the write phase.
-struct Received {
-    reducer: u32,
-    rows_in: u64,
-    spilled: crate::reduce::Spilled,
-    /// When its first row arrived.
-    started: Instant,
-}
-
-fn joined<T>(result: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
-    match result {
-        Ok(r) => r,
-        Err(panic) => Err(Error::Bug(format!(
-            "a {what} thread panicked: {}",
-            crate::error::panic_message(panic.as_ref())
-        ))),
-    }
-}
-
-fn map_thread(
-    splits: Receiver<(Split, u64)>,
-    files: &[InputFile],
-    table: &PropertyTable,
-    senders: Vec<Sender<Rows>>,
-    batch_rows: usize,
-    progress: &crate::progress::Progress,
-    stop: &std::sync::atomic::AtomicBool,
-) -> Result<Mapped> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut ids = MapperIds::new(table);
-    let mut router = Router::new(table, senders, batch_rows);
-    let mut scratch = MapperScratch::default();
-    let (mut records, mut rows) = (0, 0);
-    for (split, weight) in splits.iter() {
-        input::read_split(files, &split, &mut scratch, &mut ids, &mut router)?;
-        let c = &router.counts;
-        let (r, n) = (c.records + c.rejected, c.rows);
-        progress.bytes_read.fetch_add(weight, Relaxed);
-        progress.records_read.fetch_add(r - records, Relaxed);
-        progress.rows_routed.fetch_add(n - rows, Relaxed);
-        (records, rows) = (r, n);
-        if router.disconnected || stop.load(Relaxed) {
-            break;
-        }
-    }
-    router.flush();
-    let Router {
-        counts, rejects, ..
-    } = router;
-    Ok((counts, rejects))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn reduce_thread(
-    reducer: u32,
-    batches: Receiver<Rows>,
-    table: &PropertyTable,
-    (staged_root, spill_dir): (&std::path::Path, &std::path::Path),
-    run_id: &str,
-    (sink, syncer): (&SinkOptions, crate::sink::Syncer),
-    budget: usize,
-    progress: &crate::progress::Progress,
-    pool: &WritePool,
-) -> Result<Received> {
-    let mut state = Reducer::new(budget, spill_dir.join(format!("r{reducer}")));
-    let mut first_row: Option<Instant> = None;
-    for batch in batches.iter() {
-        first_row.get_or_insert_with(Instant::now);
-        // On an error (a full spill disk) the receiver drops: mappers stop, the run fails.
-        if let Err(e) = state.add(&batch) {
-            // The run fails: the other reducers need not write what they hold.
-            pool.fail();
-            return Err(e);
-        }
-    }
-    let started = first_row.unwrap_or_else(Instant::now);
-    let rows_in = state.rows();
-    let writing = Instant::now();
-    let names = table.names();
-    // Smallest first: each property written frees its rows before the next one sorts, so
-    // the largest sorts last, beside the least else. Counts and names fix the order, so
-    // logs come out the same every run (files do whatever the order).
-    let mut ids = state.properties();
-    ids.sort_by(|a, b| (a.1, &names[a.0 as usize]).cmp(&(b.1, &names[b.0 as usize])));
-    let (jobs, spilled) = state.into_jobs(ids.into_iter().map(|(p, _)| p).collect());
-    pool.publish(reducer as usize, jobs);
-    while let Some(job) = pool.next(reducer as usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let (p, rows) = (job.job.property, job.job.received());
-        let mut writer = PropertyWriter::new(
-            &staged_root.join(property_dir(&names[p as usize])),
-            &format!("part-{run_id}-r{}", job.owner),
-            sink,
-        )
-        .with_syncer(syncer.clone());
-        let written = job
-            .job
-            .write(&mut writer)
-            .and_then(|d| Ok((d, writer.finish()?)));
-        match written {
-            Ok((duplicates, out)) => pool.done(&job, out, duplicates),
-            Err(e) => {
-                pool.fail();
-                return Err(e);
-            }
-        }
-        progress.rows_written.fetch_add(rows, Relaxed);
-        progress.files_written.fetch_add(1, Relaxed);
-    }
-    tracing::debug!(
-        reducer,
-        rows = rows_in,
-        spilled_bytes = spilled.bytes,
-        write_ms = ms(writing.elapsed()),
-        "reducer thread finished"
-    );
-    Ok(Received {
-        reducer,
-        rows_in,
-        spilled,
-        started,
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,269 @@
+//! The one-machine driver: the map and reduce stages on threads, joined by bounded channels.
+//!
+//! ```text
+//!  splits ─► queue ─► M mapper threads (map::Mapper) ══ R bounded channels ══► R reducer threads
+//!                                                                             (reduce::Reducer)
+//!                     when every mapper is done: each reducer publishes its write jobs to the
+//!                     WritePool; idle threads take jobs of others ─► files in staging
+//! ```
+//!
+//! Takes the inputs, the splits, the plan's property table and a staging folder; gives what
+//! each mapper and reducer counted. A failing stage stops the others (mappers stop taking
+//! splits, reducers write nothing); the first error is returned. Files written are synced
+//! by two syncing threads, joined before this returns.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::MemoryPlan;
+use crate::batch::Rows;
+use crate::error::{Error, Result};
+use crate::input::{InputFile, Split};
+use crate::map::{Mapped, Mapper};
+use crate::progress::Progress;
+use crate::reduce::{Reduced, Reducer, Staging, WritePool};
+use crate::route::{CHANNEL_BATCHES, PropertyTable};
+
+/// What the map and reduce stages gave.
+#[derive(Debug)]
+pub struct MapReduced {
+    pub mapped: Vec<Mapped>,
+    pub reduced: Vec<Reduced>,
+    /// When the last mapper finished.
+    pub mapped_at: Instant,
+}
+
+/// What a run's stages share: inputs, plan, memory, staging, progress.
+#[derive(Debug)]
+pub struct Job<'a> {
+    pub files: &'a [InputFile],
+    pub table: &'a PropertyTable,
+    pub memory: MemoryPlan,
+    pub mappers: usize,
+    pub staging: Staging<'a>,
+    pub spill_dir: &'a Path,
+    pub progress: &'a Progress,
+}
+
+/// Runs the mappers and reducers over `splits`; staged files are under `job.staging` when
+/// this returns `Ok`.
+pub fn execute(job: &Job<'_>, splits: Vec<Split>) -> Result<MapReduced> {
+    let reducers = job.table.plan().reducers() as usize;
+    let (split_tx, split_rx) = crossbeam_channel::unbounded();
+    let weights = split_weights(job.files, &splits);
+    for s in splits.into_iter().zip(weights) {
+        split_tx.send(s).expect("the queue is open");
+    }
+    drop(split_tx);
+    let (senders, receivers): (Vec<Sender<Rows>>, Vec<Receiver<Rows>>) = (0..reducers)
+        .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
+        .unzip();
+    let pool = WritePool::new(reducers);
+    // Set when a mapper fails: the others stop taking splits, reducers write nothing.
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Files are synced while the reducers go on; waiting on the disk is not CPU time.
+        let (syncer, syncers) = crate::sink::Syncer::start(scope, 2);
+        let staging = Staging {
+            syncer: Some(syncer),
+            ..job.staging.clone()
+        };
+        let reducer_handles: Vec<_> = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(r, rx)| {
+                let (staging, pool) = (staging.clone(), &pool);
+                scope.spawn(move || reduce_thread(job, r as u32, rx, &staging, pool))
+            })
+            .collect();
+        drop(staging);
+        let mapper_handles: Vec<_> = (0..job.mappers.max(1))
+            .map(|_| {
+                let (senders, split_rx) = (senders.clone(), split_rx.clone());
+                let (stop, pool) = (&stop, &pool);
+                scope.spawn(move || {
+                    let mapped = map_thread(job, split_rx, senders, stop);
+                    if mapped.is_err() {
+                        stop.store(true, Relaxed);
+                        pool.fail();
+                    }
+                    mapped
+                })
+            })
+            .collect();
+        drop(senders);
+
+        let mut first_error = None;
+        let mut keep = |e: Error| {
+            first_error.get_or_insert(e);
+        };
+        let mapped: Vec<Mapped> = mapper_handles
+            .into_iter()
+            .filter_map(|h| joined(h.join(), "mapper").map_err(&mut keep).ok())
+            .collect();
+        let mapped_at = Instant::now();
+        let received: Vec<Received> = reducer_handles
+            .into_iter()
+            .filter_map(|h| joined(h.join(), "reducer").map_err(&mut keep).ok())
+            .collect();
+        // Every file written is on stable storage once its syncing thread is joined.
+        for h in syncers {
+            let _ = joined(h.join(), "syncing").map_err(&mut keep);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok((mapped, received, mapped_at)),
+        }
+    })
+    .map(|(mapped, received, mapped_at)| MapReduced {
+        mapped,
+        reduced: reduced(received, pool),
+        mapped_at,
+    })
+}
+
+/// Input bytes a split stands for, for progress: its range, or its share of its file.
+fn split_weights(files: &[InputFile], splits: &[Split]) -> Vec<u64> {
+    let mut per_file = vec![0u64; files.len()];
+    for s in splits {
+        if let Split::Whole { file } | Split::RowGroups { file, .. } = *s {
+            per_file[file] += 1;
+        }
+    }
+    splits
+        .iter()
+        .map(|s| match *s {
+            Split::Lines { start, end, .. } => end - start,
+            Split::Whole { file } | Split::RowGroups { file, .. } => {
+                files[file].size / per_file[file].max(1)
+            }
+        })
+        .collect()
+}
+
+/// Each reducer's rows in and its writes, whichever thread did them.
+fn reduced(received: Vec<Received>, pool: WritePool) -> Vec<Reduced> {
+    let mut written = pool.into_written();
+    received
+        .into_iter()
+        .map(|r| {
+            let w = std::mem::take(&mut written[r.reducer as usize]);
+            let end = w.finished.unwrap_or_else(Instant::now);
+            Reduced {
+                reducer: r.reducer,
+                rows_in: r.rows_in,
+                duplicates: r.spilled.duplicates + w.duplicates,
+                spilled_bytes: r.spilled.bytes,
+                properties: w.properties,
+                wall: end.saturating_duration_since(r.started),
+            }
+        })
+        .collect()
+}
+
+/// What a reducer thread received before the write phase.
+struct Received {
+    reducer: u32,
+    rows_in: u64,
+    spilled: crate::reduce::Spilled,
+    /// When its first row arrived.
+    started: Instant,
+}
+
+fn joined<T>(result: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
+    match result {
+        Ok(r) => r,
+        Err(panic) => Err(Error::Bug(format!(
+            "a {what} thread panicked: {}",
+            crate::error::panic_message(panic.as_ref())
+        ))),
+    }
+}
+
+fn map_thread(
+    job: &Job<'_>,
+    splits: Receiver<(Split, u64)>,
+    senders: Vec<Sender<Rows>>,
+    stop: &AtomicBool,
+) -> Result<Mapped> {
+    let mut mapper = Mapper::new(
+        job.files,
+        job.table,
+        Box::new(senders),
+        job.memory.batch_rows,
+    );
+    let progress = job.progress;
+    let (mut records, mut rows) = (0, 0);
+    for (split, weight) in splits.iter() {
+        mapper.map(&split)?;
+        let c = mapper.counts();
+        let (r, n) = (c.records + c.rejected, c.rows);
+        progress.bytes_read.fetch_add(weight, Relaxed);
+        progress.records_read.fetch_add(r - records, Relaxed);
+        progress.rows_routed.fetch_add(n - rows, Relaxed);
+        (records, rows) = (r, n);
+        if mapper.stopped() || stop.load(Relaxed) {
+            break;
+        }
+    }
+    Ok(mapper.finish())
+}
+
+fn reduce_thread(
+    job: &Job<'_>,
+    reducer: u32,
+    batches: Receiver<Rows>,
+    staging: &Staging<'_>,
+    pool: &WritePool,
+) -> Result<Received> {
+    let mut state = Reducer::new(
+        job.memory.reducer_budget,
+        job.spill_dir.join(format!("r{reducer}")),
+    );
+    let mut first_row: Option<Instant> = None;
+    for batch in batches.iter() {
+        first_row.get_or_insert_with(Instant::now);
+        // On an error (a full spill disk) the receiver drops: mappers stop, the run fails.
+        if let Err(e) = state.add(&batch) {
+            // The run fails: the other reducers need not write what they hold.
+            pool.fail();
+            return Err(e);
+        }
+    }
+    let started = first_row.unwrap_or_else(Instant::now);
+    let rows_in = state.rows();
+    let writing = Instant::now();
+    let names = job.table.names();
+    let order = state.write_order(&names);
+    let (jobs, spilled) = state.into_jobs(order);
+    pool.publish(reducer as usize, jobs);
+    while let Some(taken) = pool.next(reducer as usize) {
+        let (p, rows) = (taken.job.property, taken.job.received());
+        match staging.write(&taken.job, taken.owner, &names[p as usize]) {
+            Ok((duplicates, out)) => pool.done(&taken, out, duplicates),
+            Err(e) => {
+                pool.fail();
+                return Err(e);
+            }
+        }
+        job.progress.rows_written.fetch_add(rows, Relaxed);
+        job.progress.files_written.fetch_add(1, Relaxed);
+    }
+    tracing::debug!(
+        reducer,
+        rows = rows_in,
+        spilled_bytes = spilled.bytes,
+        write_ms = super::ms(writing.elapsed()),
+        "reducer thread finished"
+    );
+    Ok(Received {
+        reducer,
+        rows_in,
+        spilled,
+        started,
+    })
+}
