@@ -7,7 +7,7 @@
 //! reducers, rare ones share one, and every reducer gets about the mean load.
 //!
 //! ```text
-//!  inputs ──► splits ──► mapper threads ──► partitioner ──► bounded channels ──► reducer threads ──► committer
+//!  inputs ──► splits ──► mapper threads ──► partitioner ──► bounded channels ──► reducer threads ──► store
 //!  (local/S3, (file, row   parse + explode   plan: slots,    backpressure,       buffer, spill,      staging ──►
 //!   NDJSON/    group or    into columnar     offset per      memory bound        sort, dedupe,       atomic swap
 //!   Parquet)   byte range) row batches       property                            write Parquet       + history
@@ -22,8 +22,9 @@
 //! | [`input`] | `--input` paths, globs, directories, `s3://` prefixes | files, sniffed by content, and splits |
 //! | [`source`] | a local file or an S3 object | positioned reads (pread, ranged GETs) |
 //! | [`explode`] | a split's JSON or nested Parquet | version rows, columnar ([`batch`]) |
-//! | [`route`] | rows | per-reducer batches on bounded channels, by the plan |
-//! | [`reduce`] | a reducer's batches | per property, sorted and de-duplicated rows (spilling past its budget) |
+//! | [`route`] | rows | per-reducer batches, by the plan, to any output ([`route::Batches`]) |
+//! | [`map`] | splits | the map stage on its own: read, explode, route ([`map::Mapper`]) |
+//! | [`reduce`] | a reducer's batches | per property, sorted and de-duplicated rows (spilling past its budget), written to a [`reduce::Staging`] |
 //! | [`sink`] | sorted rows | Parquet files in Hive partition folders |
 //! | [`store`] | staged files; a dataset, local or `s3://` | the lock, an atomic publish, its manifest, history record and rejects; reading a dataset back |
 //! | `s3` (feature `s3`) | an `s3://` URL | the S3 client: listing, ranged reads, uploads, conditional writes |
@@ -34,7 +35,8 @@
 //! | [`replay`] | dumps per date (`{date}` in `--input`), a date range | one run per date, resumable |
 //! | [`report`] | a plan, a run, a history | tables, JSON, pictures |
 //!
-//! [`run`] wires them together; [`app`] is each subcommand as a call with a plain config;
+//! [`run`] wires them together as phases (open, plan, map and reduce on threads, check the
+//! counts, publish, report); [`app`] is each subcommand as a call with a plain config;
 //! [`par`] spreads waiting work over threads.
 //! `ARCHITECTURE.md` maps the code (what each module owns and may import) and its
 //! invariants; `README.md` is the user's guide; the history format is `history/README.md`.

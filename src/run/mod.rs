@@ -312,9 +312,9 @@ fn new_run_id(started_ms: i64) -> String {
 /// Runs the job: reads `config.inputs`, writes and publishes the dataset.
 ///
 /// The phases, each a function with named inputs and outputs: open (inputs, dataset, lock,
-/// recovery) → [`plan_run`] → map and reduce ([`threads::execute`], over [`crate::map`] and
-/// [`crate::reduce`]) → [`check_counts`] ([`account`], rejects, the bad-record limit) →
-/// [`Outputs::gather`] and [`manifest`] → publish → [`summary`].
+/// recovery) → plan → map and reduce ([`threads::execute`], over [`crate::map`] and
+/// [`crate::reduce`]) → check the counts ([`account`], rejects, the bad-record limit) → the
+/// manifest and history record → publish → the summary.
 pub fn run(config: &RunConfig) -> Result<RunSummary> {
     let t0 = Instant::now();
     let started_ms = now_ms();
@@ -342,47 +342,12 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         let _ = std::fs::remove_dir_all(&staging);
         e
     };
-    let staged_root = match &partition {
-        Some(p) => staging.join(p),
-        None => staging.clone(),
-    };
-    let prefix = format!("part-{run_id}");
-    let progress = Arc::new(crate::progress::Progress::default());
-    let job = threads::Job {
-        files: &files,
-        table: &table,
-        memory: MemoryPlan::new(
-            config.memory_limit,
-            config.mappers.max(1),
-            plan.reducers() as usize,
-        )
-        .map_err(discard)?,
-        mappers: config.mappers,
-        staging: Staging {
-            root: &staged_root,
-            prefix: &prefix,
-            sink: &config.sink,
-            syncer: None,
-        },
-        spill_dir: &staging.join("_spill"),
-        progress: &progress,
-    };
-    tracing::info!(run = %run_id, splits = splits.len(), reducers = plan.reducers(), "mapping");
-    let bars = crate::progress::start(
-        &progress,
-        files.iter().map(|f| f.size).sum(),
-        config.progress,
-    );
-    let stages = threads::execute(&job, splits).map_err(discard)?;
-    drop(bars);
+    let stages = map_reduce(
+        config, &run_id, &partition, &files, splits, &table, &staging,
+    )
+    .map_err(discard)?;
     let reduced_at = Instant::now();
     let spilled_bytes = stages.reduced.iter().map(|r| r.spilled_bytes).sum();
-    tracing::info!(
-        map_ms = ms(stages.mapped_at - planned_at),
-        reduce_ms = ms(reduced_at - stages.mapped_at),
-        spilled_bytes,
-        "mapped and reduced"
-    );
 
     let counts = check_counts(
         config,
@@ -476,6 +441,60 @@ fn open_run(config: &RunConfig, run_id: &str) -> Result<Opened> {
         lock,
         recovery,
     })
+}
+
+/// The map and reduce phase, on this machine's threads ([`threads::execute`]): the run's
+/// files staged under `staging` (and its `partition`), named for `run_id`.
+fn map_reduce(
+    config: &RunConfig,
+    run_id: &str,
+    partition: &Option<String>,
+    files: &[InputFile],
+    splits: Vec<Split>,
+    table: &PropertyTable,
+    staging: &std::path::Path,
+) -> Result<threads::MapReduced> {
+    let started = Instant::now();
+    let reducers = table.plan().reducers();
+    let staged_root = match partition {
+        Some(p) => staging.join(p),
+        None => staging.to_path_buf(),
+    };
+    let prefix = format!("part-{run_id}");
+    let progress = Arc::new(crate::progress::Progress::default());
+    let job = threads::Job {
+        files,
+        table,
+        memory: MemoryPlan::new(
+            config.memory_limit,
+            config.mappers.max(1),
+            reducers as usize,
+        )?,
+        mappers: config.mappers,
+        staging: Staging {
+            root: &staged_root,
+            prefix: &prefix,
+            sink: &config.sink,
+            syncer: None,
+        },
+        spill_dir: &staging.join("_spill"),
+        progress: &progress,
+    };
+    tracing::info!(run = %run_id, splits = splits.len(), reducers, "mapping");
+    let bars = crate::progress::start(
+        &progress,
+        files.iter().map(|f| f.size).sum(),
+        config.progress,
+    );
+    let stages = threads::execute(&job, splits)?;
+    drop(bars);
+    tracing::info!(
+        map_ms = ms(stages.mapped_at - started),
+        reduce_ms = ms(stages.mapped_at.elapsed()),
+        spilled_bytes = stages.reduced.iter().map(|r| r.spilled_bytes).sum::<u64>(),
+        "mapped and reduced"
+    );
+    Ok(stages)
 }
 
 /// The plan phase: the caller's plan, else one from the history (the dataset's, or

@@ -17,7 +17,7 @@
 //!
 //! Writes that may land twice. A retried write can find its own first attempt: plain puts
 //! and deletes are idempotent; a conditional put ([`S3::put_if`]) then fails its condition,
-//! so its caller reads the object back to tell (see [`dataset`]'s lock).
+//! so its caller reads the object back to tell (see [`crate::store::s3`]'s lock).
 //!
 //! Inputs that change. An [`S3Object`] remembers the ETag the run found (listed, or from the
 //! first read) and reads only that version: `If-Match` on every ranged GET (AWS answers 412)
@@ -749,7 +749,7 @@ fn fail_point(point: &str, url: &S3Url) -> Result<()> {
 /// An object read by ranged GETs: an input file's bytes (see [`crate::source`]).
 ///
 /// Every read is of the version the run found (its ETag, see [`S3::read_range`]): an object
-/// overwritten while the run reads it fails the read, and [`S3Object::changed`] says so
+/// overwritten while the run reads it fails the read, and its `changed()` says so
 /// afterwards, even where a decoder turned the failed read into rejects.
 #[derive(Debug)]
 pub struct S3Object {
