@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::layout::{PROPERTY_COLUMN, unescape_partition_value};
 use crate::source::Handle;
-use crate::store::meta::{STATE_COMMITTED, STATE_PUBLISHING};
+use crate::store::meta::{Manifest, STATE_COMMITTED, STATE_PUBLISHING};
 use crate::store::{Dataset, LockState};
 
 /// A file smaller than this beside a larger one of the same property is a "small file".
@@ -121,32 +121,18 @@ fn is_stray(rel: &str) -> Option<&'static str> {
 pub fn inspect(store: &dyn Dataset, display: &str) -> Result<Report> {
     let objects = store.list("")?;
     let manifests = crate::store::manifests_in(store, &objects)?;
-    let expected_schema = crate::sink::schema();
+    let [mut schema, mut sorted, mut strays, mut listed] = [
+        "schema",
+        "sort order",
+        "no stray files",
+        "manifests match the files",
+    ]
+    .map(|check| Check {
+        check,
+        ok: true,
+        problems: vec![],
+    });
 
-    let mut schema = Check {
-        check: "schema",
-        ok: true,
-        problems: vec![],
-    };
-    let mut sorted = Check {
-        check: "sort order",
-        ok: true,
-        problems: vec![],
-    };
-    let mut strays = Check {
-        check: "no stray files",
-        ok: true,
-        problems: vec![],
-    };
-    let mut listed = Check {
-        check: "manifests match the files",
-        ok: true,
-        problems: vec![],
-    };
-
-    // What the committed manifests say is live: path → (rows, bytes, run).
-    let mut live: BTreeMap<String, (u64, u64, String)> = BTreeMap::new();
-    let mut runs = Vec::new();
     // A live run may be staging or publishing right now: its files are not strays. A lock
     // whose process is gone (on this host) is itself a leftover.
     let locked = match store.lock_state()? {
@@ -159,7 +145,57 @@ pub fn inspect(store: &dyn Dataset, display: &str) -> Result<Report> {
             false
         }
     };
-    for m in &manifests {
+    let (live, runs) = live_files(store, &manifests, locked, &mut strays);
+
+    let mut data = Vec::new();
+    for (rel, size) in &objects {
+        if let Some(why) = is_stray(rel) {
+            // A run holding the lock may be staging right now.
+            if !(locked && rel.starts_with("_skewer/")) {
+                strays.problems.push(format!("{}: {why}", store.name(rel)));
+            }
+            continue;
+        }
+        if let Some(property) = data_property(rel) {
+            data.push((rel.as_str(), *size, property));
+        }
+    }
+    let properties = check_files(store, data, &live, [&mut schema, &mut sorted, &mut listed])?;
+    let warnings = warnings(&properties, &manifests);
+    let checks: Vec<Check> = [schema, sorted, strays, listed]
+        .into_iter()
+        .map(|mut c| {
+            c.ok = c.problems.is_empty();
+            c
+        })
+        .collect();
+    Ok(Report {
+        dataset: display.to_string(),
+        files: properties.iter().map(|p| p.files).sum(),
+        rows: properties.iter().map(|p| p.rows).sum(),
+        bytes: properties.iter().map(|p| p.bytes).sum(),
+        properties,
+        checks,
+        warnings,
+        runs,
+    })
+}
+
+/// A file the committed manifests leave: its rows, its bytes and the run that wrote it.
+type Live = BTreeMap<String, (u64, u64, String)>;
+
+/// What the committed manifests leave, applied oldest first (each run adds its files and
+/// removes those it replaced), and the committed runs. A run stopped while publishing is a
+/// stray unless a live run holds the lock (it may be that run).
+fn live_files(
+    store: &dyn Dataset,
+    manifests: &[Manifest],
+    locked: bool,
+    strays: &mut Check,
+) -> (Live, Vec<String>) {
+    let mut live = Live::new();
+    let mut runs = Vec::new();
+    for m in manifests {
         if m.state == STATE_PUBLISHING {
             if !locked {
                 strays.problems.push(format!(
@@ -181,53 +217,43 @@ pub fn inspect(store: &dyn Dataset, display: &str) -> Result<Report> {
             live.insert(f.path.clone(), (f.rows, f.bytes, m.run_id.clone()));
         }
     }
+    (live, runs)
+}
 
-    let mut data = Vec::new();
-    for (rel, size) in &objects {
-        if let Some(why) = is_stray(rel) {
-            // A run holding the lock may be staging right now.
-            if !(locked && rel.starts_with("_skewer/")) {
-                strays.problems.push(format!("{}: {why}", store.name(rel)));
-            }
-            continue;
-        }
-        if let Some(property) = data_property(rel) {
-            data.push((rel, *size, property));
-        }
-    }
+/// Reads every data file's footer and sort columns (several at once) and checks it against
+/// the schema, its order and the manifests; gives the files per property.
+fn check_files(
+    store: &dyn Dataset,
+    data: Vec<(&str, u64, String)>,
+    live: &Live,
+    [schema, sorted, listed]: [&mut Check; 3],
+) -> Result<Vec<PropertyReport>> {
+    let expected_schema = crate::sink::schema();
     let checked = crate::par::par_map(&data, store.parallel_reads(), |(rel, size, _)| {
         let handle = store.open(rel, *size)?;
         Ok(FileCheck::read(handle, &store.name(rel), &expected_schema))
     });
-
     let mut properties: BTreeMap<String, PropertyReport> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for ((rel, size, property), file) in data.into_iter().zip(checked) {
-        let file: std::result::Result<FileCheck, String> = file?;
-        let property = property.clone();
-        seen.insert(rel.clone());
-        let rows = match file {
+        seen.insert(rel);
+        let rows = match file? {
             Err(problem) => {
                 schema.problems.push(problem);
                 0
             }
             Ok(f) => {
-                if let Some(p) = f.schema_problem {
-                    schema.problems.push(p);
-                }
-                if let Some(p) = f.order_problem {
-                    sorted.problems.push(p);
-                }
+                schema.problems.extend(f.schema_problem);
+                sorted.problems.extend(f.order_problem);
                 f.rows
             }
         };
-        let size = &size;
         match live.get(rel) {
             None => listed.problems.push(format!(
                 "{}: not in any committed manifest (written by something else, or left by a crash)",
                 store.name(rel)
             )),
-            Some((want_rows, want_bytes, run)) if (*want_rows, *want_bytes) != (rows, *size) => {
+            Some((want_rows, want_bytes, run)) if (*want_rows, *want_bytes) != (rows, size) => {
                 listed.problems.push(format!(
                     "{}: {rows} rows and {size} bytes, but run {run}'s manifest says {want_rows} rows and {want_bytes} bytes",
                     store.name(rel)
@@ -245,20 +271,25 @@ pub fn inspect(store: &dyn Dataset, display: &str) -> Result<Report> {
         p.files += 1;
         p.rows += rows;
         p.bytes += size;
-        p.smallest_file = p.smallest_file.min(*size);
-        p.largest_file = p.largest_file.max(*size);
+        p.smallest_file = p.smallest_file.min(size);
+        p.largest_file = p.largest_file.max(size);
     }
-    for (rel, (_, _, run)) in &live {
-        if !seen.contains(rel) {
+    for (rel, (_, _, run)) in live {
+        if !seen.contains(rel.as_str()) {
             listed.problems.push(format!(
                 "{}: listed by run {run}'s manifest but missing",
                 store.name(rel)
             ));
         }
     }
+    Ok(properties.into_values().collect())
+}
 
+/// What is worth a look though no check failed: small files beside large ones, and the
+/// latest run's reducer loads far from even.
+fn warnings(properties: &[PropertyReport], manifests: &[Manifest]) -> Vec<String> {
     let mut warnings = Vec::new();
-    for p in properties.values() {
+    for p in properties {
         if p.files > 1 && p.smallest_file < SMALL_FILE && p.largest_file >= 2 * SMALL_FILE {
             warnings.push(format!(
                 "small files: property {:?} has {} files, the smallest {}",
@@ -279,25 +310,7 @@ pub fn inspect(store: &dyn Dataset, display: &str) -> Result<Report> {
             ));
         }
     }
-
-    let checks: Vec<Check> = [schema, sorted, strays, listed]
-        .into_iter()
-        .map(|mut c| {
-            c.ok = c.problems.is_empty();
-            c
-        })
-        .collect();
-    let properties: Vec<PropertyReport> = properties.into_values().collect();
-    Ok(Report {
-        dataset: display.to_string(),
-        files: properties.iter().map(|p| p.files).sum(),
-        rows: properties.iter().map(|p| p.rows).sum(),
-        bytes: properties.iter().map(|p| p.bytes).sum(),
-        properties,
-        checks,
-        warnings,
-        runs,
-    })
+    warnings
 }
 
 /// What one file's footer and sort columns say.

@@ -734,12 +734,10 @@ fn merge(
     files: &[PathBuf],
     writer: &mut PropertyWriter,
 ) -> Result<u64> {
-    let mut cursors: Vec<Cursor> = Vec::with_capacity(segments.len());
-    for s in segments {
-        if let Some(c) = Cursor::open(&files[s.file], s)? {
-            cursors.push(c);
-        }
-    }
+    let mut cursors = segments
+        .iter()
+        .filter_map(|s| Cursor::open(&files[s.file], s).transpose())
+        .collect::<Result<Vec<Cursor>>>()?;
     // Source 0 is the in-memory run; 1.. are the cursors. A binary heap of source indices
     // ordered by their heads (smallest on top; ties by source, so the order is total).
     let mut mem = 0usize;
@@ -768,13 +766,7 @@ fn merge(
         sift_down(&mut heap, i, &|a, b| less(a, b, mem, &cursors));
     }
 
-    let group_rows = writer.row_group_rows().max(1);
-    let identity: Vec<u32> = (0..group_rows as u32).collect();
-    let mut group = Columns::default();
-    // The last row of the previous group, to drop a duplicate across a group boundary.
-    let mut previous = Columns::default();
-    let mut idx: Vec<u32> = Vec::new();
-    let mut duplicates = 0u64;
+    let mut groups = Groups::new(writer.row_group_rows());
     while let Some(&top) = heap.first() {
         // The runner-up: the smaller of the top's children. The top source gives every row of
         // its current block that sorts before the runner-up's head in one run (inputs arrive
@@ -812,39 +804,12 @@ fn merge(
                 })
             }
         };
-        // Each source is free of duplicates, so only a run's first row can repeat the row
-        // written before it.
-        let last = match group.len() {
-            0 => (!previous.is_empty()).then(|| previous.row(0)),
-            n => Some(group.row(n - 1)),
+        let run = if top == 0 {
+            Run::Order(&order[first..first + take])
+        } else {
+            Run::Range(first..first + take)
         };
-        let mut i = 0;
-        if last.is_some_and(|last| compare_rows(&row(0), &last) == Ordering::Equal) {
-            duplicates += 1;
-            i = 1;
-        }
-        // Long values move a few rows at a time, so that the group's cap is checked often.
-        let long = source.data_bytes() / source.len().max(1) > 1024;
-        let step = if long { APPEND_ROWS } else { usize::MAX };
-        while i < take {
-            let n = (take - i).min(group_rows - group.len()).min(step);
-            idx.clear();
-            if top == 0 {
-                idx.extend_from_slice(&order[first + i..first + i + n]);
-            } else {
-                idx.extend((first + i..first + i + n).map(|r| r as u32));
-            }
-            group.append_indices(source, &idx);
-            i += n;
-            // A row group ends at its row count, or (long values) once its strings pass the
-            // cap: it is held whole while it fills.
-            if group.len() == group_rows || group.data_bytes() >= GROUP_BYTES_CAP {
-                writer.write_group(&group, &identity[..group.len()])?;
-                previous.clear();
-                previous.push(&group.row(group.len() - 1));
-                group.clear();
-            }
-        }
+        groups.append(source, run, writer)?;
         // Advance the source on top; drop it from the heap when it runs out.
         let alive = if top == 0 {
             mem += take;
@@ -863,8 +828,111 @@ fn merge(
             }
         }
     }
-    writer.write_group(&group, &identity[..group.len()])?;
-    Ok(duplicates)
+    groups.finish(writer)
+}
+
+/// Rows of a source that sort in one run: indices in a sort order, or a range of a block.
+enum Run<'a> {
+    Order(&'a [u32]),
+    Range(std::ops::Range<usize>),
+}
+
+impl Run<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Run::Order(order) => order.len(),
+            Run::Range(range) => range.len(),
+        }
+    }
+
+    /// Index `i` of the run, in its source.
+    fn at(&self, i: usize) -> usize {
+        match self {
+            Run::Order(order) => order[i] as usize,
+            Run::Range(range) => range.start + i,
+        }
+    }
+}
+
+/// The row groups a merge fills, run by run: written when full, an exact duplicate of the
+/// row written before dropped.
+struct Groups {
+    group_rows: usize,
+    identity: Vec<u32>,
+    group: Columns,
+    /// The last row of the previous group, to drop a duplicate across a group boundary.
+    previous: Columns,
+    idx: Vec<u32>,
+    duplicates: u64,
+}
+
+impl Groups {
+    fn new(group_rows: usize) -> Groups {
+        let group_rows = group_rows.max(1);
+        Groups {
+            group_rows,
+            identity: (0..group_rows as u32).collect(),
+            group: Columns::default(),
+            previous: Columns::default(),
+            idx: Vec::new(),
+            duplicates: 0,
+        }
+    }
+
+    /// Appends a run of `source` (sorted, free of duplicates, sorting after every row
+    /// appended before it), writing each group as it fills.
+    fn append(
+        &mut self,
+        source: &Columns,
+        run: Run<'_>,
+        writer: &mut PropertyWriter,
+    ) -> Result<()> {
+        let take = run.len();
+        if take == 0 {
+            return Ok(());
+        }
+        // Each source is free of duplicates, so only a run's first row can repeat the row
+        // written before it.
+        let last = match self.group.len() {
+            0 => (!self.previous.is_empty()).then(|| self.previous.row(0)),
+            n => Some(self.group.row(n - 1)),
+        };
+        let mut i = 0;
+        if last.is_some_and(|last| compare_rows(&source.row(run.at(0)), &last) == Ordering::Equal) {
+            self.duplicates += 1;
+            i = 1;
+        }
+        // Long values move a few rows at a time, so that the group's cap is checked often.
+        let long = source.data_bytes() / source.len().max(1) > 1024;
+        let step = if long { APPEND_ROWS } else { usize::MAX };
+        while i < take {
+            let n = (take - i).min(self.group_rows - self.group.len()).min(step);
+            self.idx.clear();
+            match &run {
+                Run::Order(order) => self.idx.extend_from_slice(&order[i..i + n]),
+                Run::Range(range) => self
+                    .idx
+                    .extend((range.start + i..range.start + i + n).map(|r| r as u32)),
+            }
+            self.group.append_indices(source, &self.idx);
+            i += n;
+            // A row group ends at its row count, or (long values) once its strings pass the
+            // cap: it is held whole while it fills.
+            if self.group.len() == self.group_rows || self.group.data_bytes() >= GROUP_BYTES_CAP {
+                writer.write_group(&self.group, &self.identity[..self.group.len()])?;
+                self.previous.clear();
+                self.previous.push(&self.group.row(self.group.len() - 1));
+                self.group.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the last group; gives the duplicates dropped.
+    fn finish(self, writer: &mut PropertyWriter) -> Result<u64> {
+        writer.write_group(&self.group, &self.identity[..self.group.len()])?;
+        Ok(self.duplicates)
+    }
 }
 
 /// How many of the first `n` items satisfy `before`, which holds for item 0 and, once false,

@@ -826,6 +826,102 @@ fn explode_versions(
 }
 
 /// Walks the chunk of leaves `scratch.columns[1..]` holds, whose first object is `base`.
+/// Where a version's value, source type, source id and source label are: (leaf, value
+/// index), `None` for a null.
+type TextFields = [Option<(usize, usize)>; 4];
+
+/// A version's fields at `slot`: its time, its user, and the (leaf, value index) of its
+/// value and source fields (value, type, id, label), advancing each present leaf's cursor
+/// (a leaf stores values for its non-null slots only).
+#[inline]
+fn take_fields(
+    leaves: &VersionLeaves,
+    columns: &[Column],
+    slot: usize,
+    cursor: &mut [usize],
+) -> (Option<i64>, Option<i64>, TextFields) {
+    let (mut ts, mut user) = (None, None);
+    let mut strings: TextFields = [None; 4];
+    for (i, (f, leaf)) in leaves.fields.iter().enumerate() {
+        let col = &columns[i + 1];
+        if col.def[slot] != leaf.max_def {
+            continue;
+        }
+        let k = cursor[i + 1];
+        cursor[i + 1] += 1;
+        match f {
+            Field::Timestamp => ts = col.timestamp(leaf, k),
+            Field::UpdatedBy => user = col.int(leaf, k),
+            Field::Value => strings[0] = Some((i, k)),
+            Field::SourceType => strings[1] = Some((i, k)),
+            Field::SourceId => strings[2] = Some((i, k)),
+            Field::SourceLabel => strings[3] = Some((i, k)),
+        }
+    }
+    (ts, user, strings)
+}
+
+/// Versions without a timestamp field cannot be placed: all of the chunk's are rejected,
+/// counted once.
+fn reject_untimed(
+    leaves: &VersionLeaves,
+    base: usize,
+    sink: &mut dyn ParquetSink,
+    scratch: &ParquetScratch,
+) {
+    let leaf = &leaves.fields[0].1;
+    let versions = scratch.columns[1]
+        .def
+        .iter()
+        .filter(|&&d| d >= leaf.element_def)
+        .count() as u64;
+    if versions > 0 {
+        sink.reject_versions(base as u64, versions, "versions have no timestamp field");
+    }
+}
+
+/// A version's time and property, or why it cannot be written: no time (or one out of
+/// range), no property name, text that is not UTF-8 or longer than a value may be.
+/// `strings` are the (leaf, value index) of its text fields.
+#[inline]
+fn check_version(
+    ts: Option<i64>,
+    property: Option<u32>,
+    strings: &TextFields,
+    columns: &[Column],
+    leaves: &VersionLeaves,
+) -> Result<(i64, u32), std::borrow::Cow<'static, str>> {
+    let Some(ms) = ts else {
+        return Err("a version has no timestamp, or one that is not a time".into());
+    };
+    timestamp::in_range(ms)?;
+    let Some(property) = property else {
+        return Err("a map key (property name) is not valid UTF-8".into());
+    };
+    let invalid_text = strings
+        .iter()
+        .flatten()
+        .any(|&(i, k)| !columns[i + 1].valid_text(leaves.fields[i].1.physical, k));
+    if invalid_text {
+        return Err("a version's value or source is not valid UTF-8".into());
+    }
+    let longest = strings
+        .iter()
+        .flatten()
+        .map(|&(i, k)| columns[i + 1].text_len(leaves.fields[i].1.physical, k))
+        .max()
+        .unwrap_or(0);
+    if longest > MAX_VALUE_BYTES {
+        return Err(format!(
+            "a version's value is {}, more than the {} a value may hold",
+            crate::units::format_bytes(longest as u64),
+            crate::units::format_bytes(MAX_VALUE_BYTES as u64)
+        )
+        .into());
+    }
+    Ok((ms, property))
+}
+
 fn walk_chunk(
     leaves: &VersionLeaves,
     base: usize,
@@ -841,16 +937,7 @@ fn walk_chunk(
         .iter()
         .position(|(f, _)| *f == Field::Timestamp)
     else {
-        // Versions without a timestamp field cannot be placed; count them once per chunk.
-        let leaf = &leaves.fields[0].1;
-        let versions = scratch.columns[1]
-            .def
-            .iter()
-            .filter(|&&d| d >= leaf.element_def)
-            .count() as u64;
-        if versions > 0 {
-            sink.reject_versions(base as u64, versions, "versions have no timestamp field");
-        }
+        reject_untimed(leaves, base, sink, scratch);
         return Ok(());
     };
     let ts_index = ts_index + 1;
@@ -894,69 +981,19 @@ fn walk_chunk(
         if def < element_def {
             continue;
         }
-        // A version: take each present field's value, advancing that leaf's cursor.
-        let (mut ts, mut user) = (None, None);
-        let mut strings: [Option<(usize, usize)>; 4] = [None; 4];
-        for (i, (f, leaf)) in leaves.fields.iter().enumerate() {
-            let col = &columns[i + 1];
-            if col.def[slot] != leaf.max_def {
-                continue;
-            }
-            let k = cursor[i + 1];
-            cursor[i + 1] += 1;
-            match f {
-                Field::Timestamp => ts = col.timestamp(leaf, k),
-                Field::UpdatedBy => user = col.int(leaf, k),
-                Field::Value => strings[0] = Some((i, k)),
-                Field::SourceType => strings[1] = Some((i, k)),
-                Field::SourceId => strings[2] = Some((i, k)),
-                Field::SourceLabel => strings[3] = Some((i, k)),
-            }
-        }
+        let (ts, user, strings) = take_fields(leaves, columns, slot, &mut cursor);
         let Some(object) = object_ids.get(record).copied().flatten() else {
             continue; // the object was rejected whole
         };
         let at = record as u64;
         let ts = ts.or_else(|| fallback.get(record - base).copied().flatten());
-        let Some(ms) = ts else {
-            sink.reject_versions(
-                at,
-                1,
-                "a version has no timestamp, or one that is not a time",
-            );
-            continue;
+        let (ms, property) = match check_version(ts, property, &strings, columns, leaves) {
+            Ok(ok) => ok,
+            Err(reason) => {
+                sink.reject_versions(at, 1, &reason);
+                continue;
+            }
         };
-        if let Err(reason) = timestamp::in_range(ms) {
-            sink.reject_versions(at, 1, &reason);
-            continue;
-        }
-        let Some(property) = property else {
-            sink.reject_versions(at, 1, "a map key (property name) is not valid UTF-8");
-            continue;
-        };
-        let invalid_text = strings
-            .iter()
-            .flatten()
-            .any(|&(i, k)| !columns[i + 1].valid_text(leaves.fields[i].1.physical, k));
-        if invalid_text {
-            sink.reject_versions(at, 1, "a version's value or source is not valid UTF-8");
-            continue;
-        }
-        let longest = strings
-            .iter()
-            .flatten()
-            .map(|&(i, k)| columns[i + 1].text_len(leaves.fields[i].1.physical, k))
-            .max()
-            .unwrap_or(0);
-        if longest > MAX_VALUE_BYTES {
-            let reason = format!(
-                "a version's value is {}, more than the {} a value may hold",
-                crate::units::format_bytes(longest as u64),
-                crate::units::format_bytes(MAX_VALUE_BYTES as u64)
-            );
-            sink.reject_versions(at, 1, &reason);
-            continue;
-        }
         out.property.push(property);
         out.object_id.push(object);
         out.timestamp.push(ms);

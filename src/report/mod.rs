@@ -63,6 +63,30 @@ fn write_table(
     )?;
     writeln!(out)?;
 
+    write_property_rows(out, props, stats, top)?;
+    if r <= MAX_LISTED_REDUCERS {
+        write_reducer_bars(out, stats)?;
+    } else {
+        write_reducer_summary(out, stats)?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "predicted max/mean load {:.3} · {} files expected ({:.3} per property, at most {})",
+        stats.max_over_mean,
+        format_count(stats.files_total),
+        stats.files_per_property,
+        stats.max_files_per_property,
+    )
+}
+
+/// One row per property (the first `top`, 0: all), and one for the rest.
+fn write_property_rows(
+    out: &mut String,
+    props: &[planner::PropertySlot],
+    stats: &PlanStats,
+    top: usize,
+) -> std::fmt::Result {
     let shown = if top == 0 {
         props.len()
     } else {
@@ -117,20 +141,7 @@ fn write_table(
     }
     writeln!(out)?;
 
-    if r <= MAX_LISTED_REDUCERS {
-        write_reducer_bars(out, stats)?;
-    } else {
-        write_reducer_summary(out, stats)?;
-    }
-    writeln!(out)?;
-    writeln!(
-        out,
-        "predicted max/mean load {:.3} · {} files expected ({:.3} per property, at most {})",
-        stats.max_over_mean,
-        format_count(stats.files_total),
-        stats.files_per_property,
-        stats.max_files_per_property,
-    )
+    Ok(())
 }
 
 fn describe_basis(basis: &Basis, history: &LoadedHistory) -> String {
@@ -283,121 +294,150 @@ pub fn plan_json(plan: &Plan, stats: &PlanStats) -> Result<String> {
 
 /// The one-screen summary of a run.
 pub fn run_summary(s: &crate::run::RunSummary, dataset: &dyn std::fmt::Display) -> String {
-    let m = &s.manifest;
-    let c = &m.counts;
-    let secs = s.wall.as_secs_f64();
     let mut out = String::new();
-    let _ = (|| -> std::fmt::Result {
-        let mode = match m.mode {
-            crate::store::meta::Mode::Overwrite => "overwrite",
-            crate::store::meta::Mode::Append => "append",
-        };
-        let prefix = m
-            .partition
-            .as_deref()
-            .map(|p| format!(" under {p}"))
-            .unwrap_or_default();
-        for run in &s.recovery.rolled_forward {
-            writeln!(
-                out,
-                "recovered: finished the interrupted publish of run {run} first"
-            )?;
-        }
-        writeln!(
-            out,
-            "run {} committed to {}{prefix} ({mode})",
-            m.run_id, dataset
-        )?;
-        writeln!(
-            out,
-            "read     {} files, {}: {} records, {} rejected{}",
-            format_count(m.inputs.len() as u64),
-            format_bytes(s.input_bytes),
-            format_count(c.records_read),
-            format_count(c.records_rejected),
-            if c.events_without_version > 0 {
-                format!(
-                    ", {} events without a version",
-                    format_count(c.events_without_version)
-                )
-            } else {
-                String::new()
-            },
-        )?;
-        writeln!(
-            out,
-            "wrote    {} rows ({} duplicates dropped) of {} properties into {} files, {}",
-            format_count(c.rows_written),
-            format_count(c.duplicates_dropped),
-            format_count(s.properties as u64),
-            format_count(m.files.len() as u64),
-            format_bytes(s.bytes_written),
-        )?;
-        writeln!(
-            out,
-            "files    {:.3} per property, at most {}; {} replaced",
-            s.files_per_property,
-            s.max_files_per_property,
-            format_count(m.replaced.len() as u64),
-        )?;
-        let t = &m.timings;
-        writeln!(
-            out,
-            "phases   plan {:.1} s, map {:.1} s, reduce {:.1} s, publish {:.1} s",
-            t.plan_ms as f64 / 1e3,
-            t.map_ms as f64 / 1e3,
-            t.reduce_ms as f64 / 1e3,
-            t.publish_ms as f64 / 1e3
-        )?;
-        writeln!(
-            out,
-            "time     {secs:.1} s, {} rows/s, {}/s read",
-            format_count((c.rows_exploded as f64 / secs.max(1e-9)) as u64),
-            format_bytes((s.input_bytes as f64 / secs.max(1e-9)) as u64),
-        )?;
-        let source = match &s.plan_source {
-            crate::run::PlanSource::History { dir, runs } => {
-                format!("{runs} history runs in {}", dir)
-            }
-            crate::run::PlanSource::Sample { sampled, estimated } => format!(
-                "a sample of {} of ~{} input records (no history yet)",
-                format_count(*sampled),
-                format_count(*estimated)
-            ),
-            crate::run::PlanSource::Given { what } => what.clone(),
-        };
-        writeln!(
-            out,
-            "plan     {} for {} reducers, from {source}",
-            &m.plan.digest[..12],
-            m.plan.reducers
-        )?;
-        writeln!(
-            out,
-            "balance  max/mean reducer load {:.3} predicted, {:.3} actual",
-            s.predicted_max_over_mean, s.actual_max_over_mean
-        )?;
-        if s.spilled_bytes > 0 {
-            writeln!(
-                out,
-                "memory   spilled {} to disk to stay within the memory limit",
-                format_bytes(s.spilled_bytes)
-            )?;
-        }
-        if c.records_rejected + c.versions_rejected > 0 {
-            writeln!(
-                out,
-                "rejects  {}/_skewer/rejects/{}.ndjson",
-                dataset.to_string().trim_end_matches('/'),
-                m.run_id
-            )?;
-        }
-        for w in &s.warnings {
-            writeln!(out, "warning: {w}")?;
-        }
-        Ok(())
-    })();
+    // Writing to a String cannot fail.
+    let _ = summary_head(&mut out, s, dataset)
+        .and_then(|()| summary_volumes(&mut out, s))
+        .and_then(|()| summary_work(&mut out, s))
+        .and_then(|()| summary_tail(&mut out, s, dataset));
     out
+}
+
+/// What was recovered first, and where the run committed.
+fn summary_head(
+    out: &mut String,
+    s: &crate::run::RunSummary,
+    dataset: &dyn std::fmt::Display,
+) -> std::fmt::Result {
+    let m = &s.manifest;
+    let mode = match m.mode {
+        crate::store::meta::Mode::Overwrite => "overwrite",
+        crate::store::meta::Mode::Append => "append",
+    };
+    let prefix = m
+        .partition
+        .as_deref()
+        .map(|p| format!(" under {p}"))
+        .unwrap_or_default();
+    for run in &s.recovery.rolled_forward {
+        writeln!(
+            out,
+            "recovered: finished the interrupted publish of run {run} first"
+        )?;
+    }
+    writeln!(
+        out,
+        "run {} committed to {}{prefix} ({mode})",
+        m.run_id, dataset
+    )
+}
+
+/// What was read and written.
+fn summary_volumes(out: &mut String, s: &crate::run::RunSummary) -> std::fmt::Result {
+    let (m, c) = (&s.manifest, &s.manifest.counts);
+    let without_version = if c.events_without_version > 0 {
+        format!(
+            ", {} events without a version",
+            format_count(c.events_without_version)
+        )
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "read     {} files, {}: {} records, {} rejected{without_version}",
+        format_count(m.inputs.len() as u64),
+        format_bytes(s.input_bytes),
+        format_count(c.records_read),
+        format_count(c.records_rejected),
+    )?;
+    writeln!(
+        out,
+        "wrote    {} rows ({} duplicates dropped) of {} properties into {} files, {}",
+        format_count(c.rows_written),
+        format_count(c.duplicates_dropped),
+        format_count(s.properties as u64),
+        format_count(m.files.len() as u64),
+        format_bytes(s.bytes_written),
+    )?;
+    writeln!(
+        out,
+        "files    {:.3} per property, at most {}; {} replaced",
+        s.files_per_property,
+        s.max_files_per_property,
+        format_count(m.replaced.len() as u64),
+    )
+}
+
+/// Where the time went, the plan and how even the loads were.
+fn summary_work(out: &mut String, s: &crate::run::RunSummary) -> std::fmt::Result {
+    let m = &s.manifest;
+    let t = &m.timings;
+    let secs = s.wall.as_secs_f64();
+    writeln!(
+        out,
+        "phases   plan {:.1} s, map {:.1} s, reduce {:.1} s, publish {:.1} s",
+        t.plan_ms as f64 / 1e3,
+        t.map_ms as f64 / 1e3,
+        t.reduce_ms as f64 / 1e3,
+        t.publish_ms as f64 / 1e3
+    )?;
+    writeln!(
+        out,
+        "time     {secs:.1} s, {} rows/s, {}/s read",
+        format_count((m.counts.rows_exploded as f64 / secs.max(1e-9)) as u64),
+        format_bytes((s.input_bytes as f64 / secs.max(1e-9)) as u64),
+    )?;
+    let source = match &s.plan_source {
+        crate::run::PlanSource::History { dir, runs } => {
+            format!("{runs} history runs in {}", dir)
+        }
+        crate::run::PlanSource::Sample { sampled, estimated } => format!(
+            "a sample of {} of ~{} input records (no history yet)",
+            format_count(*sampled),
+            format_count(*estimated)
+        ),
+        crate::run::PlanSource::Given { what } => what.clone(),
+    };
+    writeln!(
+        out,
+        "plan     {} for {} reducers, from {source}",
+        &m.plan.digest[..12],
+        m.plan.reducers
+    )?;
+    writeln!(
+        out,
+        "balance  max/mean reducer load {:.3} predicted, {:.3} actual",
+        s.predicted_max_over_mean, s.actual_max_over_mean
+    )
+}
+
+/// Spilling, where the rejects are, and the warnings.
+fn summary_tail(
+    out: &mut String,
+    s: &crate::run::RunSummary,
+    dataset: &dyn std::fmt::Display,
+) -> std::fmt::Result {
+    let (m, c) = (&s.manifest, &s.manifest.counts);
+    if s.spilled_bytes > 0 {
+        writeln!(
+            out,
+            "memory   spilled {} to disk to stay within the memory limit",
+            format_bytes(s.spilled_bytes)
+        )?;
+    }
+    if c.records_rejected + c.versions_rejected > 0 {
+        writeln!(
+            out,
+            "rejects  {}/_skewer/rejects/{}.ndjson",
+            dataset.to_string().trim_end_matches('/'),
+            m.run_id
+        )?;
+    }
+    for w in &s.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
 }
 
 /// What recovery did, one line per run.

@@ -118,37 +118,8 @@ pub fn plan(plan: &Plan) -> String {
     let r = plan.reducers();
     let w = bar_width(r);
     let right = LEFT + f64::from(r) * w;
-    // Pieces per reducer: (property index, rows), in line order.
-    let mut pieces: Vec<Vec<(usize, f64)>> = vec![Vec::new(); r as usize];
-    let mut order: Vec<usize> = (0..plan.properties().len()).collect();
-    order.sort_by(|&a, &b| {
-        let (pa, pb) = (&plan.properties()[a], &plan.properties()[b]);
-        pb.rows.cmp(&pa.rows).then(pa.name.cmp(&pb.name))
-    });
-    let mut colour = vec![""; plan.properties().len()];
-    for (rank, &i) in order.iter().enumerate() {
-        colour[i] = PALETTE.get(rank).copied().unwrap_or(GREYS[i % 2]);
-    }
-    let mut spans = Vec::new();
-    for (i, slot) in plan.properties().iter().enumerate() {
-        if slot.rows == 0 {
-            continue;
-        }
-        let route = plan.slot_route(slot);
-        let (start, len) = route.interval();
-        for reducer in route.reducers() {
-            let r0 = u64::from(reducer) * UNIT;
-            let overlap = if len == 0 {
-                1.0
-            } else {
-                ((start + len).min(r0 + UNIT) - start.max(r0)) as f64 / len as f64
-            };
-            pieces[reducer as usize].push((i, slot.rows as f64 * overlap));
-        }
-        if len > UNIT / 2 {
-            spans.push((i, start, len));
-        }
-    }
+    let (order, colour) = colours(plan);
+    let (pieces, spans) = pieces(plan);
     let max = stats.reducers.iter().map(|l| l.rows).max().unwrap_or(0) as f64;
     let levels = span_levels(&spans);
     let span_rows = levels.iter().copied().max().map_or(0, |l| l + 1) as f64;
@@ -170,6 +141,70 @@ pub fn plan(plan: &Plan) -> String {
     let _ = writeln!(out, r#"<g transform="translate(0 {:.1})">"#, top_pad - 56.0);
     axis(&mut out, max, stats.mean_rows, right, "mean");
     let scale = BAR_AREA / max.max(1.0);
+    plan_bars(&mut out, plan, &stats, &pieces, &colour, w, scale);
+    // Spans of the properties that cover more than half a reducer, above the bars.
+    plan_spans(&mut out, plan, &spans, &levels, &colour, w);
+    reducer_labels(&mut out, r, w);
+    plan_legend(&mut out, plan, &order, &colour);
+    out.push_str("</g>\n</svg>\n");
+    out
+}
+
+/// Properties by rows, largest first (ties by name), and each one's colour: the largest
+/// get the palette, the rest alternate greys.
+fn colours(plan: &Plan) -> (Vec<usize>, Vec<&'static str>) {
+    let mut order: Vec<usize> = (0..plan.properties().len()).collect();
+    order.sort_by(|&a, &b| {
+        let (pa, pb) = (&plan.properties()[a], &plan.properties()[b]);
+        pb.rows.cmp(&pa.rows).then(pa.name.cmp(&pb.name))
+    });
+    let mut colour = vec![""; plan.properties().len()];
+    for (rank, &i) in order.iter().enumerate() {
+        colour[i] = PALETTE.get(rank).copied().unwrap_or(GREYS[i % 2]);
+    }
+    (order, colour)
+}
+
+/// A reducer's pieces: (property index, rows), in line order.
+type Pieces = Vec<Vec<(usize, f64)>>;
+
+/// Each reducer's pieces, and the spans (property, start, length) of the properties that
+/// cover more than half a reducer.
+fn pieces(plan: &Plan) -> (Pieces, Vec<(usize, u64, u64)>) {
+    let mut pieces: Pieces = vec![Vec::new(); plan.reducers() as usize];
+    let mut spans = Vec::new();
+    for (i, slot) in plan.properties().iter().enumerate() {
+        if slot.rows == 0 {
+            continue;
+        }
+        let route = plan.slot_route(slot);
+        let (start, len) = route.interval();
+        for reducer in route.reducers() {
+            let r0 = u64::from(reducer) * UNIT;
+            let overlap = if len == 0 {
+                1.0
+            } else {
+                ((start + len).min(r0 + UNIT) - start.max(r0)) as f64 / len as f64
+            };
+            pieces[reducer as usize].push((i, slot.rows as f64 * overlap));
+        }
+        if len > UNIT / 2 {
+            spans.push((i, start, len));
+        }
+    }
+    (pieces, spans)
+}
+
+/// Each reducer's bar, stacked from its pieces.
+fn plan_bars(
+    out: &mut String,
+    plan: &Plan,
+    stats: &planner::PlanStats,
+    pieces: &Pieces,
+    colour: &[&str],
+    w: f64,
+    scale: f64,
+) {
     for (reducer, list) in pieces.iter().enumerate() {
         let load = &stats.reducers[reducer];
         let _ = writeln!(
@@ -197,8 +232,17 @@ pub fn plan(plan: &Plan) -> String {
         }
         out.push_str("</g>\n");
     }
-    // Spans of the properties that cover more than half a reducer, above the bars.
-    for (&(i, start, len), level) in spans.iter().zip(&levels) {
+}
+
+fn plan_spans(
+    out: &mut String,
+    plan: &Plan,
+    spans: &[(usize, u64, u64)],
+    levels: &[usize],
+    colour: &[&str],
+    w: f64,
+) {
+    for (&(i, start, len), level) in spans.iter().zip(levels) {
         let x0 = LEFT + start as f64 / UNIT as f64 * w;
         let x1 = LEFT + (start + len) as f64 / UNIT as f64 * w;
         let y = BOTTOM - BAR_AREA - 12.0 - *level as f64 * 16.0;
@@ -223,8 +267,10 @@ pub fn plan(plan: &Plan) -> String {
             ))
         );
     }
-    reducer_labels(&mut out, r, w);
-    // Legend: the coloured properties.
+}
+
+/// The legend: the coloured properties.
+fn plan_legend(out: &mut String, plan: &Plan, order: &[usize], colour: &[&str]) {
     for (rank, &i) in order.iter().take(PALETTE.len()).enumerate() {
         let x = LEFT + (rank % 3) as f64 * LEGEND_COLUMN;
         let y = BOTTOM + 56.0 + (rank / 3) as f64 * 18.0;
@@ -239,8 +285,6 @@ pub fn plan(plan: &Plan) -> String {
             format_count(slot.rows)
         );
     }
-    out.push_str("</g>\n</svg>\n");
-    out
 }
 
 /// Stacks overlapping spans on separate levels (greedy, in line order).
