@@ -1147,26 +1147,36 @@ mod tests {
         }
     }
 
-    /// A file from another writer: a legacy two-level list, string ids (one null), microsecond
-    /// timestamps (one null), an integer `value` column.
-    #[test]
-    fn reads_another_writers_shape_and_rejects_precisely() {
-        use parquet::data_type::{ByteArrayType, Int64Type};
-        use parquet::file::writer::SerializedFileWriter;
-        let schema = parse_message_type(
-            "message m { optional binary id (STRING); optional group properties {
-               optional group views { repeated group versions {
-                 optional int64 value; optional int64 timestamp (TIMESTAMP(MICROS,true)); } } } }",
-        )
-        .unwrap();
+    /// A Parquet writer of `schema` (message type text) to `f.parquet` in a new folder.
+    fn file_writer(
+        schema: &str,
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        parquet::file::writer::SerializedFileWriter<std::fs::File>,
+    ) {
+        let schema = parse_message_type(schema).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.parquet");
-        let mut w = SerializedFileWriter::new(
+        let w = parquet::file::writer::SerializedFileWriter::new(
             std::fs::File::create(&path).unwrap(),
             std::sync::Arc::new(schema),
             Default::default(),
         )
         .unwrap();
+        (dir, path, w)
+    }
+
+    /// A file from another writer: a legacy two-level list, string ids (one null), microsecond
+    /// timestamps (one null), an integer `value` column.
+    #[test]
+    fn reads_another_writers_shape_and_rejects_precisely() {
+        use parquet::data_type::{ByteArrayType, Int64Type};
+        let (_dir, path, mut w) = file_writer(
+            "message m { optional binary id (STRING); optional group properties {
+               optional group views { repeated group versions {
+                 optional int64 value; optional int64 timestamp (TIMESTAMP(MICROS,true)); } } } }",
+        );
         let mut rg = w.next_row_group().unwrap();
         // Three objects: "10" with versions (7 @ 1000 µs, 8 @ null), null id with one version,
         // "12" with no versions (the group is there, the list empty).
@@ -1220,24 +1230,14 @@ mod tests {
     #[test]
     fn a_version_without_a_timestamp_takes_its_propertys() {
         use parquet::data_type::Int64Type;
-        use parquet::file::writer::SerializedFileWriter;
         // v1 deals as a nested dump: `num_associated_contacts` is calculated, its versions
         // carry no timestamp of their own, the property does.
-        let schema = parse_message_type(
+        let (_dir, path, mut w) = file_writer(
             "message m { required int64 dealId; optional group properties {
                optional group num_associated_contacts { optional int64 timestamp;
                  repeated group versions { optional int64 value; optional int64 timestamp; } }
                optional group lonely { optional int64 timestamp; } } }",
-        )
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.parquet");
-        let mut w = SerializedFileWriter::new(
-            std::fs::File::create(&path).unwrap(),
-            std::sync::Arc::new(schema),
-            Default::default(),
-        )
-        .unwrap();
+        );
         let mut rg = w.next_row_group().unwrap();
         let mut int = |values: &[i64], def: Option<&[i16]>, rep: Option<&[i16]>| {
             let mut c = rg.next_column().unwrap().unwrap();
