@@ -53,6 +53,7 @@ pub mod input;
 pub mod inspect;
 pub mod jsonfmt;
 pub mod layout;
+pub mod location;
 pub mod map;
 pub mod par;
 pub mod progress;

@@ -181,6 +181,18 @@ impl ChunkReader for PreadFile {
     }
 }
 
+/// An object an `--input` value names in an object store.
+#[derive(Debug)]
+pub struct Found {
+    /// Its URL, for messages and manifests.
+    pub name: String,
+    pub size: u64,
+    /// Its first bytes (all of a small object), to recognise its format.
+    pub head: bytes::Bytes,
+    /// Its bytes for positioned reads, pinned to the version found.
+    pub handle: Handle,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{S3, S3Object, S3Url};
 use crate::error::{Error, Result};
-use crate::store::Found;
+use crate::source::Found;
 
 /// S3 objects up to this size are fetched whole when discovered, ...
 const WHOLE_OBJECT: u64 = 256 << 10;

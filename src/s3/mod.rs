@@ -64,7 +64,7 @@ pub struct S3Config {
     pub endpoint: Option<String>,
 }
 
-pub use crate::store::S3Url;
+pub use crate::location::S3Url;
 
 /// Whether `text` names an S3 location.
 pub fn is_s3(text: &str) -> bool {
@@ -718,12 +718,12 @@ fn changed(url: &S3Url, was: Option<&str>, now: Option<&str>) -> Error {
     let how = match (was, now) {
         (Some(was), Some(now)) => format!(
             "its ETag was {} when the run found it and is {} now",
-            crate::store::meta::clip(was),
-            crate::store::meta::clip(now)
+            crate::units::clip(was, 80),
+            crate::units::clip(now, 80)
         ),
         (Some(was), None) => format!(
             "it no longer has the ETag {} it had when the run found it",
-            crate::store::meta::clip(was)
+            crate::units::clip(was, 80)
         ),
         _ => "it is not the version the run found".into(),
     };
@@ -854,22 +854,5 @@ mod tests {
         assert_eq!((bare.key.as_str(), bare.dir_prefix().as_str()), ("", ""));
         assert!(S3Url::parse("s3:///x").unwrap().is_err());
         assert!(S3Url::parse("/data/lake").is_none());
-    }
-
-    #[test]
-    fn a_dataset_names_its_objects_under_its_root() {
-        let s3 = S3::connect(&S3Config {
-            endpoint: Some("http://127.0.0.1:9".into()),
-        })
-        .unwrap();
-        let ds =
-            crate::store::s3::S3Dataset::new(s3, &S3Url::parse("s3://b/lake/").unwrap().unwrap());
-        assert_eq!(ds.root.key, "lake");
-        assert_eq!(
-            ds.url("property_name=a/x.parquet").key,
-            "lake/property_name=a/x.parquet"
-        );
-        assert_eq!(ds.history_dir().to_string(), "s3://b/lake/_skewer/history/");
-        assert_eq!(ds.rejects("r1").key, "lake/_skewer/rejects/r1.ndjson");
     }
 }

@@ -777,6 +777,22 @@ impl super::Dataset for S3Dataset {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_dataset_names_its_objects_under_its_root() {
+        let s3 = S3::connect(&crate::s3::S3Config {
+            endpoint: Some("http://127.0.0.1:9".into()),
+        })
+        .unwrap();
+        let ds = S3Dataset::new(s3, &S3Url::parse("s3://b/lake/").unwrap().unwrap());
+        assert_eq!(ds.root.key, "lake");
+        assert_eq!(
+            ds.url("property_name=a/x.parquet").key,
+            "lake/property_name=a/x.parquet"
+        );
+        assert_eq!(ds.history_dir().to_string(), "s3://b/lake/_skewer/history/");
+        assert_eq!(ds.rejects("r1").key, "lake/_skewer/rejects/r1.ndjson");
+    }
+
     fn url() -> S3Url {
         S3Url::parse("s3://b/lake/_skewer/uploading/r1.json")
             .unwrap()
