@@ -135,7 +135,11 @@ pub fn inspect(store: &dyn Dataset, display: &str) -> Result<Report> {
 
     // A live run may be staging or publishing right now: its files are not strays. A lock
     // whose process is gone (on this host) is itself a leftover.
-    let locked = match store.lock_state()? {
+    // A lock note that cannot be read (a folder, no permission) is reported, not fatal.
+    let state = store
+        .lock_state()
+        .unwrap_or_else(|e| LockState::Leftover(format!("cannot be read: {e}")));
+    let locked = match state {
         LockState::Free => false,
         LockState::Held(_) => true,
         LockState::Leftover(why) => {

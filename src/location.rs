@@ -22,12 +22,14 @@ impl Location {
     pub fn name(&self) -> Option<String> {
         match self {
             Location::Local(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            // A dataset at a bucket's root is named for the bucket.
             Location::S3(url) => url
                 .key
                 .trim_end_matches('/')
                 .rsplit('/')
                 .next()
                 .filter(|n| !n.is_empty())
+                .or(Some(url.bucket.as_str()))
                 .map(str::to_string),
         }
     }
@@ -114,6 +116,9 @@ mod tests {
         let local = Location::parse("/data/lake").unwrap();
         assert_eq!(local, Location::Local("/data/lake".into()));
         assert_eq!(local.join("_skewer").to_string(), "/data/lake/_skewer");
-        assert_eq!(Location::parse("s3://bucket").unwrap().name(), None);
+        assert_eq!(
+            Location::parse("s3://bucket/").unwrap().name().as_deref(),
+            Some("bucket")
+        );
     }
 }

@@ -278,3 +278,24 @@ fn a_crashed_runs_staging_is_a_stray_its_lock_note_is_not_and_a_live_runs_are_no
     let (code, report, stderr) = inspect(&lake);
     assert_eq!(code, 0, "{stderr} {report}");
 }
+
+/// A lock that is not a file (here a folder) cannot be read: `inspect` says so as a stray
+/// and still checks the rest, rather than stopping.
+#[test]
+fn an_unreadable_lock_is_reported_not_fatal() {
+    let (_tmp, out) = dataset();
+    let lock = out.join("_skewer/lock");
+    fs::remove_file(&lock).unwrap();
+    fs::create_dir(&lock).unwrap();
+    let (code, report, stderr) = inspect(&out);
+    assert_eq!(code, 1, "{stderr}");
+    let strays = problems(&report, "no stray files");
+    assert!(
+        strays
+            .iter()
+            .any(|p| p.contains("_skewer/lock") && p.contains("cannot be read")),
+        "{strays:?}"
+    );
+    assert!(problems(&report, "schema").is_empty());
+    assert!(report["files"].as_u64().unwrap() > 0);
+}

@@ -428,6 +428,9 @@ fn open_run(config: &RunConfig, run_id: &str) -> Result<Opened> {
         work_dir: config.work_dir.clone(),
     };
     let dataset = crate::store::open(&config.output, &stores, &options)?;
+    // Where the run will stage (a work folder, for a remote dataset) is made now: a bad
+    // --work-dir fails the run before it touches the dataset.
+    dataset.staging()?;
     tracing::info!(run = %run_id, inputs = files.len(), output = %config.output, "run starts");
     let lock = dataset.lock(run_id)?;
     let recovery = dataset.recover()?;

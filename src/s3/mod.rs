@@ -48,8 +48,23 @@ use crate::error::{Error, Result};
 /// keeps a 10,000-part upload able to hold 156 GiB while four uploads in flight buffer 64 MiB.
 pub const PART_BYTES: u64 = 16 << 20;
 /// How long one attempt waits for the first byte of an answer (a part of
-/// [`PART_BYTES`] at 1 MB/s fits well within it).
+/// [`PART_BYTES`] at 1 MB/s fits well within it). An upload waits longer, in proportion to
+/// what it sends ([`upload_timeouts`]).
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Connecting takes at most this.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The timeouts of a request that sends `bytes`: its answer comes only once they are sent,
+/// so the wait allows for them at 256 KiB/s, a slow link, beyond the usual wait.
+fn upload_timeouts(bytes: u64) -> aws_sdk_s3::config::Builder {
+    let sending = std::time::Duration::from_secs(bytes / (256 << 10));
+    aws_sdk_s3::config::Builder::new().timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT + sending)
+            .build(),
+    )
+}
 /// The smallest part S3 accepts (every part but the last).
 pub const MIN_PART_BYTES: u64 = 5 << 20;
 /// Objects per DeleteObjects request (the API's maximum).
@@ -150,7 +165,7 @@ impl S3 {
                 // included) bounds each attempt; stalled bodies are the SDK's stalled-stream
                 // protection's to catch.
                 aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .connect_timeout(CONNECT_TIMEOUT)
                     .read_timeout(READ_TIMEOUT)
                     .build(),
             );
@@ -418,12 +433,16 @@ impl S3 {
 
     /// Writes an object in one request.
     pub fn put(&self, url: &S3Url, bytes: impl Into<Bytes>) -> Result<()> {
+        let bytes = bytes.into();
+        let timeouts = upload_timeouts(bytes.len() as u64);
         let request = self
             .client
             .put_object()
             .bucket(&url.bucket)
             .key(&url.key)
-            .body(ByteStream::from(bytes.into()));
+            .body(ByteStream::from(bytes))
+            .customize()
+            .config_override(timeouts);
         self.runtime
             .block_on(request.send())
             .map_err(|e| self.fail(url, "write", e))?;
@@ -542,6 +561,7 @@ impl S3 {
                 fail_point(&format!("part:{number}"), url)?;
                 let body = read_part(offset)?;
                 offset += body.len() as u64;
+                let timeouts = upload_timeouts(body.len() as u64);
                 let request = self
                     .client
                     .upload_part()
@@ -549,7 +569,9 @@ impl S3 {
                     .key(&url.key)
                     .upload_id(&id)
                     .part_number(number)
-                    .body(ByteStream::from(body));
+                    .body(ByteStream::from(body))
+                    .customize()
+                    .config_override(timeouts);
                 let out = self
                     .runtime
                     .block_on(request.send())

@@ -568,10 +568,14 @@ impl Folder for LocalDataset {
 
     fn list(&self, under: &str) -> Result<Vec<(String, u64)>> {
         let root = &self.layout.dataset;
+        let dir = self.path(under);
         let mut out = Vec::new();
-        match walk(root, &self.path(under), &mut out) {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-            other => other?,
+        // A folder that is not there holds nothing; anything that vanishes while it is
+        // walked (a run publishing meanwhile) is an error, not a shorter listing.
+        match fs::symlink_metadata(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(&dir, e)),
+            Ok(_) => walk(root, &dir, &mut out)?,
         }
         out.sort();
         Ok(out)

@@ -78,7 +78,7 @@ pub trait Dataset: Folder {
     }
     /// Where its history records are.
     fn history(&self) -> Location {
-        self.location().join("_skewer/history/")
+        self.location().join("_skewer/history")
     }
     /// Every run manifest, checked, oldest first.
     fn manifests(&self) -> Result<Vec<Manifest>> {

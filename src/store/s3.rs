@@ -674,7 +674,11 @@ impl Folder for S3Dataset {
 
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         let url = if rel.is_empty() {
-            self.root.clone()
+            match &self.location {
+                // `s3://b/dir/` names a folder, never an object.
+                Location::S3(url) if !url.key.ends_with('/') => url.clone(),
+                _ => return Ok(None),
+            }
         } else {
             self.url(rel)
         };
@@ -750,6 +754,10 @@ impl super::Dataset for S3Dataset {
     fn publish(&self, manifest: &mut Manifest) -> Result<Vec<String>> {
         let work = self.staging()?;
         S3Dataset::publish(self, work, manifest)
+    }
+
+    fn history(&self) -> Location {
+        Location::S3(self.history_dir())
     }
 
     fn lock_state(&self) -> Result<LockState> {
