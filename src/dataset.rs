@@ -4,7 +4,6 @@
 //! Hive reader finds them: folders named `key=value` (values unescaped), anything starting
 //! with `_` or `.` skipped. Rows are read through the Parquet column API into [`Rows`].
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use parquet::column::reader::ColumnReader;
@@ -72,95 +71,232 @@ fn walk(dir: &Path, partitions: &mut Vec<String>, out: &mut Vec<DataFile>) -> Re
 
 /// All rows of one data file, in file order (`property` column left at 0).
 pub fn read_rows(path: &Path) -> Result<Rows> {
-    let parquet = |source| Error::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(parquet)?;
-    let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let index = |name: &str| {
-        (0..schema.num_columns())
-            .find(|&i| schema.column(i).name() == name)
-            .ok_or_else(|| Error::BadHistory {
-                path: path.to_path_buf(),
-                reason: format!("no column {name:?}"),
-            })
-    };
-    let columns = [
-        index("object_id")?,
-        index("timestamp")?,
-        index("value")?,
-        index("source_type")?,
-        index("source_id")?,
-        index("source_label")?,
-        index("updated_by_user_id")?,
-    ];
+    let handle = crate::source::LocalFile::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = StoredFile::open(handle, path)?;
     let mut rows = Rows::default();
-    let mut ints: Vec<i64> = Vec::new();
-    let mut strings: Vec<ByteArray> = Vec::new();
-    let mut defs: Vec<i16> = Vec::new();
-    for g in 0..reader.num_row_groups() {
-        let group = reader.get_row_group(g).map_err(parquet)?;
+    let mut group = Rows::default();
+    while file.next_group(&mut group)? {
+        rows.append_indices(&group, &(0..group.len() as u32).collect::<Vec<_>>());
+    }
+    Ok(rows)
+}
+
+/// A data file skewer wrote, read back one row group at a time: its rows are sorted by
+/// `(object_id, timestamp, value)` (as every file's `sorting_columns` say), so a reader of a
+/// partition's files can merge them as sorted streams without holding any file whole.
+pub struct StoredFile {
+    path: PathBuf,
+    reader: SerializedFileReader<crate::source::PreadFile>,
+    /// The file's column index of each output column, in [`Rows`] order.
+    columns: [usize; 7],
+    next: usize,
+    ints: Vec<i64>,
+    strings: Vec<ByteArray>,
+    defs: Vec<i16>,
+}
+
+impl std::fmt::Debug for StoredFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredFile")
+            .field("path", &self.path)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredFile {
+    /// Opens `handle` (named `path` in messages): its footer is read and its columns found;
+    /// a file without the output's columns, or with other types, is an error naming it.
+    pub fn open(handle: crate::source::Handle, path: &Path) -> Result<StoredFile> {
+        let parquet = |source| Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let reader =
+            SerializedFileReader::new(crate::source::PreadFile::new(handle)).map_err(parquet)?;
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        let index = |name: &str| {
+            (0..schema.num_columns())
+                .find(|&i| schema.column(i).name() == name)
+                .ok_or_else(|| Error::Input {
+                    path: path.to_path_buf(),
+                    reason: format!("is not a skewer data file: no column {name:?}"),
+                })
+        };
+        let columns = [
+            index("object_id")?,
+            index("timestamp")?,
+            index("value")?,
+            index("source_type")?,
+            index("source_id")?,
+            index("source_label")?,
+            index("updated_by_user_id")?,
+        ];
+        Ok(StoredFile {
+            path: path.to_path_buf(),
+            reader,
+            columns,
+            next: 0,
+            ints: Vec::new(),
+            strings: Vec::new(),
+            defs: Vec::new(),
+        })
+    }
+
+    /// Row groups in the file.
+    pub fn row_groups(&self) -> usize {
+        self.reader.num_row_groups()
+    }
+
+    /// Reads the next row group into `out` (cleared first; `property` left at 0); `false`
+    /// once every group has been read.
+    pub fn next_group(&mut self, out: &mut Rows) -> Result<bool> {
+        out.clear();
+        if self.next >= self.reader.num_row_groups() {
+            return Ok(false);
+        }
+        let path = self.path.clone();
+        let parquet = |source| Error::Parquet {
+            path: path.clone(),
+            source,
+        };
+        let group = self.reader.get_row_group(self.next).map_err(parquet)?;
+        self.next += 1;
         let n = group.metadata().num_rows() as usize;
-        let base = rows.len();
-        for (k, &c) in columns.iter().enumerate() {
-            ints.clear();
-            strings.clear();
-            defs.clear();
-            match group.get_column_reader(c).map_err(parquet)? {
-                ColumnReader::Int64ColumnReader(mut r) => {
-                    r.read_records(n, Some(&mut defs), None, &mut ints)
-                        .map_err(parquet)?;
-                }
-                ColumnReader::ByteArrayColumnReader(mut r) => {
-                    r.read_records(n, Some(&mut defs), None, &mut strings)
-                        .map_err(parquet)?;
-                }
+        for (k, &c) in self.columns.iter().enumerate() {
+            self.ints.clear();
+            self.strings.clear();
+            self.defs.clear();
+            let read = match group.get_column_reader(c).map_err(parquet)? {
+                ColumnReader::Int64ColumnReader(mut r) if k <= 1 || k == 6 => r
+                    .read_records(n, Some(&mut self.defs), None, &mut self.ints)
+                    .map_err(parquet)?,
+                ColumnReader::ByteArrayColumnReader(mut r) if (2..=5).contains(&k) => r
+                    .read_records(n, Some(&mut self.defs), None, &mut self.strings)
+                    .map_err(parquet)?,
                 _ => {
-                    return Err(Error::BadHistory {
-                        path: path.to_path_buf(),
+                    return Err(Error::Input {
+                        path,
                         reason: format!(
-                            "column {} has an unexpected type",
-                            schema.column(c).name()
+                            "is not a skewer data file: column {} has another type",
+                            group.metadata().column(c).column_descr().name()
                         ),
                     });
                 }
+            };
+            if read.0 != n {
+                return Err(Error::Input {
+                    path,
+                    reason: format!(
+                        "row group {} holds {} rows but its column {c} {}",
+                        self.next - 1,
+                        n,
+                        read.0
+                    ),
+                });
             }
-            let present = |i: usize| defs.is_empty() || defs[i] > 0;
-            let mut next = 0;
-            match k {
-                0 => rows.object_id.extend_from_slice(&ints),
-                1 => rows.timestamp.extend_from_slice(&ints),
-                2..=5 => {
-                    let col = match k {
-                        2 => &mut rows.value,
-                        3 => &mut rows.source_type,
-                        4 => &mut rows.source_id,
-                        _ => &mut rows.source_label,
-                    };
-                    for i in 0..n {
-                        if present(i) {
-                            col.push(Some(strings[next].data()));
-                            next += 1;
-                        } else {
-                            col.push(None);
-                        }
+            self.take_column(k, n, out);
+        }
+        out.property.resize(n, 0);
+        Ok(true)
+    }
+
+    /// Moves the column just read (`k`-th in [`Rows`] order) into `out`.
+    fn take_column(&self, k: usize, n: usize, out: &mut Rows) {
+        let present = |i: usize| self.defs.is_empty() || self.defs[i] > 0;
+        let mut next = 0;
+        match k {
+            0 => out.object_id.extend_from_slice(&self.ints),
+            1 => out.timestamp.extend_from_slice(&self.ints),
+            2..=5 => {
+                let col = match k {
+                    2 => &mut out.cols.value,
+                    3 => &mut out.cols.source_type,
+                    4 => &mut out.cols.source_id,
+                    _ => &mut out.cols.source_label,
+                };
+                for i in 0..n {
+                    if present(i) {
+                        col.push(Some(self.strings[next].data()));
+                        next += 1;
+                    } else {
+                        col.push(None);
                     }
                 }
-                _ => {
-                    for i in 0..n {
-                        if present(i) {
-                            rows.updated_by.push(Some(ints[next]));
-                            next += 1;
-                        } else {
-                            rows.updated_by.push(None);
-                        }
+            }
+            _ => {
+                for i in 0..n {
+                    if present(i) {
+                        out.updated_by.push(Some(self.ints[next]));
+                        next += 1;
+                    } else {
+                        out.updated_by.push(None);
                     }
                 }
             }
         }
-        rows.property.resize(base + n, 0);
     }
-    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Columns, Row};
+    use crate::sink::{PropertyWriter, SinkOptions};
+
+    /// What the sink writes, a stored file gives back, one row group at a time, nulls and all.
+    #[test]
+    fn a_stored_file_reads_back_group_by_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows = Columns::default();
+        let values: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+        for i in 0..1000i64 {
+            rows.push(&Row {
+                object_id: i / 3,
+                timestamp: 1_700_000_000_000 + i,
+                value: (i % 7 != 0).then(|| values[i as usize].as_bytes()),
+                source_type: Some(b"CRM_UI"),
+                source_id: (i % 2 == 0).then_some(&b"id"[..]),
+                source_label: None,
+                updated_by_user_id: (i % 5 == 0).then_some(i),
+            });
+        }
+        let options = SinkOptions {
+            row_group_rows: 300,
+            ..SinkOptions::default()
+        };
+        let mut writer = PropertyWriter::new(dir.path(), "part-t", &options);
+        writer
+            .write(&rows, &(0..1000).collect::<Vec<u32>>())
+            .unwrap();
+        let out = writer.finish().unwrap();
+        assert_eq!(out.files.len(), 1);
+
+        let path = &out.files[0].path;
+        let handle = crate::source::LocalFile::open(path).unwrap();
+        let mut file = StoredFile::open(handle, path).unwrap();
+        assert_eq!(file.row_groups(), 4);
+        let mut group = Rows::default();
+        let mut back = Columns::default();
+        let mut sizes = Vec::new();
+        while file.next_group(&mut group).unwrap() {
+            sizes.push(group.len());
+            for i in 0..group.len() {
+                back.push(&group.row(i));
+            }
+        }
+        assert_eq!(sizes, [300, 300, 300, 100]);
+        assert_eq!(back, rows);
+        assert_eq!(read_rows(path).unwrap().cols, rows);
+    }
+
+    #[test]
+    fn a_file_that_is_not_skewers_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        std::fs::write(&path, b"PAR1 not really").unwrap();
+        let handle = crate::source::LocalFile::open(&path).unwrap();
+        let err = StoredFile::open(handle, &path).unwrap_err().to_string();
+        assert!(err.contains("x.parquet"), "{err}");
+    }
 }
