@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reads a skewer dataset back with DuckDB, pyarrow and Polars (Hive partitioning) and checks that
-# all three see every row, the DESIGN §4 types, every property name unescaped, and sorted files.
+# all three see every row, the output schema's types (ARCHITECTURE.md), every property name unescaped, and sorted files.
 #
 #   scripts/check-readers.sh            # generates a dump, runs skewer, checks
 #   scripts/check-readers.sh DATASET    # checks an existing dataset

@@ -96,7 +96,7 @@ def main(dataset):
 
     print(f"ok: DuckDB {duckdb.__version__}, pyarrow {pyarrow.__version__} and Polars {pl.__version__} "
           f"read {want_rows} rows of "
-          f"{len(want_by_property)} properties in {files} sorted files, with the DESIGN §4 types")
+          f"{len(want_by_property)} properties in {files} sorted files, with the output schema's types (ARCHITECTURE.md)")
 
 
 if __name__ == "__main__":
