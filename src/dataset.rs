@@ -2,7 +2,9 @@
 //!
 //! Used to verify runs (tests, benchmarks, checksums) and by `inspect`. Files are found as a
 //! Hive reader finds them: folders named `key=value` (values unescaped), anything starting
-//! with `_` or `.` skipped. Rows are read through the Parquet column API into [`Rows`].
+//! with `_` or `.` skipped. Rows are read through the Parquet column API into [`Rows`], a
+//! row group at a time ([`StoredFile`]); a partition's files merge into one sorted stream
+//! ([`SortedFiles`]), what a merge into stored partitions reads.
 
 use std::path::{Path, PathBuf};
 
@@ -238,6 +240,72 @@ impl StoredFile {
     }
 }
 
+/// A partition's stored files as one sorted stream: each file's rows are in output order
+/// (the whole row, nulls first), so the next row overall is the smallest of the files'
+/// heads. One row group per file is held at a time; a partition has few files (about one
+/// per reducer its property spans), so the heads are compared in a plain scan.
+#[derive(Debug)]
+pub struct SortedFiles {
+    /// Each file, its current row group and the position in it.
+    files: Vec<(StoredFile, Rows, usize)>,
+}
+
+impl SortedFiles {
+    /// The stream over `files`, their first row groups read.
+    pub fn open(files: Vec<StoredFile>) -> Result<SortedFiles> {
+        let mut out = SortedFiles {
+            files: Vec::with_capacity(files.len()),
+        };
+        for mut file in files {
+            let mut group = Rows::default();
+            if file.next_group(&mut group)? {
+                out.files.push((file, group, 0));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends up to `max` of the next rows, in order, to `out`; how many (0: all were read).
+    pub fn next_rows(&mut self, out: &mut Rows, max: usize) -> Result<usize> {
+        let mut taken = 0;
+        while taken < max {
+            let Some(i) = self.smallest() else {
+                break;
+            };
+            let (file, group, pos) = &mut self.files[i];
+            out.push(0, &group.row(*pos));
+            taken += 1;
+            *pos += 1;
+            if *pos == group.len() {
+                *pos = 0;
+                if !file.next_group(group)? {
+                    self.files.swap_remove(i);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// The file whose head sorts first (ties: the first such file).
+    fn smallest(&self) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for (i, (_, group, pos)) in self.files.iter().enumerate() {
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    let (_, bg, bp) = &self.files[b];
+                    crate::reduce::compare_rows(&group.row(*pos), &bg.row(*bp))
+                        == std::cmp::Ordering::Less
+                }
+            };
+            if better {
+                best = Some(i);
+            }
+        }
+        best
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +356,53 @@ mod tests {
         assert_eq!(sizes, [300, 300, 300, 100]);
         assert_eq!(back, rows);
         assert_eq!(read_rows(path).unwrap().cols, rows);
+    }
+
+    /// Three files holding interleaved parts of one partition read back as one sorted stream,
+    /// equal to sorting all their rows.
+    #[test]
+    fn a_partitions_files_merge_into_one_sorted_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut all = Columns::default();
+        let mut seed = 7u64;
+        let mut files = Vec::new();
+        let options = SinkOptions {
+            row_group_rows: 50,
+            ..SinkOptions::default()
+        };
+        for f in 0..3 {
+            let mut rows = Columns::default();
+            for _ in 0..400 {
+                seed = planner::fmix64(seed);
+                let row = Row {
+                    object_id: (seed % 300) as i64,
+                    timestamp: (seed >> 20) as i64 % 1000,
+                    value: None,
+                    source_type: (f != 1).then_some(&b"A"[..]),
+                    source_id: None,
+                    source_label: None,
+                    updated_by_user_id: Some(f),
+                };
+                rows.push(&row);
+                all.push(&row);
+            }
+            let (order, _) = crate::reduce::sort_dedupe(&rows);
+            let mut writer = PropertyWriter::new(dir.path(), &format!("part-{f}"), &options);
+            writer.write(&rows, &order).unwrap();
+            let path = writer.finish().unwrap().files[0].path.clone();
+            let handle = crate::source::LocalFile::open(&path).unwrap();
+            files.push(StoredFile::open(handle, &path).unwrap());
+        }
+        let mut stream = SortedFiles::open(files).unwrap();
+        let mut merged = Rows::default();
+        while stream.next_rows(&mut merged, 77).unwrap() > 0 {}
+        let (order, duplicates) = crate::reduce::sort_dedupe(&all);
+        let mut want = Columns::default();
+        for &i in &order {
+            want.push(&all.row(i as usize));
+        }
+        assert_eq!(merged.len() as u64 + duplicates, 1200);
+        assert_eq!(merged.cols, want);
     }
 
     #[test]

@@ -621,7 +621,8 @@ fn compare_str(col: &StrColumn, a: usize, b: usize) -> Ordering {
 }
 
 /// The same order on row views (what the merge compares).
-fn compare_rows(a: &Row<'_>, b: &Row<'_>) -> Ordering {
+/// The output order: the whole row, nulls first.
+pub(crate) fn compare_rows(a: &Row<'_>, b: &Row<'_>) -> Ordering {
     (
         a.object_id,
         a.timestamp,
