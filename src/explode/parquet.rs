@@ -190,6 +190,21 @@ const ID_COLUMNS: [&str; 6] = [
     "objectId",
 ];
 
+/// The version leaves of STRUCT property `name`, added (in schema order) when first met.
+fn leaves_of<'a>(
+    structs: &'a mut Vec<(String, VersionLeaves)>,
+    name: &str,
+) -> &'a mut VersionLeaves {
+    let at = match structs.iter().position(|(n, _)| n == name) {
+        Some(at) => at,
+        None => {
+            structs.push((name.to_string(), VersionLeaves::default()));
+            structs.len() - 1
+        }
+    };
+    &mut structs[at].1
+}
+
 /// Finds the layout of a nested HubSpot dump, or says why the schema is not one.
 pub fn layout(schema: &SchemaDescriptor) -> Result<Layout, String> {
     let mut ids: Vec<(usize, Leaf)> = Vec::new();
@@ -217,15 +232,7 @@ pub fn layout(schema: &SchemaDescriptor) -> Result<Layout, String> {
                 ids.push((ID_COLUMNS.len(), Leaf::new(i, d)));
             }
             0 if parts.len() == 3 && last == "timestamp" => {
-                let name = &parts[1];
-                let at = match structs.iter().position(|(n, _)| n == name) {
-                    Some(at) => at,
-                    None => {
-                        structs.push((name.clone(), VersionLeaves::default()));
-                        structs.len() - 1
-                    }
-                };
-                structs[at].1.fallback = Some(Leaf::new(i, d));
+                leaves_of(&mut structs, &parts[1]).fallback = Some(Leaf::new(i, d));
             }
             1 if parts.len() == 3 && last == "key" => {
                 map_entry_def = d.max_def_level();
@@ -233,15 +240,7 @@ pub fn layout(schema: &SchemaDescriptor) -> Result<Layout, String> {
             }
             1 => {
                 if let Some(f) = field(last) {
-                    let name = &parts[1];
-                    let at = match structs.iter().position(|(n, _)| n == name) {
-                        Some(at) => at,
-                        None => {
-                            structs.push((name.clone(), VersionLeaves::default()));
-                            structs.len() - 1
-                        }
-                    };
-                    structs[at].1.add(f, Leaf::new(i, d));
+                    leaves_of(&mut structs, &parts[1]).add(f, Leaf::new(i, d));
                 }
             }
             2 => {

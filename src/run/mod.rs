@@ -332,7 +332,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         recovery,
     } = open_run(config, &run_id)?;
     let splits = input::splits(&files, config.split_bytes)?;
-    let (plan, plan_source) = plan_run(config, &*dataset, &stores, &files, &splits)?;
+    let (plan, plan_source, predicted) = plan_run(config, &*dataset, &stores, &files, &splits)?;
     let planned_at = Instant::now();
     let table = PropertyTable::new(plan.clone());
 
@@ -358,7 +358,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         &stages.reduced,
     )
     .map_err(discard)?;
-    let outputs = Outputs::gather(&stages.reduced, &table.names(), &staging, &plan);
+    let outputs = Outputs::gather(&stages.reduced, &table.names(), &staging, &predicted);
     let record = outputs.history_record(&run_id, started_ms, config.output.name(), &partition);
     crate::store::local::stage_history(dataset.staging()?, &record).map_err(discard)?;
     let prepared = dataset.prepare(&run_id, config.mode).map_err(discard)?;
@@ -508,7 +508,7 @@ fn plan_run(
     stores: &Stores,
     files: &[InputFile],
     splits: &[Split],
-) -> Result<(Arc<Plan>, PlanSource)> {
+) -> Result<(Arc<Plan>, PlanSource, planner::PlanStats)> {
     let (plan, source) = match &config.plan {
         Some((plan, source)) => (plan.clone(), source.clone()),
         None => {
@@ -516,9 +516,10 @@ fn plan_run(
             (Arc::new(plan), source)
         }
     };
-    let predicted = plan.stats().max_over_mean;
-    tracing::info!(digest = %plan.digest(), source = ?source, predicted_max_over_mean = predicted, "plan");
-    Ok((plan, source))
+    // The predicted loads, computed once: logged here, recorded per reducer in the manifest.
+    let stats = plan.stats();
+    tracing::info!(digest = %plan.digest(), source = ?source, predicted_max_over_mean = stats.max_over_mean, "plan");
+    Ok((plan, source, stats))
 }
 
 /// The check phase, before anything is published: the stages' counts add up ([`account`]),
@@ -582,6 +583,8 @@ struct Outputs {
     volumes: BTreeMap<String, Volume>,
     reducers: Vec<ReducerEntry>,
     files_per_property: BTreeMap<String, usize>,
+    /// The plan's predicted max/mean reducer load.
+    predicted_max_over_mean: f64,
 }
 
 impl Outputs {
@@ -589,10 +592,12 @@ impl Outputs {
         reduced: &[Reduced],
         names: &[Arc<str>],
         staging: &std::path::Path,
-        plan: &Plan,
+        predicted: &planner::PlanStats,
     ) -> Outputs {
-        let predicted = plan.stats();
-        let mut out = Outputs::default();
+        let mut out = Outputs {
+            predicted_max_over_mean: predicted.max_over_mean,
+            ..Outputs::default()
+        };
         for r in reduced {
             let mut bytes = 0;
             for (p, written) in &r.properties {
@@ -702,7 +707,7 @@ fn manifest(
             digest: plan.digest(),
             reducers: plan.reducers(),
             basis: plan.basis().clone(),
-            predicted_max_over_mean: plan.stats().max_over_mean,
+            predicted_max_over_mean: outputs.predicted_max_over_mean,
         },
         counts,
         reducers: outputs.reducers.clone(),
