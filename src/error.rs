@@ -51,9 +51,14 @@ pub enum Error {
     /// Writing the command's output failed (a closed pipe, a full disk).
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
-    /// Another run holds the dataset.
-    #[error("{}: the dataset is locked by {owner}; if that run is no longer alive on its host, remove this file", path.display())]
-    Locked { path: PathBuf, owner: String },
+    /// Another run holds the dataset. `hint`: what frees it (a local lock dies with its
+    /// process; an object-store lock must be removed if its run is gone).
+    #[error("{}: the dataset is locked by {owner}; {hint}", path.display())]
+    Locked {
+        path: PathBuf,
+        owner: String,
+        hint: &'static str,
+    },
     /// A publish stopped part way: some partitions may be new, the rest old, until it is
     /// finished from its manifest.
     #[error("{}", publish_stopped(dataset, run, progress, cause))]

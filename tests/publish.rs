@@ -240,6 +240,13 @@ fn a_second_run_on_a_locked_dataset_refuses_with_the_owner() {
         second.stderr
     );
     assert!(second.stderr.contains("_skewer/lock"), "{}", second.stderr);
+    // A local lock dies with its process: removing the file is never the advice.
+    assert!(
+        second.stderr.contains("released when that process ends")
+            && !second.stderr.contains("remove this"),
+        "{}",
+        second.stderr
+    );
     drop(held);
     assert_eq!(skewer(run_args(&input, &dataset)).code, 0);
 }

@@ -86,7 +86,11 @@ pub fn lock(layout: &Layout, run_id: &str) -> Result<Lock> {
                     // The holder has not written its note yet, or something else holds it.
                     None => "another process (it has not said which run it is yet)".into(),
                 };
-                return Err(Error::Locked { path, owner });
+                return Err(Error::Locked {
+                    path,
+                    owner,
+                    hint: "the lock is released when that process ends (removing the file does not free it)",
+                });
             }
             Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }

@@ -74,6 +74,10 @@ use crate::rejects::Reject;
 use crate::s3::{Precondition, S3, S3Object, S3Url};
 use crate::source::Handle;
 
+/// What frees an S3 lock: a live run's goes when it ends; a dead run's on another host is
+/// never taken over automatically.
+const STALE_LOCK_HINT: &str = "if that run is no longer alive on its host, remove this object";
+
 /// Uploads in flight at once.
 const UPLOADERS: usize = 4;
 /// How long a run waits after writing the lock before it reads it back (see the module doc).
@@ -260,6 +264,7 @@ impl S3Dataset {
         let locked = |owner: String| Error::Locked {
             path: url.to_string().into(),
             owner,
+            hint: STALE_LOCK_HINT,
         };
         let me: Bytes = serde_json::to_vec(&LockOwner::me(run_id))
             .map_err(|e| Error::Bug(e.to_string()))?
@@ -339,6 +344,7 @@ impl S3Dataset {
                     "{}, which replaced this run's lock (this run stopped and published nothing)",
                     describe_note(&note)
                 ),
+                hint: STALE_LOCK_HINT,
             }),
             None => Err(Error::S3 {
                 url: url.to_string(),
