@@ -404,7 +404,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "KEY=VALUE")]
     pub partition: Option<String>,
 
-    /// overwrite: replace only the partitions this run writes; append: add files beside them.
+    /// overwrite: replace only the partitions this run writes; append: add files beside them;
+    /// merge: merge this run's rows into the partitions it writes (stored rows kept, exact
+    /// duplicates dropped).
     #[arg(long, value_enum, default_value_t = ModeArg::Overwrite)]
     pub mode: ModeArg,
 
@@ -447,6 +449,7 @@ pub struct RecoverArgs {
 pub enum ModeArg {
     Overwrite,
     Append,
+    Merge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -516,6 +519,7 @@ impl RunArgs {
             mode: match self.mode {
                 ModeArg::Overwrite => Mode::Overwrite,
                 ModeArg::Append => Mode::Append,
+                ModeArg::Merge => Mode::Merge,
             },
             sink: SinkOptions {
                 target_file_bytes: params.target_file_bytes,

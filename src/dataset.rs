@@ -2,9 +2,9 @@
 //!
 //! Used to verify runs (tests, benchmarks, checksums) and by `inspect`. Files are found as a
 //! Hive reader finds them: folders named `key=value` (values unescaped), anything starting
-//! with `_` or `.` skipped. Rows are read through the Parquet column API into [`Rows`], a
-//! row group at a time ([`StoredFile`]); a partition's files merge into one sorted stream
-//! ([`SortedFiles`]), what a merge into stored partitions reads.
+//! with `_` or `.` skipped. Rows are read through the Parquet column API into [`Columns`], a
+//! batch at a time ([`StoredFile`]): what `inspect`, checksums and a merge into stored
+//! partitions (`reduce`) read.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use parquet::column::reader::ColumnReader;
 use parquet::data_type::ByteArray;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use crate::batch::Rows;
+use crate::batch::{Columns, Rows};
 use crate::error::{Error, Result};
 use crate::layout::{PROPERTY_COLUMN, unescape_partition_value};
 
@@ -76,22 +76,24 @@ pub fn read_rows(path: &Path) -> Result<Rows> {
     let handle = crate::source::LocalFile::open(path).map_err(|e| Error::io(path, e))?;
     let mut file = StoredFile::open(handle, path)?;
     let mut rows = Rows::default();
-    let mut group = Rows::default();
-    while file.next_group(&mut group)? {
-        rows.append_indices(&group, &(0..group.len() as u32).collect::<Vec<_>>());
-    }
+    while file.next_batch(&mut rows.cols, 64 * 1024)? > 0 {}
+    rows.property.resize(rows.len(), 0);
     Ok(rows)
 }
 
-/// A data file skewer wrote, read back one row group at a time: its rows are sorted by
+/// A data file skewer wrote, read back a batch of rows at a time: its rows are sorted by
 /// `(object_id, timestamp, value)` (as every file's `sorting_columns` say), so a reader of a
-/// partition's files can merge them as sorted streams without holding any file whole.
+/// partition's files merges them as sorted streams without holding any file, or even a whole
+/// row group, in memory.
 pub struct StoredFile {
     path: PathBuf,
     reader: SerializedFileReader<crate::source::PreadFile>,
-    /// The file's column index of each output column, in [`Rows`] order.
+    /// The file's column index of each output column, in [`Columns`] order.
     columns: [usize; 7],
+    /// The next row group to open.
     next: usize,
+    /// The open row group's column readers (in [`Columns`] order) and rows left in it.
+    open: Option<(Vec<ColumnReader>, usize)>,
     ints: Vec<i64>,
     strings: Vec<ByteArray>,
     defs: Vec<i16>,
@@ -117,32 +119,41 @@ impl StoredFile {
         let reader =
             SerializedFileReader::new(crate::source::PreadFile::new(handle)).map_err(parquet)?;
         let schema = reader.metadata().file_metadata().schema_descr_ptr();
-        let index = |name: &str| {
-            (0..schema.num_columns())
-                .find(|&i| schema.column(i).name() == name)
-                .ok_or_else(|| Error::Input {
-                    path: path.to_path_buf(),
-                    reason: format!("is not a skewer data file: no column {name:?}"),
-                })
+        let not_ours = |reason: String| Error::Input {
+            path: path.to_path_buf(),
+            reason: format!("is not a skewer data file: {reason}"),
         };
-        let columns = [
-            index("object_id")?,
-            index("timestamp")?,
-            index("value")?,
-            index("source_type")?,
-            index("source_id")?,
-            index("source_label")?,
-            index("updated_by_user_id")?,
-        ];
+        let mut columns = [0; 7];
+        for (k, name) in OUTPUT_COLUMNS.iter().enumerate() {
+            let i = (0..schema.num_columns())
+                .find(|&i| schema.column(i).name() == *name)
+                .ok_or_else(|| not_ours(format!("no column {name:?}")))?;
+            let physical = schema.column(i).physical_type();
+            let want = if (2..=5).contains(&k) {
+                parquet::basic::Type::BYTE_ARRAY
+            } else {
+                parquet::basic::Type::INT64
+            };
+            if physical != want || schema.column(i).max_rep_level() != 0 {
+                return Err(not_ours(format!("column {name:?} has another type")));
+            }
+            columns[k] = i;
+        }
         Ok(StoredFile {
             path: path.to_path_buf(),
             reader,
             columns,
             next: 0,
+            open: None,
             ints: Vec::new(),
             strings: Vec::new(),
             defs: Vec::new(),
         })
+    }
+
+    /// Where the file is, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Row groups in the file.
@@ -150,61 +161,81 @@ impl StoredFile {
         self.reader.num_row_groups()
     }
 
-    /// Reads the next row group into `out` (cleared first; `property` left at 0); `false`
-    /// once every group has been read.
-    pub fn next_group(&mut self, out: &mut Rows) -> Result<bool> {
-        out.clear();
-        if self.next >= self.reader.num_row_groups() {
-            return Ok(false);
-        }
+    /// Rows in the file, as its footer says.
+    pub fn rows(&self) -> u64 {
+        let rows = self.reader.metadata().file_metadata().num_rows();
+        u64::try_from(rows).unwrap_or(0)
+    }
+
+    /// The row group the last batch came from (for messages).
+    pub fn row_group(&self) -> usize {
+        self.next.saturating_sub(1)
+    }
+
+    /// Appends up to `max` (at least 1) of the file's next rows to `out`, never crossing a
+    /// row group; how many (0: every row has been read).
+    pub fn next_batch(&mut self, out: &mut Columns, max: usize) -> Result<usize> {
         let path = self.path.clone();
         let parquet = |source| Error::Parquet {
             path: path.clone(),
             source,
         };
-        let group = self.reader.get_row_group(self.next).map_err(parquet)?;
-        self.next += 1;
-        let n = group.metadata().num_rows() as usize;
-        for (k, &c) in self.columns.iter().enumerate() {
+        while self.open.as_ref().is_none_or(|(_, left)| *left == 0) {
+            if self.next >= self.reader.num_row_groups() {
+                self.open = None;
+                return Ok(0);
+            }
+            let group = self.reader.get_row_group(self.next).map_err(parquet)?;
+            let rows = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
+            let readers = self
+                .columns
+                .iter()
+                .map(|&c| group.get_column_reader(c).map_err(parquet))
+                .collect::<Result<Vec<_>>>()?;
+            self.next += 1;
+            self.open = Some((readers, rows));
+        }
+        let (mut readers, left) = self.open.take().expect("a row group is open");
+        let n = left.min(max.max(1));
+        for (k, reader) in readers.iter_mut().enumerate() {
             self.ints.clear();
             self.strings.clear();
             self.defs.clear();
-            let read = match group.get_column_reader(c).map_err(parquet)? {
-                ColumnReader::Int64ColumnReader(mut r) if k <= 1 || k == 6 => r
+            let read = match reader {
+                ColumnReader::Int64ColumnReader(r) => r
                     .read_records(n, Some(&mut self.defs), None, &mut self.ints)
                     .map_err(parquet)?,
-                ColumnReader::ByteArrayColumnReader(mut r) if (2..=5).contains(&k) => r
+                ColumnReader::ByteArrayColumnReader(r) => r
                     .read_records(n, Some(&mut self.defs), None, &mut self.strings)
                     .map_err(parquet)?,
-                _ => {
-                    return Err(Error::Input {
-                        path,
-                        reason: format!(
-                            "is not a skewer data file: column {} has another type",
-                            group.metadata().column(c).column_descr().name()
-                        ),
-                    });
-                }
+                _ => return Err(Error::Bug("a column's type was checked at open".into())),
             };
-            if read.0 != n {
+            let values = if (2..=5).contains(&k) {
+                self.strings.len()
+            } else {
+                self.ints.len()
+            };
+            let nulls_ok = self.defs.len() == n || (self.defs.is_empty() && values == n);
+            if read.0 != n || !nulls_ok || (k <= 1 && values != n) {
                 return Err(Error::Input {
                     path,
                     reason: format!(
-                        "row group {} holds {} rows but its column {c} {}",
+                        "row group {} of {} rows ends early in column {:?} (or holds nulls \
+                         where none may be)",
                         self.next - 1,
-                        n,
-                        read.0
+                        left,
+                        OUTPUT_COLUMNS[k]
                     ),
                 });
             }
             self.take_column(k, n, out);
         }
-        out.property.resize(n, 0);
-        Ok(true)
+        self.open = Some((readers, left - n));
+        Ok(n)
     }
 
-    /// Moves the column just read (`k`-th in [`Rows`] order) into `out`.
-    fn take_column(&self, k: usize, n: usize, out: &mut Rows) {
+    /// Moves the column just read (`k`-th in [`Columns`] order, `n` rows) into `out`.
+    fn take_column(&self, k: usize, n: usize, out: &mut Columns) {
         let present = |i: usize| self.defs.is_empty() || self.defs[i] > 0;
         let mut next = 0;
         match k {
@@ -212,10 +243,10 @@ impl StoredFile {
             1 => out.timestamp.extend_from_slice(&self.ints),
             2..=5 => {
                 let col = match k {
-                    2 => &mut out.cols.value,
-                    3 => &mut out.cols.source_type,
-                    4 => &mut out.cols.source_id,
-                    _ => &mut out.cols.source_label,
+                    2 => &mut out.value,
+                    3 => &mut out.source_type,
+                    4 => &mut out.source_id,
+                    _ => &mut out.source_label,
                 };
                 for i in 0..n {
                     if present(i) {
@@ -240,81 +271,26 @@ impl StoredFile {
     }
 }
 
-/// A partition's stored files as one sorted stream: each file's rows are in output order
-/// (the whole row, nulls first), so the next row overall is the smallest of the files'
-/// heads. One row group per file is held at a time; a partition has few files (about one
-/// per reducer its property spans), so the heads are compared in a plain scan.
-#[derive(Debug)]
-pub struct SortedFiles {
-    /// Each file, its current row group and the position in it.
-    files: Vec<(StoredFile, Rows, usize)>,
-}
-
-impl SortedFiles {
-    /// The stream over `files`, their first row groups read.
-    pub fn open(files: Vec<StoredFile>) -> Result<SortedFiles> {
-        let mut out = SortedFiles {
-            files: Vec::with_capacity(files.len()),
-        };
-        for mut file in files {
-            let mut group = Rows::default();
-            if file.next_group(&mut group)? {
-                out.files.push((file, group, 0));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Appends up to `max` of the next rows, in order, to `out`; how many (0: all were read).
-    pub fn next_rows(&mut self, out: &mut Rows, max: usize) -> Result<usize> {
-        let mut taken = 0;
-        while taken < max {
-            let Some(i) = self.smallest() else {
-                break;
-            };
-            let (file, group, pos) = &mut self.files[i];
-            out.push(0, &group.row(*pos));
-            taken += 1;
-            *pos += 1;
-            if *pos == group.len() {
-                *pos = 0;
-                if !file.next_group(group)? {
-                    self.files.swap_remove(i);
-                }
-            }
-        }
-        Ok(taken)
-    }
-
-    /// The file whose head sorts first (ties: the first such file).
-    fn smallest(&self) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for (i, (_, group, pos)) in self.files.iter().enumerate() {
-            let better = match best {
-                None => true,
-                Some(b) => {
-                    let (_, bg, bp) = &self.files[b];
-                    crate::reduce::compare_rows(&group.row(*pos), &bg.row(*bp))
-                        == std::cmp::Ordering::Less
-                }
-            };
-            if better {
-                best = Some(i);
-            }
-        }
-        best
-    }
-}
+/// The output columns a stored file must hold, in [`Columns`] order.
+const OUTPUT_COLUMNS: [&str; 7] = [
+    "object_id",
+    "timestamp",
+    "value",
+    "source_type",
+    "source_id",
+    "source_label",
+    "updated_by_user_id",
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{Columns, Row};
+    use crate::batch::Row;
     use crate::sink::{PropertyWriter, SinkOptions};
 
     /// What the sink writes, a stored file gives back, one row group at a time, nulls and all.
     #[test]
-    fn a_stored_file_reads_back_group_by_group() {
+    fn a_stored_file_reads_back_batch_by_batch() {
         let dir = tempfile::tempdir().unwrap();
         let mut rows = Columns::default();
         let values: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
@@ -344,65 +320,20 @@ mod tests {
         let handle = crate::source::LocalFile::open(path).unwrap();
         let mut file = StoredFile::open(handle, path).unwrap();
         assert_eq!(file.row_groups(), 4);
-        let mut group = Rows::default();
+        assert_eq!(file.rows(), 1000);
         let mut back = Columns::default();
         let mut sizes = Vec::new();
-        while file.next_group(&mut group).unwrap() {
-            sizes.push(group.len());
-            for i in 0..group.len() {
-                back.push(&group.row(i));
+        loop {
+            let n = file.next_batch(&mut back, 200).unwrap();
+            if n == 0 {
+                break;
             }
+            sizes.push(n);
         }
-        assert_eq!(sizes, [300, 300, 300, 100]);
+        // Batches never cross a row group.
+        assert_eq!(sizes, [200, 100, 200, 100, 200, 100, 100]);
         assert_eq!(back, rows);
         assert_eq!(read_rows(path).unwrap().cols, rows);
-    }
-
-    /// Three files holding interleaved parts of one partition read back as one sorted stream,
-    /// equal to sorting all their rows.
-    #[test]
-    fn a_partitions_files_merge_into_one_sorted_stream() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut all = Columns::default();
-        let mut seed = 7u64;
-        let mut files = Vec::new();
-        let options = SinkOptions {
-            row_group_rows: 50,
-            ..SinkOptions::default()
-        };
-        for f in 0..3 {
-            let mut rows = Columns::default();
-            for _ in 0..400 {
-                seed = planner::fmix64(seed);
-                let row = Row {
-                    object_id: (seed % 300) as i64,
-                    timestamp: (seed >> 20) as i64 % 1000,
-                    value: None,
-                    source_type: (f != 1).then_some(&b"A"[..]),
-                    source_id: None,
-                    source_label: None,
-                    updated_by_user_id: Some(f),
-                };
-                rows.push(&row);
-                all.push(&row);
-            }
-            let (order, _) = crate::reduce::sort_dedupe(&rows);
-            let mut writer = PropertyWriter::new(dir.path(), &format!("part-{f}"), &options);
-            writer.write(&rows, &order).unwrap();
-            let path = writer.finish().unwrap().files[0].path.clone();
-            let handle = crate::source::LocalFile::open(&path).unwrap();
-            files.push(StoredFile::open(handle, &path).unwrap());
-        }
-        let mut stream = SortedFiles::open(files).unwrap();
-        let mut merged = Rows::default();
-        while stream.next_rows(&mut merged, 77).unwrap() > 0 {}
-        let (order, duplicates) = crate::reduce::sort_dedupe(&all);
-        let mut want = Columns::default();
-        for &i in &order {
-            want.push(&all.row(i as usize));
-        }
-        assert_eq!(merged.len() as u64 + duplicates, 1200);
-        assert_eq!(merged.cols, want);
     }
 
     #[test]

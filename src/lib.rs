@@ -55,6 +55,7 @@ pub mod jsonfmt;
 pub mod layout;
 pub mod location;
 pub mod map;
+pub mod merge;
 pub mod par;
 pub mod progress;
 pub mod reduce;

@@ -94,40 +94,151 @@ pub struct Spilled {
     pub bytes: u64,
 }
 
-/// One property's write: its rows in memory and its spilled segments, sorted, merged,
-/// de-duplicated and written by [`Job::write`].
+/// One property's write: its rows in memory and its spilled segments (from one reducer, or
+/// from every reducer that holds the property when a merge gathers them), and the stored
+/// files a merge reads; sorted, merged, de-duplicated and written by [`Job::write`].
 #[derive(Debug)]
 pub struct Job {
     pub property: u32,
-    /// Rows the reducer received for the property (before duplicates are dropped).
+    /// Rows the reducers received for the property (before duplicates are dropped).
     received: u64,
+    parts: Vec<Part>,
+    /// Stored files merged in (paths in [`Existing::folder`], with their listed sizes).
+    stored: Vec<(String, u64)>,
+}
+
+/// One reducer's rows of a property: in memory, and spilled.
+#[derive(Debug)]
+struct Part {
     rows: Columns,
     segments: Vec<Segment>,
     files: Arc<SpillFiles>,
 }
 
+/// What a merge reads besides the rows a run routed: the stored partitions' files and the
+/// objects whose rows go. The default, neither, is what `overwrite` and `append` write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Existing<'a> {
+    /// Where the stored files of [`Job::with_stored`] are read from.
+    pub folder: Option<&'a dyn crate::store::Folder>,
+    /// Objects whose rows are dropped wherever they are, sorted, without repeats.
+    pub deleted: &'a [i64],
+}
+
+/// What one job's write counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Exact duplicates dropped.
+    pub duplicates: u64,
+    /// Rows read back from stored files.
+    pub stored_rows: u64,
+    /// Rows dropped because their object is deleted.
+    pub deleted_rows: u64,
+    /// The deleted objects that had rows here, as indices into [`Existing::deleted`], sorted.
+    pub deleted_found: Vec<u32>,
+}
+
+impl Merged {
+    /// Adds `other`'s counts (the objects found are a union).
+    pub fn add(&mut self, other: Merged) {
+        self.duplicates += other.duplicates;
+        self.stored_rows += other.stored_rows;
+        self.deleted_rows += other.deleted_rows;
+        if !other.deleted_found.is_empty() {
+            self.deleted_found.extend(other.deleted_found);
+            self.deleted_found.sort_unstable();
+            self.deleted_found.dedup();
+        }
+    }
+}
+
 impl Job {
-    /// Rows the reducer received for the property (before duplicates are dropped).
+    /// Rows the reducers received for the property (before duplicates are dropped).
     pub fn received(&self) -> u64 {
         self.received
     }
 
-    /// Writes the property's rows in output order into `writer`; returns the duplicates
-    /// dropped. The caller finishes the writer.
-    pub fn write(&self, writer: &mut PropertyWriter) -> Result<u64> {
-        let (order, mut duplicates) = sort_dedupe(&self.rows);
-        if self.segments.is_empty() {
-            writer.write(&self.rows, &order)?;
-        } else {
-            duplicates += merge(
-                &self.rows,
-                &order,
-                &self.segments,
-                &self.files.files,
-                writer,
-            )?;
+    /// One job of `property` holding every row of `jobs` (each a job of that property from a
+    /// different reducer): a merge writes a property as one sorted stream.
+    pub fn gather(property: u32, jobs: Vec<Job>) -> Job {
+        let mut out = Job {
+            property,
+            received: 0,
+            parts: Vec::new(),
+            stored: Vec::new(),
+        };
+        for job in jobs {
+            debug_assert_eq!(job.property, property);
+            out.received += job.received;
+            out.parts.extend(job.parts);
+            out.stored.extend(job.stored);
         }
-        Ok(duplicates)
+        out
+    }
+
+    /// The job with `files` (stored data files of its partition) merged in.
+    pub fn with_stored(mut self, files: Vec<(String, u64)>) -> Job {
+        self.stored.extend(files);
+        self
+    }
+
+    /// Writes the property's rows in output order into `writer`, with the stored files
+    /// merged in and deleted objects dropped (`existing`). The caller finishes the writer.
+    pub fn write(&self, writer: &mut PropertyWriter, existing: &Existing<'_>) -> Result<Merged> {
+        let mut merged = Merged::default();
+        let mut sources = Vec::new();
+        let mut orders = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            let (order, duplicates) = sort_dedupe(&part.rows);
+            merged.duplicates += duplicates;
+            orders.push(order);
+        }
+        // The common case: one reducer's rows, all in memory, nothing to merge or drop.
+        if let ([part], [order], true, []) = (
+            &self.parts[..],
+            &orders[..],
+            self.stored.is_empty(),
+            existing.deleted,
+        ) && part.segments.is_empty()
+        {
+            writer.write(&part.rows, order)?;
+            return Ok(merged);
+        }
+        for (part, order) in self.parts.iter().zip(orders) {
+            if !order.is_empty() {
+                sources.push(Source::Memory {
+                    rows: &part.rows,
+                    order,
+                    pos: 0,
+                });
+            }
+            for s in &part.segments {
+                if let Some(c) = Cursor::open(&part.files.files[s.file], s)? {
+                    sources.push(Source::Spill(c));
+                }
+            }
+        }
+        if !self.stored.is_empty() {
+            let folder = existing.folder.ok_or_else(|| {
+                Error::Bug("a job merges stored files but no folder was given".into())
+            })?;
+            for (rel, size) in &self.stored {
+                if let Some(s) = StoredCursor::open(folder, rel, *size)? {
+                    sources.push(Source::Stored(s));
+                }
+            }
+        }
+        let mut groups = Groups::new(writer.row_group_rows(), existing.deleted);
+        merge(&mut sources, &mut groups, writer)?;
+        for s in &sources {
+            if let Source::Stored(s) = s {
+                merged.stored_rows += s.rows;
+            }
+        }
+        merged.duplicates += groups.duplicates;
+        merged.deleted_rows = groups.deleted_rows;
+        merged.deleted_found = groups.deleted_found;
+        Ok(merged)
     }
 }
 
@@ -309,9 +420,12 @@ impl Reducer {
             .map(|p| Job {
                 property: p,
                 received: self.received[p as usize],
-                rows: std::mem::take(&mut self.by_property[p as usize]),
-                segments: std::mem::take(&mut self.segments[p as usize]),
-                files: files.clone(),
+                parts: vec![Part {
+                    rows: std::mem::take(&mut self.by_property[p as usize]),
+                    segments: std::mem::take(&mut self.segments[p as usize]),
+                    files: files.clone(),
+                }],
+                stored: Vec::new(),
             })
             .collect();
         let spilled = Spilled {
@@ -341,12 +455,14 @@ pub struct Staging<'a> {
     /// Closed files go to it to be synced off the writer's thread; `None`: synced by the
     /// writer before it goes on.
     pub syncer: Option<Syncer>,
+    /// What a merge reads besides the routed rows.
+    pub existing: Existing<'a>,
 }
 
 impl Staging<'_> {
-    /// Writes one job, owned by reducer `owner`, into property `name`'s folder: the
-    /// duplicates dropped and the files written.
-    pub fn write(&self, job: &Job, owner: usize, name: &str) -> Result<(u64, PropertyOutput)> {
+    /// Writes one job, owned by reducer `owner`, into property `name`'s folder: what it
+    /// counted and the files written.
+    pub fn write(&self, job: &Job, owner: usize, name: &str) -> Result<(Merged, PropertyOutput)> {
         let mut writer = PropertyWriter::new(
             &self.root.join(property_dir(name)),
             &format!("{}-r{owner}", self.prefix),
@@ -355,8 +471,8 @@ impl Staging<'_> {
         if let Some(syncer) = &self.syncer {
             writer = writer.with_syncer(syncer.clone());
         }
-        let duplicates = job.write(&mut writer)?;
-        Ok((duplicates, writer.finish()?))
+        let merged = job.write(&mut writer, &self.existing)?;
+        Ok((merged, writer.finish()?))
     }
 }
 
@@ -366,8 +482,9 @@ pub struct Reduced {
     pub reducer: u32,
     /// Rows it received.
     pub rows_in: u64,
-    /// Exact duplicates it dropped (spilling and writing).
-    pub duplicates: u64,
+    /// Exact duplicates it dropped (spilling and writing), stored rows it read and rows of
+    /// deleted objects it dropped (writing).
+    pub merged: Merged,
     pub spilled_bytes: u64,
     /// (property id, output) per property written, in its order.
     pub properties: Vec<(u32, PropertyOutput)>,
@@ -402,14 +519,17 @@ impl Reducer {
         let mut out = Reduced {
             reducer,
             rows_in,
-            duplicates: spilled.duplicates,
+            merged: Merged {
+                duplicates: spilled.duplicates,
+                ..Merged::default()
+            },
             spilled_bytes: spilled.bytes,
             ..Reduced::default()
         };
         for job in jobs {
-            let (duplicates, written) =
+            let (merged, written) =
                 staging.write(&job, reducer as usize, &names[job.property as usize])?;
-            out.duplicates += duplicates;
+            out.merged.add(merged);
             out.properties.push((job.property, written));
         }
         out.wall = started.elapsed();
@@ -438,7 +558,7 @@ pub struct WritePool {
 struct Slots {
     outputs: Vec<Option<(u32, PropertyOutput)>>,
     left: usize,
-    duplicates: u64,
+    merged: Merged,
     finished: Option<Instant>,
 }
 
@@ -455,8 +575,8 @@ pub struct Taken {
 pub struct Written {
     /// (property id, output), in the owner's order.
     pub properties: Vec<(u32, PropertyOutput)>,
-    /// Duplicates dropped by its jobs.
-    pub duplicates: u64,
+    /// What its jobs counted.
+    pub merged: Merged,
     /// When its last job was written (or it published none); `None` if some never were.
     pub finished: Option<Instant>,
 }
@@ -502,10 +622,10 @@ impl WritePool {
     }
 
     /// Records a job's output.
-    pub fn done(&self, taken: &Taken, out: PropertyOutput, duplicates: u64) {
+    pub fn done(&self, taken: &Taken, out: PropertyOutput, merged: Merged) {
         let mut slots = lock(&self.slots[taken.owner]);
         slots.outputs[taken.position] = Some((taken.job.property, out));
-        slots.duplicates += duplicates;
+        slots.merged.add(merged);
         slots.left -= 1;
         if slots.left == 0 {
             slots.finished = Some(Instant::now());
@@ -525,7 +645,7 @@ impl WritePool {
                 let slots = m.into_inner().unwrap_or_else(|e| e.into_inner());
                 Written {
                     properties: slots.outputs.into_iter().flatten().collect(),
-                    duplicates: slots.duplicates,
+                    merged: slots.merged,
                     finished: slots.finished,
                 }
             })
@@ -681,10 +801,6 @@ impl Cursor {
         Ok(if c.next_block()? { Some(c) } else { None })
     }
 
-    fn head(&self) -> Row<'_> {
-        self.block.row(self.pos)
-    }
-
     /// Loads the next block; false at the segment's end.
     fn next_block(&mut self) -> Result<bool> {
         if self.left == 0 {
@@ -726,110 +842,177 @@ const GROUP_BYTES_CAP: usize = 256 << 20;
 /// Rows moved into a row group at a time, so that the cap is checked often enough.
 const APPEND_ROWS: usize = 256;
 
-/// Merges the in-memory run (`rows` in `order`) with spilled segments into `writer`, a row
-/// group at a time, dropping rows equal to the one before. Returns the duplicates dropped.
-fn merge(
-    rows: &Columns,
-    order: &[u32],
-    segments: &[Segment],
-    files: &[PathBuf],
-    writer: &mut PropertyWriter,
-) -> Result<u64> {
-    let mut cursors = segments
-        .iter()
-        .filter_map(|s| Cursor::open(&files[s.file], s).transpose())
-        .collect::<Result<Vec<Cursor>>>()?;
-    // Source 0 is the in-memory run; 1.. are the cursors. A binary heap of source indices
-    // ordered by their heads (smallest on top; ties by source, so the order is total).
-    let mut mem = 0usize;
-    fn head_of<'a>(
-        i: usize,
-        mem: usize,
+/// A sorted, duplicate-free stream a merge reads: a reducer's rows in memory (in their
+/// sort order), a spilled segment, or a stored data file.
+enum Source<'a> {
+    Memory {
         rows: &'a Columns,
-        order: &[u32],
-        cursors: &'a [Cursor],
-    ) -> Row<'a> {
-        if i == 0 {
-            rows.row(order[mem] as usize)
-        } else {
-            cursors[i - 1].head()
+        order: Vec<u32>,
+        pos: usize,
+    },
+    Spill(Cursor),
+    Stored(StoredCursor),
+}
+
+impl Source<'_> {
+    /// The `i`-th row from the head, within the current block.
+    #[inline]
+    fn row(&self, i: usize) -> Row<'_> {
+        match self {
+            Source::Memory { rows, order, pos } => rows.row(order[pos + i] as usize),
+            Source::Spill(c) => c.block.row(c.pos + i),
+            Source::Stored(c) => c.block.row(c.pos + i),
         }
     }
-    let mut heap: Vec<usize> = (0..=cursors.len())
-        .filter(|&i| i > 0 || !order.is_empty())
-        .collect();
-    let less = |a: usize, b: usize, mem: usize, cursors: &[Cursor]| {
-        let x = head_of(a, mem, rows, order, cursors);
-        let y = head_of(b, mem, rows, order, cursors);
-        compare_rows(&x, &y).then(a.cmp(&b)) == Ordering::Less
-    };
-    for i in (0..heap.len() / 2).rev() {
-        sift_down(&mut heap, i, &|a, b| less(a, b, mem, &cursors));
+
+    /// Rows left in the current block (at least 1 while the source is in the heap).
+    fn available(&self) -> usize {
+        match self {
+            Source::Memory { order, pos, .. } => order.len() - pos,
+            Source::Spill(c) => c.block.len() - c.pos,
+            Source::Stored(c) => c.block.len() - c.pos,
+        }
     }
 
-    let mut groups = Groups::new(writer.row_group_rows());
+    /// The next `take` rows, as their columns and a run of indices into them.
+    fn run(&self, take: usize) -> (&Columns, Run<'_>) {
+        match self {
+            Source::Memory { rows, order, pos } => (rows, Run::Order(&order[*pos..pos + take])),
+            Source::Spill(c) => (&c.block, Run::Range(c.pos..c.pos + take)),
+            Source::Stored(c) => (&c.block, Run::Range(c.pos..c.pos + take)),
+        }
+    }
+
+    /// Moves `n` rows on (at most to the end of the block); false at the source's end.
+    fn advance(&mut self, n: usize) -> Result<bool> {
+        match self {
+            Source::Memory { order, pos, .. } => {
+                *pos += n;
+                Ok(*pos < order.len())
+            }
+            Source::Spill(c) => c.skip(n),
+            Source::Stored(c) => c.skip(n),
+        }
+    }
+}
+
+/// Merges `sources` into `groups` (and so into `writer`), a row group at a time.
+///
+/// A binary heap of source indices ordered by their heads (smallest on top; ties by
+/// index, so the order is total). The top source gives every row of its current block that
+/// sorts before the runner-up's head in one run: inputs arrive in id order, so spilled runs
+/// overlap little and runs are long, and a stored file's rows run long between the few new
+/// rows merged into it.
+fn merge(sources: &mut [Source<'_>], groups: &mut Groups<'_>, writer: &mut PropertyWriter) -> Result<()> {
+    let less = |sources: &[Source<'_>], a: usize, b: usize| {
+        compare_rows(&sources[a].row(0), &sources[b].row(0)).then(a.cmp(&b)) == Ordering::Less
+    };
+    let mut heap: Vec<usize> = (0..sources.len()).collect();
+    for i in (0..heap.len() / 2).rev() {
+        sift_down(&mut heap, i, &|a, b| less(sources, a, b));
+    }
     while let Some(&top) = heap.first() {
-        // The runner-up: the smaller of the top's children. The top source gives every row of
-        // its current block that sorts before the runner-up's head in one run (inputs arrive
-        // in id order, so spilled runs overlap little and runs are long).
         let runner_up = match (heap.get(1), heap.get(2)) {
-            (Some(&a), Some(&b)) => Some(if less(a, b, mem, &cursors) { a } else { b }),
+            (Some(&a), Some(&b)) => Some(if less(sources, a, b) { a } else { b }),
             (Some(&a), None) => Some(a),
             _ => None,
         };
-        let (source, first): (&Columns, usize) = if top == 0 {
-            (rows, mem)
-        } else {
-            let c = &cursors[top - 1];
-            (&c.block, c.pos)
-        };
-        let row = |i: usize| {
-            if top == 0 {
-                rows.row(order[first + i] as usize)
-            } else {
-                source.row(first + i)
-            }
-        };
-        let available = if top == 0 {
-            order.len() - mem
-        } else {
-            source.len() - first
-        };
+        let source = &sources[top];
+        let available = source.available();
         let take = match runner_up {
             None => available,
             Some(b) => {
-                let bound = head_of(b, mem, rows, order, &cursors);
+                let bound = sources[b].row(0);
                 // Ties go to the lower source, as in the heap.
                 gallop(available, |i| {
-                    compare_rows(&row(i), &bound).then(top.cmp(&b)) == Ordering::Less
+                    compare_rows(&source.row(i), &bound).then(top.cmp(&b)) == Ordering::Less
                 })
             }
         };
-        let run = if top == 0 {
-            Run::Order(&order[first..first + take])
-        } else {
-            Run::Range(first..first + take)
-        };
-        groups.append(source, run, writer)?;
+        let (columns, run) = source.run(take);
+        groups.append(columns, run, writer)?;
         // Advance the source on top; drop it from the heap when it runs out.
-        let alive = if top == 0 {
-            mem += take;
-            mem < order.len()
-        } else {
-            cursors[top - 1].skip(take)?
-        };
-        if alive {
-            sift_down(&mut heap, 0, &|a, b| less(a, b, mem, &cursors));
-        } else {
+        if !sources[top].advance(take)? {
             let last_index = heap.len() - 1;
             heap.swap(0, last_index);
             heap.pop();
-            if !heap.is_empty() {
-                sift_down(&mut heap, 0, &|a, b| less(a, b, mem, &cursors));
-            }
+        }
+        if !heap.is_empty() {
+            sift_down(&mut heap, 0, &|a, b| less(sources, a, b));
         }
     }
     groups.finish(writer)
+}
+
+/// Rows read from a stored file at a time: long column loops, little held.
+const STORED_BATCH_ROWS: usize = 8 * 1024;
+
+/// A stored data file read a batch at a time, checked to be in order as it is read: a merge
+/// of files that are not sorted would write unsorted files, so such a file stops the run.
+struct StoredCursor {
+    file: crate::dataset::StoredFile,
+    block: Columns,
+    pos: usize,
+    /// The key of the last row read, to check the order across batches.
+    last: Option<(i64, i64)>,
+    /// Rows read.
+    rows: u64,
+}
+
+impl StoredCursor {
+    fn open(folder: &dyn crate::store::Folder, rel: &str, size: u64) -> Result<Option<Self>> {
+        let name = PathBuf::from(folder.name(rel));
+        let file = crate::dataset::StoredFile::open(folder.open(rel, size)?, &name)?;
+        let mut c = StoredCursor {
+            file,
+            block: Columns::default(),
+            pos: 0,
+            last: None,
+            rows: 0,
+        };
+        Ok(if c.next_block()? { Some(c) } else { None })
+    }
+
+    fn next_block(&mut self) -> Result<bool> {
+        self.block.clear();
+        self.pos = 0;
+        let n = self.file.next_batch(&mut self.block, STORED_BATCH_ROWS)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let (ids, ts) = (&self.block.object_id, &self.block.timestamp);
+        let mut last = self.last.unwrap_or((i64::MIN, i64::MIN));
+        for i in 0..n {
+            let key = (ids[i], ts[i]);
+            if key < last {
+                return Err(Error::Input {
+                    path: self.file.path().to_path_buf(),
+                    reason: format!(
+                        "row group {} is not sorted by (object_id, timestamp) (object {} at {} \
+                         follows object {} at {}): a merge needs the files skewer wrote; \
+                         rewrite this partition with --mode overwrite",
+                        self.file.row_group(),
+                        key.0,
+                        key.1,
+                        last.0,
+                        last.1
+                    ),
+                });
+            }
+            last = key;
+        }
+        self.last = Some(last);
+        self.rows += n as u64;
+        Ok(true)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<bool> {
+        self.pos += n;
+        if self.pos < self.block.len() {
+            return Ok(true);
+        }
+        self.next_block()
+    }
 }
 
 /// Rows of a source that sort in one run: indices in a sort order, or a range of a block.
@@ -857,7 +1040,7 @@ impl Run<'_> {
 
 /// The row groups a merge fills, run by run: written when full, an exact duplicate of the
 /// row written before dropped.
-struct Groups {
+struct Groups<'d> {
     group_rows: usize,
     identity: Vec<u32>,
     group: Columns,
@@ -865,10 +1048,16 @@ struct Groups {
     previous: Columns,
     idx: Vec<u32>,
     duplicates: u64,
+    /// Objects whose rows are dropped (sorted), the first that may still come (rows come in
+    /// object order, so it only moves forward), rows dropped and the objects met.
+    deleted: &'d [i64],
+    next_deleted: usize,
+    deleted_rows: u64,
+    deleted_found: Vec<u32>,
 }
 
-impl Groups {
-    fn new(group_rows: usize) -> Groups {
+impl<'d> Groups<'d> {
+    fn new(group_rows: usize, deleted: &'d [i64]) -> Groups<'d> {
         let group_rows = group_rows.max(1);
         Groups {
             group_rows,
@@ -877,7 +1066,29 @@ impl Groups {
             previous: Columns::default(),
             idx: Vec::new(),
             duplicates: 0,
+            deleted,
+            next_deleted: 0,
+            deleted_rows: 0,
+            deleted_found: Vec::new(),
         }
+    }
+
+    /// Whether `object`'s rows are dropped; objects must come in non-decreasing order.
+    #[inline]
+    fn is_deleted(&mut self, object: i64) -> bool {
+        let d = self.deleted;
+        while self.next_deleted < d.len() && d[self.next_deleted] < object {
+            self.next_deleted += 1;
+        }
+        if d.get(self.next_deleted) != Some(&object) {
+            return false;
+        }
+        self.deleted_rows += 1;
+        let index = self.next_deleted as u32;
+        if self.deleted_found.last() != Some(&index) {
+            self.deleted_found.push(index);
+        }
+        true
     }
 
     /// Appends a run of `source` (sorted, free of duplicates, sorting after every row
@@ -915,6 +1126,11 @@ impl Groups {
                     .idx
                     .extend((range.start + i..range.start + i + n).map(|r| r as u32)),
             }
+            if !self.deleted.is_empty() {
+                let mut idx = std::mem::take(&mut self.idx);
+                idx.retain(|&r| !self.is_deleted(source.object_id[r as usize]));
+                self.idx = idx;
+            }
             self.group.append_indices(source, &self.idx);
             i += n;
             // A row group ends at its row count, or (long values) once its strings pass the
@@ -929,10 +1145,11 @@ impl Groups {
         Ok(())
     }
 
-    /// Writes the last group; gives the duplicates dropped.
-    fn finish(self, writer: &mut PropertyWriter) -> Result<u64> {
+    /// Writes the last group.
+    fn finish(&mut self, writer: &mut PropertyWriter) -> Result<()> {
         writer.write_group(&self.group, &self.identity[..self.group.len()])?;
-        Ok(self.duplicates)
+        self.group.clear();
+        Ok(())
     }
 }
 
@@ -1017,7 +1234,7 @@ mod tests {
         let (jobs, mut done) = reducer.into_jobs(ids);
         for job in jobs {
             let mut writer = writer_for(job.property);
-            done.duplicates += job.write(&mut writer).unwrap();
+            done.duplicates += job.write(&mut writer, &Existing::default()).unwrap().duplicates;
             writer.finish().unwrap();
         }
         done
@@ -1305,12 +1522,16 @@ mod tests {
             rows,
             ..PropertyOutput::default()
         };
-        pool.done(&c, out(1), 0);
-        pool.done(&a, out(4), 2);
+        let dups = |duplicates| Merged {
+            duplicates,
+            ..Merged::default()
+        };
+        pool.done(&c, out(1), Merged::default());
+        pool.done(&a, out(4), dups(2));
         // A failed write stops everyone taking jobs.
         pool.fail();
         assert!(pool.next(0).is_none());
-        pool.done(&b, out(2), 1);
+        pool.done(&b, out(2), dups(1));
 
         let written = pool.into_written();
         let order: Vec<_> = written[0]
@@ -1319,7 +1540,7 @@ mod tests {
             .map(|(p, o)| (*p, o.rows))
             .collect();
         assert_eq!(order, [(3, 4), (1, 2), (0, 1)]);
-        assert_eq!(written[0].duplicates, 3);
+        assert_eq!(written[0].merged.duplicates, 3);
         assert!(
             written[0].finished.is_none(),
             "reducer 0 still has a job left"

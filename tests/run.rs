@@ -401,6 +401,7 @@ fn the_stages_called_without_threads_write_the_runs_files() {
         prefix: "part-RUN",
         sink: &sink,
         syncer: None,
+        existing: Default::default(),
     };
     let names = table.names();
     let mut written = 0;

@@ -313,6 +313,7 @@ fn summary_head(
     let mode = match m.mode {
         crate::store::meta::Mode::Overwrite => "overwrite",
         crate::store::meta::Mode::Append => "append",
+        crate::store::meta::Mode::Merge => "merge",
     };
     let prefix = m
         .partition

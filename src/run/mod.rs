@@ -30,7 +30,7 @@ use planner::{Plan, PlanParams, RunRecord, Volume};
 
 use crate::error::{Error, Result};
 use crate::input::{self, InputFile, Split};
-use crate::layout::partition_path;
+use crate::layout::{partition_path, property_dir};
 use crate::map::Mapped;
 use crate::reduce::{Reduced, Staging};
 use crate::rejects::Reject;
@@ -343,7 +343,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         e
     };
     let stages = map_reduce(
-        config, &run_id, &partition, &files, splits, &table, &staging,
+        config, &*dataset, &run_id, &partition, &files, splits, &table, &staging,
     )
     .map_err(discard)?;
     let reduced_at = Instant::now();
@@ -447,9 +447,12 @@ fn open_run(config: &RunConfig, run_id: &str) -> Result<Opened> {
 }
 
 /// The map and reduce phase, on this machine's threads ([`threads::execute`]): the run's
-/// files staged under `staging` (and its `partition`), named for `run_id`.
+/// files staged under `staging` (and its `partition`), named for `run_id`. A merge reads the
+/// partitions it writes back from `dataset`.
+#[allow(clippy::too_many_arguments)]
 fn map_reduce(
     config: &RunConfig,
+    dataset: &dyn Dataset,
     run_id: &str,
     partition: &Option<String>,
     files: &[InputFile],
@@ -465,6 +468,17 @@ fn map_reduce(
     };
     let prefix = format!("part-{run_id}");
     let progress = Arc::new(crate::progress::Progress::default());
+    let merge = config.mode == Mode::Merge;
+    let names = table.names();
+    let gather = |jobs| -> Result<Vec<Vec<crate::reduce::Job>>> {
+        let stored = crate::merge::stored_partitions(dataset, partition.as_deref())?;
+        Ok(crate::merge::gather(jobs, |p| {
+            stored
+                .get(&property_dir(&names[p as usize]))
+                .cloned()
+                .unwrap_or_default()
+        }))
+    };
     let job = threads::Job {
         files,
         table,
@@ -479,9 +493,14 @@ fn map_reduce(
             prefix: &prefix,
             sink: &config.sink,
             syncer: None,
+            existing: crate::reduce::Existing {
+                folder: merge.then_some(dataset as &dyn crate::store::Folder),
+                deleted: &[],
+            },
         },
         spill_dir: &staging.join("_spill"),
         progress: &progress,
+        arrange: if merge { Some(&gather) } else { None },
     };
     tracing::info!(run = %run_id, splits = splits.len(), reducers, "mapping");
     let bars = crate::progress::start(
@@ -543,8 +562,10 @@ fn check_counts(
         .iter()
         .map(|r| ReduceCounts {
             rows_in: r.rows_in,
-            duplicates: r.duplicates,
+            duplicates: r.merged.duplicates,
             rows_written: r.properties.iter().map(|p| p.1.rows).sum(),
+            stored_rows: r.merged.stored_rows,
+            deleted_rows: r.merged.deleted_rows,
         })
         .collect();
     let counts = account(&map_counts, &reduce_counts).map_err(Error::Bug)?;
@@ -797,6 +818,10 @@ pub struct ReduceCounts {
     pub duplicates: u64,
     /// Rows its files hold.
     pub rows_written: u64,
+    /// Rows it read back from stored files (a merge).
+    pub stored_rows: u64,
+    /// Rows of deleted objects it dropped.
+    pub deleted_rows: u64,
 }
 
 /// The run's counts from what each stage counted on its own, checked against each other:
@@ -817,16 +842,25 @@ pub fn account(mapped: &[MapCounts], reduced: &[ReduceCounts]) -> Result<Counts,
     let received: u64 = reduced.iter().map(|r| r.rows_in).sum();
     c.duplicates_dropped = reduced.iter().map(|r| r.duplicates).sum();
     c.rows_written = reduced.iter().map(|r| r.rows_written).sum();
+    c.stored_rows_read = reduced.iter().map(|r| r.stored_rows).sum();
+    c.rows_deleted = reduced.iter().map(|r| r.deleted_rows).sum();
     if c.records_read != c.records_exploded + c.records_rejected {
         return Err(format!(
             "records do not add up: {} met in the input, {} exploded + {} rejected",
             c.records_read, c.records_exploded, c.records_rejected
         ));
     }
-    if received != c.rows_exploded || c.rows_written + c.duplicates_dropped != received {
+    if received != c.rows_exploded
+        || c.rows_written + c.duplicates_dropped + c.rows_deleted != received + c.stored_rows_read
+    {
         return Err(format!(
-            "rows do not add up: exploded {}, received by reducers {received}, written {} + duplicates {}",
-            c.rows_exploded, c.rows_written, c.duplicates_dropped
+            "rows do not add up: exploded {}, received by reducers {received}, read back {}, \
+             written {} + duplicates {} + deleted {}",
+            c.rows_exploded,
+            c.stored_rows_read,
+            c.rows_written,
+            c.duplicates_dropped,
+            c.rows_deleted
         ));
     }
     Ok(c)
@@ -851,6 +885,7 @@ mod tests {
             rows_in,
             duplicates,
             rows_written,
+            ..ReduceCounts::default()
         }
     }
 

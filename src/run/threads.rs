@@ -3,8 +3,9 @@
 //! ```text
 //!  splits ─► queue ─► M mapper threads (map::Mapper) ══ R bounded channels ══► R reducer threads
 //!                                                                             (reduce::Reducer)
-//!                     when every mapper is done: each reducer publishes its write jobs to the
-//!                     WritePool; idle threads take jobs of others ─► files in staging
+//!                     when every reducer has its rows: its write jobs (a merge first gathers
+//!                     each property's jobs into one, with its stored files) go to the
+//!                     WritePool; R writer threads take their own, then others' ─► staging
 //! ```
 //!
 //! Takes the inputs, the splits, the plan's property table and a staging folder; gives what
@@ -25,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::input::{InputFile, Split};
 use crate::map::{Mapped, Mapper};
 use crate::progress::Progress;
-use crate::reduce::{Reduced, Reducer, Staging, WritePool};
+use crate::reduce::{self, Reduced, Reducer, Staging, WritePool};
 use crate::route::{CHANNEL_BATCHES, PropertyTable};
 
 /// What the map and reduce stages gave.
@@ -38,7 +39,6 @@ pub struct MapReduced {
 }
 
 /// What a run's stages share: inputs, plan, memory, staging, progress.
-#[derive(Debug)]
 pub struct Job<'a> {
     pub files: &'a [InputFile],
     pub table: &'a PropertyTable,
@@ -47,7 +47,25 @@ pub struct Job<'a> {
     pub staging: Staging<'a>,
     pub spill_dir: &'a Path,
     pub progress: &'a Progress,
+    /// Rearranges the reducers' write jobs (one list per reducer, in its order) before they
+    /// are written: a merge gathers each property's jobs into one. `None`: as they are.
+    pub arrange: Option<&'a Arrange<'a>>,
 }
+
+impl std::fmt::Debug for Job<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("files", &self.files.len())
+            .field("memory", &self.memory)
+            .field("mappers", &self.mappers)
+            .field("staging", &self.staging)
+            .field("arranged", &self.arrange.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Job::arrange`] does.
+pub type Arrange<'a> = dyn Fn(Vec<Vec<reduce::Job>>) -> Result<Vec<Vec<reduce::Job>>> + Sync + 'a;
 
 /// Runs the mappers and reducers over `splits`; staged files are under `job.staging` when
 /// this returns `Ok`.
@@ -76,11 +94,17 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>) -> Result<MapReduced> {
             .into_iter()
             .enumerate()
             .map(|(r, rx)| {
-                let (staging, pool) = (staging.clone(), &pool);
-                scope.spawn(move || reduce_thread(job, r as u32, rx, &staging, pool))
+                let (stop, pool) = (&stop, &pool);
+                scope.spawn(move || {
+                    let received = reduce_thread(job, r as u32, rx);
+                    if received.is_err() {
+                        stop.store(true, Relaxed);
+                        pool.fail();
+                    }
+                    received
+                })
             })
             .collect();
-        drop(staging);
         let mapper_handles: Vec<_> = (0..job.mappers.max(1))
             .map(|_| {
                 let (senders, split_rx) = (senders.clone(), split_rx.clone());
@@ -98,21 +122,43 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>) -> Result<MapReduced> {
         drop(senders);
 
         let mut first_error = None;
-        let mut keep = |e: Error| {
-            first_error.get_or_insert(e);
-        };
         let mapped: Vec<Mapped> = mapper_handles
             .into_iter()
-            .filter_map(|h| joined(h.join(), "mapper").map_err(&mut keep).ok())
+            .filter_map(|h| keep(&mut first_error, joined(h.join(), "mapper")))
             .collect();
         let mapped_at = Instant::now();
-        let received: Vec<Received> = reducer_handles
+        let mut received: Vec<Received> = reducer_handles
             .into_iter()
-            .filter_map(|h| joined(h.join(), "reducer").map_err(&mut keep).ok())
+            .filter_map(|h| keep(&mut first_error, joined(h.join(), "reducer")))
             .collect();
+        if first_error.is_none() {
+            let jobs: Vec<Vec<reduce::Job>> = received
+                .iter_mut()
+                .map(|r| std::mem::take(&mut r.jobs))
+                .collect();
+            let arranged = match job.arrange {
+                Some(arrange) => arrange(jobs),
+                None => Ok(jobs),
+            };
+            if let Some(jobs) = keep(&mut first_error, arranged) {
+                for (r, jobs) in jobs.into_iter().enumerate() {
+                    pool.publish(r, jobs);
+                }
+                let writers: Vec<_> = (0..reducers)
+                    .map(|r| {
+                        let (staging, pool) = (staging.clone(), &pool);
+                        scope.spawn(move || write_thread(job, r, &staging, pool))
+                    })
+                    .collect();
+                for h in writers {
+                    keep(&mut first_error, joined(h.join(), "writer"));
+                }
+            }
+        }
+        drop(staging);
         // Every file written is on stable storage once its syncing thread is joined.
         for h in syncers {
-            let _ = joined(h.join(), "syncing").map_err(&mut keep);
+            keep(&mut first_error, joined(h.join(), "syncing"));
         }
         match first_error {
             Some(e) => Err(e),
@@ -156,7 +202,11 @@ fn reduced(received: Vec<Received>, pool: WritePool) -> Vec<Reduced> {
             Reduced {
                 reducer: r.reducer,
                 rows_in: r.rows_in,
-                duplicates: r.spilled.duplicates + w.duplicates,
+                merged: {
+                    let mut m = w.merged;
+                    m.duplicates += r.spilled.duplicates;
+                    m
+                },
                 spilled_bytes: r.spilled.bytes,
                 properties: w.properties,
                 wall: end.saturating_duration_since(r.started),
@@ -172,6 +222,13 @@ struct Received {
     spilled: crate::reduce::Spilled,
     /// When its first row arrived.
     started: Instant,
+    /// Its write jobs, in its order.
+    jobs: Vec<reduce::Job>,
+}
+
+/// `result`'s value, or `None` with its error kept in `first` (if it is the first).
+fn keep<T>(first: &mut Option<Error>, result: Result<T>) -> Option<T> {
+    result.map_err(|e| first.get_or_insert(e)).ok()
 }
 
 fn joined<T>(result: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
@@ -213,13 +270,7 @@ fn map_thread(
     Ok(mapper.finish())
 }
 
-fn reduce_thread(
-    job: &Job<'_>,
-    reducer: u32,
-    batches: Receiver<Rows>,
-    staging: &Staging<'_>,
-    pool: &WritePool,
-) -> Result<Received> {
+fn reduce_thread(job: &Job<'_>, reducer: u32, batches: Receiver<Rows>) -> Result<Received> {
     let mut state = Reducer::new(
         job.memory.reducer_budget,
         job.spill_dir.join(format!("r{reducer}")),
@@ -228,23 +279,39 @@ fn reduce_thread(
     for batch in batches.iter() {
         first_row.get_or_insert_with(Instant::now);
         // On an error (a full spill disk) the receiver drops: mappers stop, the run fails.
-        if let Err(e) = state.add(&batch) {
-            // The run fails: the other reducers need not write what they hold.
-            pool.fail();
-            return Err(e);
-        }
+        state.add(&batch)?;
     }
     let started = first_row.unwrap_or_else(Instant::now);
     let rows_in = state.rows();
-    let writing = Instant::now();
-    let names = job.table.names();
-    let order = state.write_order(&names);
+    let order = state.write_order(&job.table.names());
     let (jobs, spilled) = state.into_jobs(order);
-    pool.publish(reducer as usize, jobs);
-    while let Some(taken) = pool.next(reducer as usize) {
+    tracing::debug!(
+        reducer,
+        rows = rows_in,
+        spilled_bytes = spilled.bytes,
+        "reducer received its rows"
+    );
+    Ok(Received {
+        reducer,
+        rows_in,
+        spilled,
+        started,
+        jobs,
+    })
+}
+
+/// Writes reducer `reducer`'s jobs, then any other reducer's left in the pool.
+fn write_thread(
+    job: &Job<'_>,
+    reducer: usize,
+    staging: &Staging<'_>,
+    pool: &WritePool,
+) -> Result<()> {
+    let names = job.table.names();
+    while let Some(taken) = pool.next(reducer) {
         let (p, rows) = (taken.job.property, taken.job.received());
         match staging.write(&taken.job, taken.owner, &names[p as usize]) {
-            Ok((duplicates, out)) => pool.done(&taken, out, duplicates),
+            Ok((merged, out)) => pool.done(&taken, out, merged),
             Err(e) => {
                 pool.fail();
                 return Err(e);
@@ -253,17 +320,5 @@ fn reduce_thread(
         job.progress.rows_written.fetch_add(rows, Relaxed);
         job.progress.files_written.fetch_add(1, Relaxed);
     }
-    tracing::debug!(
-        reducer,
-        rows = rows_in,
-        spilled_bytes = spilled.bytes,
-        write_ms = super::ms(writing.elapsed()),
-        "reducer thread finished"
-    );
-    Ok(Received {
-        reducer,
-        rows_in,
-        spilled,
-        started,
-    })
+    Ok(())
 }

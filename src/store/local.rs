@@ -214,7 +214,7 @@ pub fn prepare(layout: &Layout, run: &str, mode: Mode) -> Result<(Vec<String>, V
         let staged = layout.staging(run).join(rel);
         for name in files_in(&target)? {
             match mode {
-                Mode::Overwrite => replaced.push(format!("{rel}/{name}")),
+                Mode::Overwrite | Mode::Merge => replaced.push(format!("{rel}/{name}")),
                 Mode::Append => {
                     let to = staged.join(&name);
                     if !to.exists() {

@@ -25,6 +25,9 @@ pub enum Mode {
     Overwrite,
     /// Add this run's files beside the existing ones.
     Append,
+    /// Merge this run's rows into the partitions it writes: their stored rows and the new
+    /// ones, exact duplicates dropped, replace them; every other partition is kept.
+    Merge,
 }
 
 /// Test hook: `SKEWER_FAIL_AT=<point>` aborts the process at that step of a publish, as a
@@ -154,8 +157,19 @@ pub struct Counts {
     pub versions_rejected: u64,
     pub rows_exploded: u64,
     pub duplicates_dropped: u64,
-    /// `rows_exploded = rows_written + duplicates_dropped`.
+    /// `rows_exploded + stored_rows_read = rows_written + duplicates_dropped + rows_deleted`.
     pub rows_written: u64,
+    /// Rows read back from the partitions a merge rewrote.
+    #[serde(default)]
+    pub stored_rows_read: u64,
+    /// Rows dropped because their object was deleted.
+    #[serde(default)]
+    pub rows_deleted: u64,
+    /// Objects asked to be deleted, and how many of them had rows in the partitions merged.
+    #[serde(default)]
+    pub objects_to_delete: u64,
+    #[serde(default)]
+    pub objects_deleted: u64,
 }
 
 /// One input file as the manifest lists it.

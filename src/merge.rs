@@ -1,0 +1,237 @@
+//! Merge: what `--mode merge` adds to a run, between the reducers and the writers.
+//!
+//! Takes the reducers' write jobs (one list per reducer, a job per property it holds) and a
+//! listing of the stored dataset; gives one job per property, owned by the lowest reducer
+//! that holds it, with every reducer's rows of the property and the partition's stored files.
+//! The job's write ([`crate::reduce::Job::write`]) then merges them all as sorted streams.
+//!
+//! ```text
+//!  reducer 0: [p3, p1]  ─┐                           owner 0: [p3 (r0, r2, stored), p1 (r0, stored)]
+//!  reducer 1: [p2]       ├─ gather ─► a job per ─►    owner 1: [p2 (r1, stored)]
+//!  reducer 2: [p3]      ─┘  property                 owner 2: []
+//! ```
+//!
+//! Why one job per property, not one per reducer: a property's stored files were written
+//! under an earlier plan, so which reducer each stored row belongs to now is known only by
+//! reading it. One job reads each stored file once and writes the property as one sorted
+//! stream, which also keeps a merged partition to one file (or a few past the target size).
+//!
+//! Invariants: every job given comes back, in exactly one gathered job; the result depends
+//! only on the jobs and the listing, not on the order threads finished.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::layout::PROPERTY_COLUMN;
+use crate::reduce::Job;
+use crate::store::Folder;
+
+/// The data files of each stored partition under `partition` (a Hive prefix, or the
+/// dataset's top), keyed by the partition's folder name (`property_name=…`), each with its
+/// path in `folder` and size. Folders and files whose names start with `_` or `.` are not
+/// data, as for any Hive reader; a folder inside a partition is an error, since a merge
+/// would replace it without reading it.
+pub fn stored_partitions(
+    folder: &dyn Folder,
+    partition: Option<&str>,
+) -> Result<BTreeMap<String, Vec<(String, u64)>>> {
+    let under = partition.map(|p| format!("{p}/")).unwrap_or_default();
+    let mut out: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    for (rel, size) in folder.list(&under)? {
+        let Some(inside) = rel.strip_prefix(&under) else {
+            continue;
+        };
+        let mut parts = inside.split('/');
+        let (Some(dir), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let is_partition = dir
+            .strip_prefix(PROPERTY_COLUMN)
+            .is_some_and(|v| v.starts_with('='));
+        if !is_partition || name.starts_with(['_', '.']) {
+            continue;
+        }
+        if parts.next().is_some() {
+            return Err(Error::Input {
+                path: folder.name(&format!("{under}{dir}/{name}")).into(),
+                reason: "is a folder inside a partition; a merge reads only the files directly \
+                         in a partition and would replace it: move it out, or rewrite the \
+                         partition with --mode overwrite"
+                    .into(),
+            });
+        }
+        out.entry(dir.to_string()).or_default().push((rel, size));
+    }
+    Ok(out)
+}
+
+/// Gathers the reducers' jobs (`jobs[r]`: reducer `r`'s, in its order) into one job per
+/// property, given to the lowest reducer holding it at the place of its own job there, with
+/// `stored(property)` (the partition's stored files) merged in.
+pub fn gather(
+    jobs: Vec<Vec<Job>>,
+    mut stored: impl FnMut(u32) -> Vec<(String, u64)>,
+) -> Vec<Vec<Job>> {
+    // Per property: its owner, its place in the owner's list, its jobs.
+    let mut by_property: BTreeMap<u32, (usize, usize, Vec<Job>)> = BTreeMap::new();
+    let reducers = jobs.len();
+    for (r, list) in jobs.into_iter().enumerate() {
+        for (place, job) in list.into_iter().enumerate() {
+            by_property
+                .entry(job.property)
+                .or_insert_with(|| (r, place, Vec::new()))
+                .2
+                .push(job);
+        }
+    }
+    let mut placed: Vec<Vec<(usize, Job)>> = (0..reducers).map(|_| Vec::new()).collect();
+    for (property, (owner, place, parts)) in by_property {
+        let job = Job::gather(property, parts).with_stored(stored(property));
+        placed[owner].push((place, job));
+    }
+    placed
+        .into_iter()
+        .map(|mut list| {
+            list.sort_by_key(|(place, _)| *place);
+            list.into_iter().map(|(_, job)| job).collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{Columns, Row, Rows};
+    use crate::reduce::{Existing, Reducer, sort_dedupe};
+    use crate::sink::{PropertyWriter, SinkOptions};
+    use crate::store::local::LocalDataset;
+
+    fn next(seed: &mut u64) -> u64 {
+        *seed = planner::fmix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        *seed
+    }
+
+    const VALUES: [&[u8]; 3] = [b"a", b"b", b"c"];
+
+    fn random_row(seed: &mut u64, objects: u64) -> Row<'static> {
+        let x = next(seed);
+        Row {
+            object_id: (x % objects) as i64,
+            timestamp: ((x >> 16) % 5) as i64,
+            value: Some(VALUES[((x >> 32) % 3) as usize]),
+            source_type: ((x >> 40) % 2 == 0).then_some(&b"CRM_UI"[..]),
+            source_id: None,
+            source_label: None,
+            updated_by_user_id: None,
+        }
+    }
+
+    /// Stored files, new rows from several reducers (spilled and not) and deleted objects
+    /// merge into exactly what sorting and de-duplicating everything at once, less the
+    /// deleted objects, gives; and the counts add up.
+    #[test]
+    fn a_merge_equals_sorting_everything_at_once() {
+        for case in 0..6u64 {
+            let mut seed = case;
+            let dir = tempfile::tempdir().unwrap();
+            let options = SinkOptions {
+                row_group_rows: 97,
+                ..SinkOptions::default()
+            };
+            let mut all = Columns::default();
+            // Stored: two files (an earlier plan's two reducers), each sorted and free of
+            // duplicates; files of an appended run may repeat rows of each other.
+            let partition = dir.path().join("property_name=p");
+            let mut stored_rows = 0;
+            for f in 0..2 {
+                let mut rows = Columns::default();
+                for _ in 0..(300 + case * 50) {
+                    let row = random_row(&mut seed, 120);
+                    rows.push(&row);
+                }
+                let (order, _) = sort_dedupe(&rows);
+                stored_rows += order.len() as u64;
+                for &i in &order {
+                    all.push(&rows.row(i as usize));
+                }
+                let mut w = PropertyWriter::new(&partition, &format!("part-old-r{f}"), &options);
+                w.write(&rows, &order).unwrap();
+                w.finish().unwrap();
+            }
+            // New rows: three reducers, one with a budget small enough to spill.
+            let mut jobs = Vec::new();
+            let (mut received, mut spilled_duplicates) = (0, 0);
+            for r in 0..3 {
+                let budget = if r == 1 { 1 } else { 1 << 30 };
+                let mut reducer = Reducer::new(budget, dir.path().join(format!("spill{r}")));
+                for _ in 0..4 {
+                    let mut batch = Rows::default();
+                    for _ in 0..(40 + case * 10) {
+                        let row = random_row(&mut seed, 150);
+                        batch.push(0, &row);
+                        all.push(&row);
+                        received += 1;
+                    }
+                    reducer.add(&batch).unwrap();
+                }
+                let (list, spilled) = reducer.into_jobs(vec![0]);
+                spilled_duplicates += spilled.duplicates;
+                jobs.push(list);
+            }
+            jobs.push(Vec::new());
+            let folder = LocalDataset::new(dir.path());
+            let stored = stored_partitions(&folder, None).unwrap();
+            assert_eq!(stored["property_name=p"].len(), 2);
+            let gathered = gather(jobs, |_| stored["property_name=p"].clone());
+            assert_eq!(gathered.iter().map(Vec::len).collect::<Vec<_>>(), [1, 0, 0, 0]);
+            let deleted: Vec<i64> = (0..160).filter(|i| i % (7 + case as i64) == 3).collect();
+
+            let out = dir.path().join("out");
+            let mut writer = PropertyWriter::new(&out, "part-new-r0", &options);
+            let existing = Existing {
+                folder: Some(&folder),
+                deleted: &deleted,
+            };
+            let merged = gathered[0][0].write(&mut writer, &existing).unwrap();
+            writer.finish().unwrap();
+
+            let mut back = Columns::default();
+            for entry in std::fs::read_dir(&out).unwrap() {
+                let rows = crate::dataset::read_rows(&entry.unwrap().path()).unwrap();
+                for i in 0..rows.len() {
+                    back.push(&rows.row(i));
+                }
+            }
+            let (order, _) = sort_dedupe(&all);
+            let mut want = Columns::default();
+            let mut want_deleted = 0;
+            let mut found = std::collections::BTreeSet::new();
+            for &i in &order {
+                let row = all.row(i as usize);
+                match deleted.binary_search(&row.object_id) {
+                    Ok(k) => {
+                        found.insert(k as u32);
+                    }
+                    Err(_) => want.push(&row),
+                }
+            }
+            for i in 0..all.len() {
+                want_deleted += u64::from(deleted.binary_search(&all.object_id[i]).is_ok());
+            }
+            assert_eq!(back, want, "case {case}");
+            assert_eq!(merged.stored_rows, stored_rows);
+            assert_eq!(
+                merged.deleted_found,
+                found.into_iter().collect::<Vec<_>>()
+            );
+            // Every row read or received is written, a duplicate or deleted (a deleted row
+            // repeated counts once as deleted, once as a duplicate, or the other way).
+            assert_eq!(
+                back.len() as u64 + merged.duplicates + spilled_duplicates + merged.deleted_rows,
+                received + stored_rows,
+                "case {case}"
+            );
+            assert!(merged.deleted_rows <= want_deleted);
+        }
+    }
+}
