@@ -410,6 +410,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = ModeArg::Overwrite)]
     pub mode: ModeArg,
 
+    /// With --mode merge: remove these objects' rows from every partition. A file (or
+    /// s3:// object) of object ids, one per line; ids with no rows are counted, not errors.
+    #[arg(long, value_name = "PATH|s3://…", value_parser = location)]
+    pub delete_objects: Option<Location>,
+
     /// Mapper threads [default: the number of CPU cores; twice that for s3:// inputs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
@@ -516,6 +521,7 @@ impl RunArgs {
                 .unwrap_or_else(|| cores() * if remote { 2 } else { 1 })
                 as usize,
             partition: self.partition,
+            delete_objects: self.delete_objects,
             mode: match self.mode {
                 ModeArg::Overwrite => Mode::Overwrite,
                 ModeArg::Append => Mode::Append,

@@ -16,6 +16,10 @@
 //! reading it. One job reads each stored file once and writes the property as one sorted
 //! stream, which also keeps a merged partition to one file (or a few past the target size).
 //!
+//! Deleted objects (`--delete-objects`, [`read_delete_ids`]) are dropped from every
+//! partition: a stored partition the input does not touch is rewritten too when its files'
+//! statistics say it may hold one of them ([`may_hold`]), as a job with stored files only.
+//!
 //! Invariants: every job given comes back, in exactly one gathered job; the result depends
 //! only on the jobs and the listing, not on the order threads finished.
 
@@ -24,7 +28,7 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::layout::PROPERTY_COLUMN;
 use crate::reduce::Job;
-use crate::store::Folder;
+use crate::store::{Folder, Location, Stores};
 
 /// The data files of each stored partition under `partition` (a Hive prefix, or the
 /// dataset's top), keyed by the partition's folder name (`property_name=…`), each with its
@@ -67,10 +71,13 @@ pub fn stored_partitions(
 
 /// Gathers the reducers' jobs (`jobs[r]`: reducer `r`'s, in its order) into one job per
 /// property, given to the lowest reducer holding it at the place of its own job there, with
-/// `stored(property)` (the partition's stored files) merged in.
+/// `stored(property)` (the partition's stored files) merged in. Each of `extra`, a
+/// `(property, owner)` that no reducer holds, becomes a job of its stored files alone, last
+/// in its owner's list.
 pub fn gather(
     jobs: Vec<Vec<Job>>,
     mut stored: impl FnMut(u32) -> Vec<(String, u64)>,
+    extra: &[(u32, usize)],
 ) -> Vec<Vec<Job>> {
     // Per property: its owner, its place in the owner's list, its jobs.
     let mut by_property: BTreeMap<u32, (usize, usize, Vec<Job>)> = BTreeMap::new();
@@ -84,6 +91,15 @@ pub fn gather(
                 .push(job);
         }
     }
+    for &(property, owner) in extra {
+        by_property.entry(property).or_insert_with(|| {
+            (
+                owner.min(reducers.saturating_sub(1)),
+                usize::MAX,
+                Vec::new(),
+            )
+        });
+    }
     let mut placed: Vec<Vec<(usize, Job)>> = (0..reducers).map(|_| Vec::new()).collect();
     for (property, (owner, place, parts)) in by_property {
         let job = Job::gather(property, parts).with_stored(stored(property));
@@ -92,10 +108,97 @@ pub fn gather(
     placed
         .into_iter()
         .map(|mut list| {
+            // Stable: stored-only jobs (all at `usize::MAX`) keep their property order.
             list.sort_by_key(|(place, _)| *place);
             list.into_iter().map(|(_, job)| job).collect()
         })
         .collect()
+}
+
+/// Whether the stored file `rel` may hold a row of one of `deleted` (sorted): some row
+/// group's `object_id` statistics range covers one, or a group has no statistics.
+pub fn may_hold(folder: &dyn Folder, rel: &str, size: u64, deleted: &[i64]) -> Result<bool> {
+    use parquet::file::reader::FileReader;
+    use parquet::file::statistics::Statistics;
+    let name = folder.name(rel);
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+        crate::source::PreadFile::new(folder.open(rel, size)?),
+    )
+    .map_err(|source| Error::Parquet {
+        path: name.clone().into(),
+        source,
+    })?;
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let Some(column) = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "object_id")
+    else {
+        // Not a data file of ours: the merge will say so when it reads it.
+        return Ok(true);
+    };
+    for group in meta.row_groups() {
+        let range = match group.column(column).statistics() {
+            Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
+            _ => None,
+        };
+        let Some((min, max)) = range else {
+            return Ok(true);
+        };
+        let first = deleted.partition_point(|&id| id < min);
+        if deleted.get(first).is_some_and(|&id| id <= max) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The object ids of a delete file (`--delete-objects`): one per line, sorted, without
+/// repeats. Blank lines and lines starting with `#` are skipped; anything else that is not a
+/// whole number is an error naming the file and line.
+pub fn parse_delete_ids(bytes: &[u8], name: &str) -> Result<Vec<i64>> {
+    let mut ids = Vec::new();
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_start_matches('\u{feff}').trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let id = text.parse::<i64>().map_err(|_| Error::Input {
+            path: name.into(),
+            reason: format!(
+                "line {}: \"{}\" is not an object id (one whole number per line)",
+                n + 1,
+                crate::units::clip(text, 40)
+            ),
+        })?;
+        ids.push(id);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Reads and parses the delete file at `location` ([`parse_delete_ids`]).
+pub fn read_delete_ids(location: &Location, stores: &Stores) -> Result<Vec<i64>> {
+    let (parent, file) = match location {
+        Location::Local(path) => {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            return parse_delete_ids(&bytes, &path.display().to_string());
+        }
+        Location::S3(url) => {
+            let key = url.key.trim_end_matches('/');
+            let (dir, file) = key.rsplit_once('/').unwrap_or(("", key));
+            (Location::S3(url.at(dir)), file.to_string())
+        }
+    };
+    let folder = crate::store::folder(&parent, stores)?;
+    let name = folder.name(&file);
+    let bytes = folder.read(&file)?.ok_or_else(|| {
+        Error::io(
+            &name,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such object"),
+        )
+    })?;
+    parse_delete_ids(&bytes, &name)
 }
 
 #[cfg(test)]
@@ -182,8 +285,11 @@ mod tests {
             let folder = LocalDataset::new(dir.path());
             let stored = stored_partitions(&folder, None).unwrap();
             assert_eq!(stored["property_name=p"].len(), 2);
-            let gathered = gather(jobs, |_| stored["property_name=p"].clone());
-            assert_eq!(gathered.iter().map(Vec::len).collect::<Vec<_>>(), [1, 0, 0, 0]);
+            let gathered = gather(jobs, |_| stored["property_name=p"].clone(), &[]);
+            assert_eq!(
+                gathered.iter().map(Vec::len).collect::<Vec<_>>(),
+                [1, 0, 0, 0]
+            );
             let deleted: Vec<i64> = (0..160).filter(|i| i % (7 + case as i64) == 3).collect();
 
             let out = dir.path().join("out");
@@ -220,10 +326,7 @@ mod tests {
             }
             assert_eq!(back, want, "case {case}");
             assert_eq!(merged.stored_rows, stored_rows);
-            assert_eq!(
-                merged.deleted_found,
-                found.into_iter().collect::<Vec<_>>()
-            );
+            assert_eq!(merged.deleted_found, found.into_iter().collect::<Vec<_>>());
             // Every row read or received is written, a duplicate or deleted (a deleted row
             // repeated counts once as deleted, once as a duplicate, or the other way).
             assert_eq!(
@@ -233,5 +336,25 @@ mod tests {
             );
             assert!(merged.deleted_rows <= want_deleted);
         }
+    }
+}
+
+#[cfg(test)]
+mod delete_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_delete_file_is_ids_one_per_line() {
+        let ids = parse_delete_ids(
+            b"\xef\xbb\xbf# deleted today\n42\n 7 \r\n\n42\n-3\n",
+            "d.txt",
+        );
+        assert_eq!(ids.unwrap(), [-3, 7, 42]);
+        let err = parse_delete_ids(b"1\n2\nabc\n", "d.txt")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("d.txt") && err.contains("line 3"), "{err}");
+        let err = parse_delete_ids(b"1.5\n", "d.txt").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
     }
 }

@@ -903,7 +903,11 @@ impl Source<'_> {
 /// sorts before the runner-up's head in one run: inputs arrive in id order, so spilled runs
 /// overlap little and runs are long, and a stored file's rows run long between the few new
 /// rows merged into it.
-fn merge(sources: &mut [Source<'_>], groups: &mut Groups<'_>, writer: &mut PropertyWriter) -> Result<()> {
+fn merge(
+    sources: &mut [Source<'_>],
+    groups: &mut Groups<'_>,
+    writer: &mut PropertyWriter,
+) -> Result<()> {
     let less = |sources: &[Source<'_>], a: usize, b: usize| {
         compare_rows(&sources[a].row(0), &sources[b].row(0)).then(a.cmp(&b)) == Ordering::Less
     };
@@ -1234,7 +1238,10 @@ mod tests {
         let (jobs, mut done) = reducer.into_jobs(ids);
         for job in jobs {
             let mut writer = writer_for(job.property);
-            done.duplicates += job.write(&mut writer, &Existing::default()).unwrap().duplicates;
+            done.duplicates += job
+                .write(&mut writer, &Existing::default())
+                .unwrap()
+                .duplicates;
             writer.finish().unwrap();
         }
         done

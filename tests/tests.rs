@@ -27,6 +27,10 @@ mod inspect;
 /// `skewer replay`: dates in order, missing and failing ones reported, resumable.
 mod replay;
 
+/// `--mode merge`: increments merged into stored partitions, untouched ones kept byte for
+/// byte, crashes, bad stored files.
+mod merge;
+
 /// Seeded mutation fuzzing of the JSON parser and of whole runs over corrupt files.
 mod fuzz;
 

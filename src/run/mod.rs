@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, InputFile, Split};
 use crate::layout::{partition_path, property_dir};
 use crate::map::Mapped;
-use crate::reduce::{Reduced, Staging};
+use crate::reduce::{Existing, Reduced, Staging};
 use crate::rejects::Reject;
 use crate::route::{CHANNEL_BATCHES, MapCounts, PropertyTable};
 use crate::sink::SinkOptions;
@@ -71,6 +71,8 @@ pub struct RunConfig {
     /// Hive partition prefix, `key=value[/key=value…]`.
     pub partition: Option<String>,
     pub mode: Mode,
+    /// Objects whose rows a merge removes from every partition: a file of ids, one a line.
+    pub delete_objects: Option<Location>,
     pub sink: SinkOptions,
     pub split_bytes: u64,
     /// Unreadable records (and versions) allowed before the run aborts unpublished.
@@ -103,6 +105,7 @@ impl RunConfig {
             mappers: 2,
             partition: None,
             mode: Mode::Overwrite,
+            delete_objects: None,
             sink: SinkOptions::default(),
             split_bytes: input::SPLIT_BYTES,
             max_bad_records: BadRecordLimit::default(),
@@ -316,6 +319,11 @@ fn new_run_id(started_ms: i64) -> String {
 /// [`crate::reduce`]) → check the counts ([`account`], rejects, the bad-record limit) → the
 /// manifest and history record → publish → the summary.
 pub fn run(config: &RunConfig) -> Result<RunSummary> {
+    if config.delete_objects.is_some() && config.mode != Mode::Merge {
+        return Err(Error::Config(
+            "--delete-objects removes rows from stored partitions: it needs --mode merge".into(),
+        ));
+    }
     let t0 = Instant::now();
     let started_ms = now_ms();
     let run_id = new_run_id(started_ms);
@@ -331,6 +339,10 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         lock,
         recovery,
     } = open_run(config, &run_id)?;
+    let deleted = match &config.delete_objects {
+        Some(location) => crate::merge::read_delete_ids(location, &stores)?,
+        None => Vec::new(),
+    };
     let splits = input::splits(&files, config.split_bytes)?;
     let (plan, plan_source, predicted) = plan_run(config, &*dataset, &stores, &files, &splits)?;
     let planned_at = Instant::now();
@@ -342,14 +354,18 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         let _ = std::fs::remove_dir_all(&staging);
         e
     };
+    let existing = Existing {
+        folder: (config.mode == Mode::Merge).then_some(&*dataset as &dyn crate::store::Folder),
+        deleted: &deleted,
+    };
     let stages = map_reduce(
-        config, &*dataset, &run_id, &partition, &files, splits, &table, &staging,
+        config, existing, &run_id, &partition, &files, splits, &table, &staging,
     )
     .map_err(discard)?;
     let reduced_at = Instant::now();
     let spilled_bytes = stages.reduced.iter().map(|r| r.spilled_bytes).sum();
 
-    let counts = check_counts(
+    let mut counts = check_counts(
         config,
         &*dataset,
         &run_id,
@@ -358,6 +374,8 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         &stages.reduced,
     )
     .map_err(discard)?;
+    counts.objects_to_delete = deleted.len() as u64;
+    counts.objects_deleted = objects_deleted(&stages.reduced);
     let outputs = Outputs::gather(&stages.reduced, &table.names(), &staging, &predicted);
     let record = outputs.history_record(&run_id, started_ms, config.output.name(), &partition);
     crate::store::local::stage_history(dataset.staging()?, &record).map_err(discard)?;
@@ -448,11 +466,11 @@ fn open_run(config: &RunConfig, run_id: &str) -> Result<Opened> {
 
 /// The map and reduce phase, on this machine's threads ([`threads::execute`]): the run's
 /// files staged under `staging` (and its `partition`), named for `run_id`. A merge reads the
-/// partitions it writes back from `dataset`.
+/// partitions it writes back from `existing`, and drops its deleted objects.
 #[allow(clippy::too_many_arguments)]
 fn map_reduce(
     config: &RunConfig,
-    dataset: &dyn Dataset,
+    existing: Existing<'_>,
     run_id: &str,
     partition: &Option<String>,
     files: &[InputFile],
@@ -468,16 +486,24 @@ fn map_reduce(
     };
     let prefix = format!("part-{run_id}");
     let progress = Arc::new(crate::progress::Progress::default());
-    let merge = config.mode == Mode::Merge;
-    let names = table.names();
     let gather = |jobs| -> Result<Vec<Vec<crate::reduce::Job>>> {
-        let stored = crate::merge::stored_partitions(dataset, partition.as_deref())?;
-        Ok(crate::merge::gather(jobs, |p| {
-            stored
-                .get(&property_dir(&names[p as usize]))
-                .cloned()
-                .unwrap_or_default()
-        }))
+        let folder = existing
+            .folder
+            .ok_or_else(|| Error::Bug("a merge without its dataset".into()))?;
+        let stored = crate::merge::stored_partitions(folder, partition.as_deref())?;
+        let extra = deleted_from(existing, table, &stored)?;
+        // Names are interned as the mappers meet them: take them once every row is routed.
+        let names = table.names();
+        Ok(crate::merge::gather(
+            jobs,
+            |p| {
+                stored
+                    .get(&property_dir(&names[p as usize]))
+                    .cloned()
+                    .unwrap_or_default()
+            },
+            &extra,
+        ))
     };
     let job = threads::Job {
         files,
@@ -493,14 +519,14 @@ fn map_reduce(
             prefix: &prefix,
             sink: &config.sink,
             syncer: None,
-            existing: crate::reduce::Existing {
-                folder: merge.then_some(dataset as &dyn crate::store::Folder),
-                deleted: &[],
-            },
+            existing,
         },
         spill_dir: &staging.join("_spill"),
         progress: &progress,
-        arrange: if merge { Some(&gather) } else { None },
+        arrange: existing
+            .folder
+            .is_some()
+            .then_some(&gather as &threads::Arrange<'_>),
     };
     tracing::info!(run = %run_id, splits = splits.len(), reducers, "mapping");
     let bars = crate::progress::start(
@@ -517,6 +543,57 @@ fn map_reduce(
         "mapped and reduced"
     );
     Ok(stages)
+}
+
+/// The stored partitions the input does not touch that may hold a deleted object (by their
+/// files' statistics), as `(property id, owner)` for [`crate::merge::gather`]: a merge rewrites
+/// them without the deleted objects' rows. The owner is the first reducer of the property's
+/// route, as a new row of it would go.
+fn deleted_from(
+    existing: Existing<'_>,
+    table: &PropertyTable,
+    stored: &BTreeMap<String, Vec<(String, u64)>>,
+) -> Result<Vec<(u32, usize)>> {
+    let Some(folder) = existing.folder else {
+        return Ok(Vec::new());
+    };
+    if existing.deleted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (dir, files) in stored {
+        let mut holds = false;
+        for (rel, size) in files {
+            if crate::merge::may_hold(folder, rel, *size, existing.deleted)? {
+                holds = true;
+                break;
+            }
+        }
+        if !holds {
+            continue;
+        }
+        let value = dir.split_once('=').map_or("", |(_, v)| v);
+        let name = crate::layout::unescape_partition_value(value).ok_or_else(|| Error::Input {
+            path: folder.name(dir).into(),
+            reason: "is not a valid escaped partition folder: the rows of deleted objects in it \
+                     cannot be removed"
+                .into(),
+        })?;
+        let owner = table.plan().route(&name).reducers().start as usize;
+        out.push((table.intern(&name), owner));
+    }
+    Ok(out)
+}
+
+/// How many deleted objects had rows, over every reducer's writes.
+fn objects_deleted(reduced: &[Reduced]) -> u64 {
+    let mut found: Vec<u32> = reduced
+        .iter()
+        .flat_map(|r| r.merged.deleted_found.iter().copied())
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found.len() as u64
 }
 
 /// The plan phase: the caller's plan, else one from the history (the dataset's, or

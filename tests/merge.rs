@@ -1,0 +1,417 @@
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use skewer::generate::{GenConfig, generate};
+use skewer::run::{RunConfig, RunSummary, run};
+use skewer::store::meta::Mode;
+
+use crate::util::{repo, skewer};
+
+/// A generated NDJSON dump of `objects` objects in `files` files; dumps with different seeds
+/// share object ids and property names, with other histories.
+fn dump(out: &Path, seed: u64, objects: u64, files: usize) -> Vec<PathBuf> {
+    generate(&GenConfig {
+        objects,
+        properties: 40,
+        files,
+        seed,
+        ..GenConfig::new(out)
+    })
+    .unwrap();
+    let mut paths: Vec<PathBuf> = fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('_'))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn config(inputs: &[&Path], output: &Path, mode: Mode) -> RunConfig {
+    RunConfig {
+        mappers: 2,
+        split_bytes: 64 << 10,
+        max_bad_records: skewer::run::BadRecordLimit::Count(0),
+        memory_limit: 1 << 30,
+        mode,
+        ..RunConfig::new(inputs, output, 3)
+    }
+}
+
+fn merge(inputs: &[&Path], output: &Path) -> RunSummary {
+    run(&config(inputs, output, Mode::Merge)).unwrap()
+}
+
+/// Partition → its rows in file order, files in name order (a merged partition must be
+/// sorted as written, so the order is compared too).
+fn rows_by_partition(dataset: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in skewer::dataset::files(dataset).unwrap() {
+        let rows = skewer::dataset::read_rows(&f.path).unwrap();
+        let entry = out.entry(f.property.clone()).or_default();
+        for i in 0..rows.len() {
+            entry.push(format!("{:?}", rows.row(i)));
+        }
+    }
+    out
+}
+
+/// Each partition's rows, sorted (for datasets whose partitions have several files).
+fn sorted_rows(dataset: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut out = rows_by_partition(dataset);
+    for rows in out.values_mut() {
+        rows.sort();
+    }
+    out
+}
+
+/// Data file path (dataset-relative) → its bytes.
+fn file_bytes(dataset: &Path) -> BTreeMap<String, Vec<u8>> {
+    skewer::dataset::files(dataset)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let rel = f.path.strip_prefix(dataset).unwrap();
+            (
+                rel.to_string_lossy().into_owned(),
+                fs::read(&f.path).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A base dump and three increments (another dump's histories of the same objects, new
+/// objects, and a part of the base again), merged one at a time, hold exactly the rows of
+/// one clean run over all of them; every merged partition is one sorted file.
+#[test]
+fn a_base_and_increments_merged_one_at_a_time_equal_one_clean_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = dump(&tmp.path().join("base"), 1, 300, 2);
+    let other = dump(&tmp.path().join("other"), 2, 120, 1);
+    let more = dump(&tmp.path().join("more"), 3, 400, 1);
+    let increments = [&other[0], &more[0], &base[1]];
+
+    let merged = tmp.path().join("merged");
+    let first = merge(&[&base[0]], &merged);
+    assert_eq!(first.manifest.counts.stored_rows_read, 0);
+    let mut stored = first.manifest.counts.rows_written;
+    for inc in increments {
+        let s = merge(&[inc.as_path()], &merged);
+        let c = &s.manifest.counts;
+        assert!(c.stored_rows_read > 0 && c.stored_rows_read <= stored);
+        assert_eq!(
+            c.rows_exploded + c.stored_rows_read,
+            c.rows_written + c.duplicates_dropped + c.rows_deleted
+        );
+        stored = stored - c.stored_rows_read + c.rows_written;
+    }
+
+    let clean = tmp.path().join("clean");
+    let mut all: Vec<&Path> = base.iter().map(PathBuf::as_path).collect();
+    all.extend(increments.iter().map(|p| p.as_path()));
+    run(&config(&all, &clean, Mode::Overwrite)).unwrap();
+    assert_eq!(sorted_rows(&merged), sorted_rows(&clean));
+    let total: usize = rows_by_partition(&merged).values().map(Vec::len).sum();
+    assert_eq!(total as u64, stored);
+
+    // Merged partitions are single files, sorted by (object_id, timestamp) as written.
+    let files = skewer::dataset::files(&merged).unwrap();
+    let properties = rows_by_partition(&merged).len();
+    assert_eq!(files.len(), properties);
+    let check = skewer(["inspect", merged.to_str().unwrap()]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+}
+
+/// A merge that touches one property rewrites that partition alone: every other file keeps
+/// its bytes; merging the same input again changes no row.
+#[test]
+fn a_merge_touches_only_its_partitions_and_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = dump(&tmp.path().join("base"), 1, 200, 1);
+    let dataset = tmp.path().join("ds");
+    run(&config(&[&base[0]], &dataset, Mode::Overwrite)).unwrap();
+    let before = file_bytes(&dataset);
+    let rows_before = rows_by_partition(&dataset);
+    let (property, rows) = rows_before.iter().next().unwrap();
+
+    // One new version of one object's property, and one version it already has.
+    let object = skewer::dataset::read_rows(
+        &skewer::dataset::files(&dataset)
+            .unwrap()
+            .into_iter()
+            .find(|f| &f.property == property)
+            .unwrap()
+            .path,
+    )
+    .unwrap();
+    let (id, ts) = (object.object_id[0], object.timestamp[0]);
+    let value = object
+        .value
+        .get(0)
+        .map(|v| String::from_utf8(v.to_vec()).unwrap());
+    let source = object
+        .source_type
+        .get(0)
+        .map(|v| String::from_utf8(v.to_vec()).unwrap());
+    let old = serde_json::json!({
+        "value": value, "timestamp": ts, "source-type": source,
+        "source-id": object.source_id.get(0).map(|v| String::from_utf8(v.to_vec()).unwrap()),
+        "source-label": object.source_label.get(0).map(|v| String::from_utf8(v.to_vec()).unwrap()),
+        "updated-by-user-id": object.updated_by.get(0),
+    });
+    let record = serde_json::json!({
+        "vid": id,
+        "properties": { property: {
+            "value": "merged in",
+            "versions": [
+                {"value": "merged in", "timestamp": ts + 1, "source-type": "API"},
+                old,
+            ],
+        }},
+    });
+    let inc = tmp.path().join("inc.ndjson");
+    fs::write(&inc, format!("{record}\n")).unwrap();
+
+    let s = merge(&[&inc], &dataset);
+    let c = &s.manifest.counts;
+    assert_eq!(c.rows_exploded, 2);
+    assert_eq!(c.stored_rows_read, rows.len() as u64);
+    assert_eq!(c.rows_written, rows.len() as u64 + 1);
+    assert_eq!(c.duplicates_dropped, 1);
+    assert_eq!(s.manifest.partitions.len(), 1);
+
+    let after = file_bytes(&dataset);
+    let prefix = format!("property_name={property}/");
+    let untouched = |m: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        m.iter()
+            .filter(|(k, _)| !k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(untouched(&before), untouched(&after));
+    let merged_rows = rows_by_partition(&dataset);
+    assert_eq!(merged_rows[property].len(), rows.len() + 1);
+    let needle = format!("value: {:?}", Some(&b"merged in"[..]));
+    assert!(merged_rows[property].iter().any(|r| r.contains(&needle)));
+
+    // Again: nothing new; the partition is rewritten with the same rows.
+    let again = merge(&[&inc], &dataset);
+    assert_eq!(again.manifest.counts.duplicates_dropped, 2);
+    assert_eq!(rows_by_partition(&dataset), merged_rows);
+    assert_eq!(untouched(&file_bytes(&dataset)), untouched(&before));
+}
+
+/// A stored file that cannot be merged (not Parquet, or not sorted) fails the merge naming
+/// it; nothing is published and the dataset keeps every byte.
+#[test]
+fn a_bad_stored_file_fails_the_merge_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = dump(&tmp.path().join("base"), 1, 100, 1);
+    let dataset = tmp.path().join("ds");
+    run(&config(&[&base[0]], &dataset, Mode::Overwrite)).unwrap();
+    let partition = fs::read_dir(&dataset)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("property_name=")
+        })
+        .unwrap();
+    let stray = partition.join("notes.txt");
+    fs::write(&stray, b"kept by hand").unwrap();
+    let before = file_bytes(&dataset);
+    let runs_before = fs::read_dir(dataset.join("_skewer/runs")).unwrap().count();
+
+    let err = run(&config(&[&base[0]], &dataset, Mode::Merge))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("notes.txt"), "{err}");
+    assert_eq!(file_bytes(&dataset), before);
+    assert_eq!(
+        fs::read_dir(dataset.join("_skewer/runs")).unwrap().count(),
+        runs_before
+    );
+    assert_eq!(fs::read(&stray).unwrap(), b"kept by hand");
+
+    // A data file whose rows are out of order is named with its row group.
+    fs::remove_file(&stray).unwrap();
+    let file = fs::read_dir(&partition)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let rows = skewer::dataset::read_rows(&file).unwrap();
+    if rows.len() > 1 {
+        let mut reversed: Vec<u32> = (0..rows.len() as u32).collect();
+        reversed.reverse();
+        let sink = skewer::sink::SinkOptions::default();
+        let tmp_out = tmp.path().join("unsorted");
+        let mut w = skewer::sink::PropertyWriter::new(&tmp_out, "part-x", &sink);
+        w.write(&rows.cols, &reversed).unwrap();
+        let written = w.finish().unwrap();
+        fs::copy(&written.files[0].path, &file).unwrap();
+        let err = run(&config(&[&base[0]], &dataset, Mode::Merge))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not sorted") && err.contains("row group 0"),
+            "{err}"
+        );
+    }
+}
+
+/// A merge killed at any step of its publish leaves each partition wholly old or wholly
+/// merged; `recover` then completes or undoes it.
+#[test]
+fn a_merge_killed_while_publishing_is_old_or_new_after_recover() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = dump(&tmp.path().join("base"), 1, 150, 1);
+    let inc = dump(&tmp.path().join("inc"), 2, 80, 1);
+    let template = tmp.path().join("template");
+    run(&config(&[&base[0]], &template, Mode::Overwrite)).unwrap();
+    let old = sorted_rows(&template);
+    let merged = tmp.path().join("merged");
+    run(&config(&[&base[0]], &merged, Mode::Overwrite)).unwrap();
+    merge(&[&inc[0]], &merged);
+    let new = sorted_rows(&merged);
+    assert_ne!(old, new);
+
+    for point in [
+        "staged",
+        "manifest",
+        "swap:1",
+        "swap:3",
+        "history",
+        "committed",
+    ] {
+        let dataset = tmp.path().join(format!("ds-{}", point.replace(':', "-")));
+        run(&config(&[&base[0]], &dataset, Mode::Overwrite)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skewer"))
+            .args(["run", "--mode", "merge", "-r", "3", "-q", "-i"])
+            .arg(&inc[0])
+            .arg("-o")
+            .arg(&dataset)
+            .current_dir(repo())
+            .env("SKEWER_FAIL_AT", point)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: should have crashed");
+        let r = skewer(["recover", dataset.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{point}: {}", r.stderr);
+        let now = sorted_rows(&dataset);
+        for (property, rows) in &now {
+            assert!(
+                Some(rows) == old.get(property) || Some(rows) == new.get(property),
+                "{point}: {property} is neither old nor merged"
+            );
+        }
+        let after_point = !matches!(point, "staged" | "manifest");
+        if after_point {
+            assert_eq!(now, new, "{point}: a published merge is completed");
+        }
+    }
+}
+
+/// `--delete-objects`: the objects' rows go from every partition, those the input touches
+/// and those it does not; an id with no rows is counted, not an error; the counts are in
+/// the summary and the manifest.
+#[test]
+fn deleted_objects_leave_every_partition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = dump(&tmp.path().join("base"), 1, 200, 1);
+    let inc = dump(&tmp.path().join("inc"), 2, 20, 1);
+    let dataset = tmp.path().join("ds");
+    run(&config(&[&base[0]], &dataset, Mode::Overwrite)).unwrap();
+
+    let mut ids = std::collections::BTreeSet::new();
+    let mut per_object: BTreeMap<i64, u64> = BTreeMap::new();
+    for f in skewer::dataset::files(&dataset).unwrap() {
+        let rows = skewer::dataset::read_rows(&f.path).unwrap();
+        for &id in &rows.object_id {
+            *per_object.entry(id).or_default() += 1;
+        }
+    }
+    // Two objects the increment also carries (low ids), one it does not, one never stored.
+    let known: Vec<i64> = per_object.keys().copied().collect();
+    ids.extend([known[0], known[1], known[150], 1]);
+    let list = tmp.path().join("deleted.txt");
+    let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
+    fs::write(&list, format!("# gone today\n{text}")).unwrap();
+
+    let out = skewer([
+        "run",
+        "--mode",
+        "merge",
+        "--json",
+        "-q",
+        "-r",
+        "3",
+        "-i",
+        inc[0].to_str().unwrap(),
+        "-o",
+        dataset.to_str().unwrap(),
+        "--delete-objects",
+        list.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let counts = &json["manifest"]["counts"];
+    assert_eq!(counts["objects_to_delete"], 4);
+    assert_eq!(counts["objects_deleted"], 3);
+
+    let mut left = 0;
+    for f in skewer::dataset::files(&dataset).unwrap() {
+        let rows = skewer::dataset::read_rows(&f.path).unwrap();
+        left += rows.object_id.iter().filter(|id| ids.contains(id)).count();
+    }
+    assert_eq!(left, 0, "deleted objects' rows remain");
+    let stored_rows: u64 = [known[0], known[1], known[150]]
+        .iter()
+        .map(|id| per_object[id])
+        .sum();
+    // The increment's own rows of the deleted objects go too.
+    assert!(counts["rows_deleted"].as_u64().unwrap() >= stored_rows);
+
+    // Without a merge, deleting is refused before anything is read.
+    let refused = skewer([
+        "run",
+        "-q",
+        "-i",
+        inc[0].to_str().unwrap(),
+        "-o",
+        dataset.to_str().unwrap(),
+        "--delete-objects",
+        list.to_str().unwrap(),
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("--mode merge"),
+        "{}",
+        refused.stderr
+    );
+    // A bad id names the file and line.
+    fs::write(&list, "12\nnot-an-id\n").unwrap();
+    let bad = skewer([
+        "run",
+        "--mode",
+        "merge",
+        "-q",
+        "-i",
+        inc[0].to_str().unwrap(),
+        "-o",
+        dataset.to_str().unwrap(),
+        "--delete-objects",
+        list.to_str().unwrap(),
+    ]);
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("deleted.txt") && bad.stderr.contains("line 2"),
+        "{}",
+        bad.stderr
+    );
+}
