@@ -98,7 +98,8 @@ pub struct ReplayArgs {
     pub force: bool,
 
     /// The run options; --input holds {date} (e.g. 'raw/contacts/dt={date}/'), and
-    /// --partition defaults to dt={date}.
+    /// --partition defaults to dt={date} (with --mode merge: no partition, every date merged
+    /// into the same dataset in date order).
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -115,14 +116,18 @@ fn parse_date(text: &str) -> Result<i64, String> {
 
 impl ReplayArgs {
     pub fn into_config(self) -> (skewer::replay::ReplayConfig, OutputFormat) {
-        let partition = self.run.partition.clone();
+        let (partition, mode) = (self.run.partition.clone(), self.run.mode);
         let (run, format) = self.run.into_config();
         (
             skewer::replay::ReplayConfig {
                 run,
                 from: self.from,
                 to: self.to,
-                partition: partition.unwrap_or_else(|| "dt={date}".into()),
+                // A merge takes every date into the same partitions: none unless asked.
+                partition: match (partition, mode) {
+                    (None, ModeArg::Merge) => None,
+                    (p, _) => Some(p.unwrap_or_else(|| "dt={date}".into())),
+                },
                 plan_from: match self.plan_from {
                     PlanFromArg::HistoryAtDate => skewer::replay::PlanFrom::HistoryAtDate,
                     PlanFromArg::Current => skewer::replay::PlanFrom::Current,

@@ -16,6 +16,10 @@
 //! is resumable: a date already committed with the same input files and the same plan is
 //! skipped (unless `force`). With no history to go on, a date is planned from a sample of
 //! its input, as a first run is.
+//!
+//! With `--mode merge` the dates are merged in order into the same partitions (the
+//! partition, if any, need not hold `{date}`): a date whose input files a committed merge
+//! already took is skipped, whatever its plan, since merging an input again changes no row.
 
 use std::sync::Arc;
 
@@ -46,8 +50,8 @@ pub struct ReplayConfig {
     /// First and last date, inclusive, as day numbers.
     pub from: i64,
     pub to: i64,
-    /// The partition of each date, with `{date}`.
-    pub partition: String,
+    /// The partition of each date, with `{date}`; a merge may give one without, or none.
+    pub partition: Option<String>,
     pub plan_from: PlanFrom,
     /// Redo dates already committed with the same input and plan.
     pub force: bool,
@@ -97,21 +101,32 @@ pub fn replay(config: &ReplayConfig) -> Result<Vec<DateResult>> {
             "--input must hold {date}, e.g. 'raw/contacts/dt={date}/'".into(),
         ));
     }
-    if !config.partition.contains("{date}") {
-        return Err(Error::Config(format!(
-            "--partition {:?} must hold {{date}}, e.g. dt={{date}}",
-            config.partition
-        )));
+    let merge = config.run.mode == crate::store::meta::Mode::Merge;
+    match &config.partition {
+        Some(p) if !merge && !p.contains("{date}") => {
+            return Err(Error::Config(format!(
+                "--partition {p:?} must hold {{date}}, e.g. dt={{date}} (or merge every date into \
+                 one partition with --mode merge)"
+            )));
+        }
+        None if !merge => {
+            return Err(Error::Config(
+                "a replay needs --partition with {date}, e.g. dt={date}, or --mode merge".into(),
+            ));
+        }
+        // Checked once here rather than failing every date the same way.
+        Some(p) => {
+            crate::layout::partition_path(&p.replace("{date}", "2026-01-01"))?;
+        }
+        None => {}
     }
-    // Checked once here rather than failing every date the same way.
-    crate::layout::partition_path(&config.partition.replace("{date}", "2026-01-01"))?;
     let stores = Stores::with_endpoint(config.run.endpoint.clone());
     // The manifests are read once: a dataset with a year of nightly runs has hundreds, each
     // a request from S3, and only this replay adds to them meanwhile.
     let mut latest = if config.force {
-        std::collections::HashMap::new()
+        Committed::default()
     } else {
-        committed_by_partition(&config.run, &stores)?
+        committed(&config.run, &stores)?
     };
     let mut results = Vec::new();
     for day in config.from..=config.to {
@@ -129,7 +144,7 @@ pub fn replay(config: &ReplayConfig) -> Result<Vec<DateResult>> {
 fn replay_date(
     config: &ReplayConfig,
     stores: &Stores,
-    latest: &mut std::collections::HashMap<String, Manifest>,
+    latest: &mut Committed,
     day: i64,
     date: &str,
 ) -> Result<Outcome> {
@@ -149,14 +164,26 @@ fn replay_date(
         }
         Err(e) => return Err(e),
     };
-    let partition = config.partition.replace("{date}", date);
-    let partition_dir = crate::layout::partition_path(&partition)?;
+    let partition = config.partition.as_ref().map(|p| p.replace("{date}", date));
+    let partition_dir = partition
+        .as_deref()
+        .map(crate::layout::partition_path)
+        .transpose()?;
 
     let (plan, source) = plan_for(config, stores, &files, day)?;
+    let done = if config.run.mode == crate::store::meta::Mode::Merge {
+        latest
+            .merges
+            .iter()
+            .find(|m| m.partition == partition_dir && same_inputs(m, &files))
+    } else {
+        partition_dir
+            .as_ref()
+            .and_then(|p| latest.by_partition.get(p))
+            .filter(|done| done.plan.digest == plan.digest() && same_inputs(done, &files))
+    };
     if !config.force
-        && let Some(done) = latest.get(&partition_dir)
-        && done.plan.digest == plan.digest()
-        && same_inputs(done, &files)
+        && let Some(done) = done
     {
         return Ok(Outcome::Skipped {
             run_id: done.run_id.clone(),
@@ -165,10 +192,10 @@ fn replay_date(
 
     let mut run = config.run.clone();
     run.inputs = inputs;
-    run.partition = Some(partition);
+    run.partition = partition;
     run.plan = Some((Arc::new(plan), source));
     let summary = crate::run::run(&run)?;
-    latest.insert(partition_dir, summary.manifest.clone());
+    latest.add(summary.manifest.clone());
     Ok(Outcome::Committed {
         run_id: summary.manifest.run_id.clone(),
         rows: summary.manifest.counts.rows_written,
@@ -237,25 +264,40 @@ fn plan_for(
     ))
 }
 
-/// The latest committed run of each partition.
-fn committed_by_partition(
-    run: &RunConfig,
-    stores: &Stores,
-) -> Result<std::collections::HashMap<String, Manifest>> {
-    let dataset = crate::store::open(&run.output, stores, &Default::default())?;
-    if !dataset.exists()? {
-        return Ok(Default::default());
-    }
-    let mut latest = std::collections::HashMap::new();
-    // Oldest first: a later run of a partition replaces an earlier one.
-    for m in dataset.manifests()? {
-        if m.state == STATE_COMMITTED
-            && let Some(p) = m.partition.clone()
-        {
-            latest.insert(p, m);
+/// What the dataset has committed, for skipping dates done before.
+#[derive(Debug, Default)]
+struct Committed {
+    /// The latest committed run of each partition.
+    by_partition: std::collections::HashMap<String, Manifest>,
+    /// Every committed merge.
+    merges: Vec<Manifest>,
+}
+
+impl Committed {
+    /// Adds a committed run (runs in the order they committed).
+    fn add(&mut self, m: Manifest) {
+        if m.mode == crate::store::meta::Mode::Merge {
+            self.merges.push(m.clone());
+        }
+        if let Some(p) = m.partition.clone() {
+            self.by_partition.insert(p, m);
         }
     }
-    Ok(latest)
+}
+
+fn committed(run: &RunConfig, stores: &Stores) -> Result<Committed> {
+    let dataset = crate::store::open(&run.output, stores, &Default::default())?;
+    let mut out = Committed::default();
+    if !dataset.exists()? {
+        return Ok(out);
+    }
+    // Oldest first: a later run of a partition replaces an earlier one.
+    for m in dataset.manifests()? {
+        if m.state == STATE_COMMITTED {
+            out.add(m);
+        }
+    }
+    Ok(out)
 }
 
 fn same_inputs(done: &Manifest, files: &[crate::input::InputFile]) -> bool {

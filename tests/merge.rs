@@ -415,3 +415,57 @@ fn deleted_objects_leave_every_partition() {
         bad.stderr
     );
 }
+
+/// `replay --mode merge`: each date's dump merged in date order into one dataset, the same
+/// rows as one clean run over every date; a second replay skips the dates merged before.
+#[test]
+fn a_replay_merges_every_date_into_one_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw");
+    let mut all = Vec::new();
+    for (day, seed) in [("2026-03-01", 1), ("2026-03-02", 2), ("2026-03-03", 3)] {
+        let files = dump(&raw.join(format!("dt={day}")), seed, 60 + seed * 30, 1);
+        all.extend(files);
+    }
+    let lake = tmp.path().join("lake");
+    let input = format!("{}/dt={{date}}/", raw.display());
+    let args = [
+        "replay",
+        "--mode",
+        "merge",
+        "--input",
+        &input,
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-03",
+        "--output",
+        lake.to_str().unwrap(),
+        "-r",
+        "2",
+        "--json",
+    ];
+    let r = skewer(args);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout.matches("\"committed\"").count(), 3, "{}", r.stdout);
+
+    let clean = tmp.path().join("clean");
+    let inputs: Vec<&Path> = all.iter().map(PathBuf::as_path).collect();
+    run(&config(&inputs, &clean, Mode::Overwrite)).unwrap();
+    assert_eq!(sorted_rows(&lake), sorted_rows(&clean));
+    assert!(
+        skewer::dataset::files(&lake)
+            .unwrap()
+            .iter()
+            .all(|f| f.partitions.is_empty())
+    );
+
+    let again = skewer(args);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        again.stdout.matches("\"skipped\"").count(),
+        3,
+        "{}",
+        again.stdout
+    );
+}
