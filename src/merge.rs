@@ -222,7 +222,7 @@ mod tests {
             object_id: (x % objects) as i64,
             timestamp: ((x >> 16) % 5) as i64,
             value: Some(VALUES[((x >> 32) % 3) as usize]),
-            source_type: ((x >> 40) % 2 == 0).then_some(&b"CRM_UI"[..]),
+            source_type: (x >> 40).is_multiple_of(2).then_some(&b"CRM_UI"[..]),
             source_id: None,
             source_label: None,
             updated_by_user_id: None,

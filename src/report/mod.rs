@@ -353,16 +353,22 @@ fn summary_volumes(out: &mut String, s: &crate::run::RunSummary) -> std::fmt::Re
         format_count(c.records_rejected),
     )?;
     if m.mode == crate::store::meta::Mode::Merge {
+        let deleted = if c.objects_to_delete > 0 {
+            format!(
+                "; {} rows of {} objects deleted ({} of the {} ids asked had no rows)",
+                format_count(c.rows_deleted),
+                format_count(c.objects_deleted),
+                format_count(c.objects_to_delete.saturating_sub(c.objects_deleted)),
+                format_count(c.objects_to_delete),
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "merged   {} rows read back from {} partitions; {} rows of {} objects deleted \
-             ({} of {} ids asked had no rows)",
+            "merged   {} rows read back from {} partitions{deleted}",
             format_count(c.stored_rows_read),
             format_count(m.partitions.len() as u64),
-            format_count(c.rows_deleted),
-            format_count(c.objects_deleted),
-            format_count(c.objects_to_delete - c.objects_deleted.min(c.objects_to_delete)),
-            format_count(c.objects_to_delete),
         )?;
     }
     writeln!(
