@@ -825,14 +825,43 @@ impl Cursor {
         self.pos = 0;
         Ok(true)
     }
+}
 
-    /// Moves `n` rows on (at most to the end of the block); false at the segment's end.
+/// A sorted source read a block at a time: a spilled segment or a stored file.
+trait Blocks {
+    /// The current block and the position of the head in it.
+    fn at(&mut self) -> (&Columns, &mut usize);
+    /// Loads the next block (position 0); false at the source's end.
+    fn next_block(&mut self) -> Result<bool>;
+
+    /// Moves `n` rows on (at most to the end of the block); false at the source's end.
     fn skip(&mut self, n: usize) -> Result<bool> {
-        self.pos += n;
-        if self.pos < self.block.len() {
+        let (block, pos) = self.at();
+        *pos += n;
+        if *pos < block.len() {
             return Ok(true);
         }
         self.next_block()
+    }
+}
+
+impl Blocks for Cursor {
+    fn at(&mut self) -> (&Columns, &mut usize) {
+        (&self.block, &mut self.pos)
+    }
+
+    fn next_block(&mut self) -> Result<bool> {
+        Cursor::next_block(self)
+    }
+}
+
+impl Blocks for StoredCursor {
+    fn at(&mut self) -> (&Columns, &mut usize) {
+        (&self.block, &mut self.pos)
+    }
+
+    fn next_block(&mut self) -> Result<bool> {
+        StoredCursor::next_block(self)
     }
 }
 
@@ -1008,14 +1037,6 @@ impl StoredCursor {
         self.last = Some(last);
         self.rows += n as u64;
         Ok(true)
-    }
-
-    fn skip(&mut self, n: usize) -> Result<bool> {
-        self.pos += n;
-        if self.pos < self.block.len() {
-            return Ok(true);
-        }
-        self.next_block()
     }
 }
 

@@ -377,17 +377,15 @@ fn deleted_objects_leave_every_partition() {
     // The increment's own rows of the deleted objects go too.
     assert!(counts["rows_deleted"].as_u64().unwrap() >= stored_rows);
 
+    let with_list = |mode: &[&str]| {
+        let mut args = vec!["run", "-q", "-i", inc[0].to_str().unwrap()];
+        args.extend(["-o", dataset.to_str().unwrap()]);
+        args.extend(["--delete-objects", list.to_str().unwrap()]);
+        args.extend(mode);
+        skewer(args)
+    };
     // Without a merge, deleting is refused before anything is read.
-    let refused = skewer([
-        "run",
-        "-q",
-        "-i",
-        inc[0].to_str().unwrap(),
-        "-o",
-        dataset.to_str().unwrap(),
-        "--delete-objects",
-        list.to_str().unwrap(),
-    ]);
+    let refused = with_list(&[]);
     assert_ne!(refused.code, 0);
     assert!(
         refused.stderr.contains("--mode merge"),
@@ -396,18 +394,7 @@ fn deleted_objects_leave_every_partition() {
     );
     // A bad id names the file and line.
     fs::write(&list, "12\nnot-an-id\n").unwrap();
-    let bad = skewer([
-        "run",
-        "--mode",
-        "merge",
-        "-q",
-        "-i",
-        inc[0].to_str().unwrap(),
-        "-o",
-        dataset.to_str().unwrap(),
-        "--delete-objects",
-        list.to_str().unwrap(),
-    ]);
+    let bad = with_list(&["--mode", "merge"]);
     assert_ne!(bad.code, 0);
     assert!(
         bad.stderr.contains("deleted.txt") && bad.stderr.contains("line 2"),
