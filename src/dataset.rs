@@ -88,8 +88,6 @@ pub fn read_rows(path: &Path) -> Result<Rows> {
 pub struct StoredFile {
     path: PathBuf,
     reader: SerializedFileReader<crate::source::PreadFile>,
-    /// The file's column index of each output column, in [`Columns`] order.
-    columns: [usize; 7],
     /// The next row group to open.
     next: usize,
     /// The open row group's column readers (in [`Columns`] order) and rows left in it.
@@ -109,40 +107,28 @@ impl std::fmt::Debug for StoredFile {
 }
 
 impl StoredFile {
-    /// Opens `handle` (named `path` in messages): its footer is read and its columns found;
-    /// a file without the output's columns, or with other types, is an error naming it.
+    /// Opens `handle` (named `path` in messages): its footer is read and its schema checked;
+    /// a file without the output schema (the same columns, in [`Columns`] order, of the same
+    /// types, as `inspect` checks) is an error naming it.
     pub fn open(handle: crate::source::Handle, path: &Path) -> Result<StoredFile> {
-        let parquet = |source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
         let reader =
-            SerializedFileReader::new(crate::source::PreadFile::new(handle)).map_err(parquet)?;
-        let schema = reader.metadata().file_metadata().schema_descr_ptr();
-        let not_ours = |reason: String| Error::Input {
-            path: path.to_path_buf(),
-            reason: format!("is not a skewer data file: {reason}"),
-        };
-        let mut columns = [0; 7];
-        for (k, name) in OUTPUT_COLUMNS.iter().enumerate() {
-            let i = (0..schema.num_columns())
-                .find(|&i| schema.column(i).name() == *name)
-                .ok_or_else(|| not_ours(format!("no column {name:?}")))?;
-            let physical = schema.column(i).physical_type();
-            let want = if (2..=5).contains(&k) {
-                parquet::basic::Type::BYTE_ARRAY
-            } else {
-                parquet::basic::Type::INT64
-            };
-            if physical != want || schema.column(i).max_rep_level() != 0 {
-                return Err(not_ours(format!("column {name:?} has another type")));
-            }
-            columns[k] = i;
+            SerializedFileReader::new(crate::source::PreadFile::new(handle)).map_err(|source| {
+                Error::Parquet {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
+        if let Some(problem) =
+            crate::sink::schema_mismatch(reader.metadata().file_metadata().schema())
+        {
+            return Err(Error::Input {
+                path: path.to_path_buf(),
+                reason: format!("is not a skewer data file: {problem}"),
+            });
         }
         Ok(StoredFile {
             path: path.to_path_buf(),
             reader,
-            columns,
             next: 0,
             open: None,
             ints: Vec::new(),
@@ -172,6 +158,22 @@ impl StoredFile {
         self.next.saturating_sub(1)
     }
 
+    /// Whether the file may hold a row of one of `ids` (sorted): some row group's
+    /// `object_id` statistics cover one of them, or a group has no statistics.
+    pub fn may_hold(&self, ids: &[i64]) -> bool {
+        use parquet::file::statistics::Statistics;
+        self.reader.metadata().row_groups().iter().any(|group| {
+            let range = match group.column(0).statistics() {
+                Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()),
+                _ => None,
+            };
+            range.is_none_or(|(&min, &max)| {
+                let first = ids.partition_point(|&id| id < min);
+                ids.get(first).is_some_and(|&id| id <= max)
+            })
+        })
+    }
+
     /// Appends up to `max` (at least 1) of the file's next rows to `out`, never crossing a
     /// row group; how many (0: every row has been read).
     pub fn next_batch(&mut self, out: &mut Columns, max: usize) -> Result<usize> {
@@ -187,10 +189,9 @@ impl StoredFile {
             }
             let group = self.reader.get_row_group(self.next).map_err(parquet)?;
             let rows = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
-            let readers = self
-                .columns
-                .iter()
-                .map(|&c| group.get_column_reader(c).map_err(parquet))
+            // The schema was checked: the file's columns are the output's, in order.
+            let readers = (0..group.num_columns())
+                .map(|c| group.get_column_reader(c).map_err(parquet))
                 .collect::<Result<Vec<_>>>()?;
             self.next += 1;
             self.open = Some((readers, rows));
@@ -224,7 +225,12 @@ impl StoredFile {
                          where none may be)",
                         self.next - 1,
                         left,
-                        OUTPUT_COLUMNS[k]
+                        self.reader
+                            .metadata()
+                            .file_metadata()
+                            .schema_descr()
+                            .column(k)
+                            .name()
                     ),
                 });
             }
@@ -270,17 +276,6 @@ impl StoredFile {
         }
     }
 }
-
-/// The output columns a stored file must hold, in [`Columns`] order.
-const OUTPUT_COLUMNS: [&str; 7] = [
-    "object_id",
-    "timestamp",
-    "value",
-    "source_type",
-    "source_id",
-    "source_label",
-    "updated_by_user_id",
-];
 
 #[cfg(test)]
 mod tests {

@@ -232,10 +232,9 @@ fn check_files(
     live: &Live,
     [schema, sorted, listed]: [&mut Check; 3],
 ) -> Result<Vec<PropertyReport>> {
-    let expected_schema = crate::sink::schema();
     let checked = crate::par::par_map(&data, store.parallel_reads(), |(rel, size, _)| {
         let handle = store.open(rel, *size)?;
-        Ok(FileCheck::read(handle, &store.name(rel), &expected_schema))
+        Ok(FileCheck::read(handle, &store.name(rel)))
     });
     let mut properties: BTreeMap<String, PropertyReport> = BTreeMap::new();
     let mut seen = BTreeSet::new();
@@ -326,36 +325,15 @@ struct FileCheck {
 
 impl FileCheck {
     /// `Err`: the file cannot be read as Parquet at all.
-    fn read(
-        handle: Handle,
-        name: &str,
-        expected: &parquet::schema::types::Type,
-    ) -> std::result::Result<FileCheck, String> {
+    fn read(handle: Handle, name: &str) -> std::result::Result<FileCheck, String> {
         let reader = SerializedFileReader::new(crate::source::PreadFile::new(handle))
             .map_err(|e| format!("{name}: not a readable Parquet file: {e}"))?;
         let meta = reader.metadata().file_metadata();
         let rows = u64::try_from(meta.num_rows()).unwrap_or(0);
-        let actual = meta.schema();
-        let same = actual.get_fields().len() == expected.get_fields().len()
-            && actual
-                .get_fields()
-                .iter()
-                .zip(expected.get_fields())
-                .all(|(a, b)| {
-                    a.name() == b.name()
-                        && a.get_physical_type() == b.get_physical_type()
-                        && a.get_basic_info().logical_type_ref()
-                            == b.get_basic_info().logical_type_ref()
-                        && a.get_basic_info().repetition() == b.get_basic_info().repetition()
-                });
-        if !same {
+        if let Some(problem) = crate::sink::schema_mismatch(meta.schema()) {
             return Ok(FileCheck {
                 rows,
-                schema_problem: Some(format!(
-                    "{name}: columns {} differ from the output schema's {}",
-                    field_list(actual),
-                    field_list(expected)
-                )),
+                schema_problem: Some(format!("{name}: {problem}")),
                 order_problem: None,
             });
         }
@@ -366,22 +344,6 @@ impl FileCheck {
             order_problem: order_problem.map(|p| format!("{name}: {p}")),
         })
     }
-}
-
-fn field_list(t: &parquet::schema::types::Type) -> String {
-    let names: Vec<String> = t
-        .get_fields()
-        .iter()
-        .map(|f| {
-            let logical = f
-                .get_basic_info()
-                .logical_type_ref()
-                .map(|l| format!(" {l:?}"))
-                .unwrap_or_default();
-            format!("{} {}{logical}", f.name(), f.get_physical_type())
-        })
-        .collect();
-    format!("[{}]", names.join(", "))
 }
 
 /// The first place `(object_id, timestamp)` goes backwards, if any. Columns 0 and 1 (the

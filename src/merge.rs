@@ -18,7 +18,8 @@
 //!
 //! Deleted objects (`--delete-objects`, [`read_delete_ids`]) are dropped from every
 //! partition: a stored partition the input does not touch is rewritten too when its files'
-//! statistics say it may hold one of them ([`may_hold`]), as a job with stored files only.
+//! statistics say it may hold one of them ([`crate::dataset::StoredFile::may_hold`]), as a
+//! job with stored files only. [`arrange`] does all of this for a run.
 //!
 //! Invariants: every job given comes back, in exactly one gathered job; the result depends
 //! only on the jobs and the listing, not on the order threads finished.
@@ -26,9 +27,91 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::layout::PROPERTY_COLUMN;
+use crate::layout::{PROPERTY_COLUMN, property_dir};
 use crate::reduce::Job;
+use crate::route::PropertyTable;
 use crate::store::{Folder, Location, Stores};
+
+/// A merge's write jobs from the reducers' (`jobs[r]`: reducer `r`'s, in its order): one job
+/// per property, with its stored partition under `partition` in `folder` merged in, and a
+/// stored-only job for each untouched partition that may hold one of `deleted` (sorted).
+/// `table` names the properties (names are interned as the mappers meet them, so this runs
+/// once every row is routed) and routes the partitions only deletes touch.
+pub fn arrange(
+    folder: &dyn Folder,
+    partition: Option<&str>,
+    deleted: &[i64],
+    table: &PropertyTable,
+    jobs: Vec<Vec<Job>>,
+) -> Result<Vec<Vec<Job>>> {
+    let stored = stored_partitions(folder, partition)?;
+    let names = table.names();
+    let touched: std::collections::BTreeSet<String> = jobs
+        .iter()
+        .flatten()
+        .map(|job| property_dir(&names[job.property as usize]))
+        .collect();
+    let extra = holding_deleted(folder, deleted, table, &stored, &touched)?;
+    // Again: the partitions only deletes touch were interned since.
+    let names = table.names();
+    Ok(gather(
+        jobs,
+        |p| {
+            stored
+                .get(&property_dir(&names[p as usize]))
+                .cloned()
+                .unwrap_or_default()
+        },
+        &extra,
+    ))
+}
+
+/// The stored partitions not `touched` that may hold a row of one of `deleted` (by their
+/// files' statistics; footers read in parallel), as `(property id, owner)` for [`gather`].
+/// The owner is the first reducer of the property's route, where a new row of it would go.
+fn holding_deleted(
+    folder: &dyn Folder,
+    deleted: &[i64],
+    table: &PropertyTable,
+    stored: &BTreeMap<String, Vec<(String, u64)>>,
+    touched: &std::collections::BTreeSet<String>,
+) -> Result<Vec<(u32, usize)>> {
+    if deleted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let files: Vec<(&str, &str, u64)> = stored
+        .iter()
+        .filter(|(dir, _)| !touched.contains(*dir))
+        .flat_map(|(dir, files)| {
+            files
+                .iter()
+                .map(move |(rel, size)| (dir.as_str(), rel.as_str(), *size))
+        })
+        .collect();
+    let holds = crate::par::par_map(&files, folder.parallel_reads(), |&(_, rel, size)| {
+        let name = std::path::PathBuf::from(folder.name(rel));
+        Ok(crate::dataset::StoredFile::open(folder.open(rel, size)?, &name)?.may_hold(deleted))
+    });
+    let mut dirs: Vec<&str> = Vec::new();
+    for (&(dir, _, _), holds) in files.iter().zip(holds) {
+        if holds? && dirs.last() != Some(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let mut out = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let value = dir.split_once('=').map_or("", |(_, v)| v);
+        let name = crate::layout::unescape_partition_value(value).ok_or_else(|| Error::Input {
+            path: folder.name(dir).into(),
+            reason: "is not a valid escaped partition folder: the rows of deleted objects in it \
+                     cannot be removed"
+                .into(),
+        })?;
+        let owner = table.plan().route(&name).reducers().start as usize;
+        out.push((table.intern(&name), owner));
+    }
+    Ok(out)
+}
 
 /// The data files of each stored partition under `partition` (a Hive prefix, or the
 /// dataset's top), keyed by the partition's folder name (`property_name=…`), each with its
@@ -113,42 +196,6 @@ pub fn gather(
             list.into_iter().map(|(_, job)| job).collect()
         })
         .collect()
-}
-
-/// Whether the stored file `rel` may hold a row of one of `deleted` (sorted): some row
-/// group's `object_id` statistics range covers one, or a group has no statistics.
-pub fn may_hold(folder: &dyn Folder, rel: &str, size: u64, deleted: &[i64]) -> Result<bool> {
-    use parquet::file::reader::FileReader;
-    use parquet::file::statistics::Statistics;
-    let name = folder.name(rel);
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(
-        crate::source::PreadFile::new(folder.open(rel, size)?),
-    )
-    .map_err(|source| Error::Parquet {
-        path: name.clone().into(),
-        source,
-    })?;
-    let meta = reader.metadata();
-    let schema = meta.file_metadata().schema_descr();
-    let Some(column) = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "object_id")
-    else {
-        // Not a data file of ours: the merge will say so when it reads it.
-        return Ok(true);
-    };
-    for group in meta.row_groups() {
-        let range = match group.column(column).statistics() {
-            Some(Statistics::Int64(s)) => s.min_opt().zip(s.max_opt()).map(|(a, b)| (*a, *b)),
-            _ => None,
-        };
-        let Some((min, max)) = range else {
-            return Ok(true);
-        };
-        let first = deleted.partition_point(|&id| id < min);
-        if deleted.get(first).is_some_and(|&id| id <= max) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// The object ids of a delete file (`--delete-objects`): one per line, sorted, without
@@ -326,7 +373,16 @@ mod tests {
             }
             assert_eq!(back, want, "case {case}");
             assert_eq!(merged.stored_rows, stored_rows);
-            assert_eq!(merged.deleted_found, found.into_iter().collect::<Vec<_>>());
+            let found_now: Vec<u32> = (0..deleted.len() as u32)
+                .filter(|&k| {
+                    merged
+                        .deleted_found
+                        .get(k as usize / 64)
+                        .is_some_and(|w| w >> (k % 64) & 1 == 1)
+                })
+                .collect();
+            assert_eq!(found_now, found.iter().copied().collect::<Vec<_>>());
+            assert_eq!(merged.objects_deleted(), found.len() as u64);
             // Every row read or received is written, a duplicate or deleted (a deleted row
             // repeated counts once as deleted, once as a duplicate, or the other way).
             assert_eq!(

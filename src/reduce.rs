@@ -134,8 +134,8 @@ pub struct Merged {
     pub stored_rows: u64,
     /// Rows dropped because their object is deleted.
     pub deleted_rows: u64,
-    /// The deleted objects that had rows here, as indices into [`Existing::deleted`], sorted.
-    pub deleted_found: Vec<u32>,
+    /// The deleted objects that had rows here: bit `i` for [`Existing::deleted`]`[i]`.
+    pub deleted_found: Vec<u64>,
 }
 
 impl Merged {
@@ -144,11 +144,20 @@ impl Merged {
         self.duplicates += other.duplicates;
         self.stored_rows += other.stored_rows;
         self.deleted_rows += other.deleted_rows;
-        if !other.deleted_found.is_empty() {
-            self.deleted_found.extend(other.deleted_found);
-            self.deleted_found.sort_unstable();
-            self.deleted_found.dedup();
+        if self.deleted_found.len() < other.deleted_found.len() {
+            self.deleted_found.resize(other.deleted_found.len(), 0);
         }
+        for (a, b) in self.deleted_found.iter_mut().zip(other.deleted_found) {
+            *a |= b;
+        }
+    }
+
+    /// How many deleted objects had rows.
+    pub fn objects_deleted(&self) -> u64 {
+        self.deleted_found
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum()
     }
 }
 
@@ -1078,7 +1087,7 @@ struct Groups<'d> {
     deleted: &'d [i64],
     next_deleted: usize,
     deleted_rows: u64,
-    deleted_found: Vec<u32>,
+    deleted_found: Vec<u64>,
 }
 
 impl<'d> Groups<'d> {
@@ -1109,10 +1118,10 @@ impl<'d> Groups<'d> {
             return false;
         }
         self.deleted_rows += 1;
-        let index = self.next_deleted as u32;
-        if self.deleted_found.last() != Some(&index) {
-            self.deleted_found.push(index);
+        if self.deleted_found.is_empty() {
+            self.deleted_found = vec![0; d.len().div_ceil(64)];
         }
+        self.deleted_found[self.next_deleted / 64] |= 1 << (self.next_deleted % 64);
         true
     }
 

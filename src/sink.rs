@@ -80,6 +80,53 @@ pub(crate) fn schema() -> Arc<Type> {
     Arc::new(parquet::schema::parser::parse_message_type(SCHEMA).expect("the output schema parses"))
 }
 
+/// How a file's schema `actual` differs from the output schema (same columns, in the same
+/// order, with the same types and nullability), or `None` if it does not.
+pub(crate) fn schema_mismatch(actual: &Type) -> Option<String> {
+    let expected = schema();
+    let same = actual.get_fields().len() == expected.get_fields().len()
+        && actual
+            .get_fields()
+            .iter()
+            .zip(expected.get_fields())
+            .all(|(a, b)| {
+                a.name() == b.name()
+                    && a.is_primitive()
+                    && a.get_physical_type() == b.get_physical_type()
+                    && a.get_basic_info().logical_type_ref()
+                        == b.get_basic_info().logical_type_ref()
+                    && a.get_basic_info().repetition() == b.get_basic_info().repetition()
+            });
+    (!same).then(|| {
+        format!(
+            "columns {} differ from the output schema's {}",
+            field_list(actual),
+            field_list(&expected)
+        )
+    })
+}
+
+fn field_list(t: &Type) -> String {
+    let names: Vec<String> = t
+        .get_fields()
+        .iter()
+        .map(|f| {
+            let physical = if f.is_primitive() {
+                f.get_physical_type().to_string()
+            } else {
+                "GROUP".to_string()
+            };
+            let logical = f
+                .get_basic_info()
+                .logical_type_ref()
+                .map(|l| format!(" {l:?}"))
+                .unwrap_or_default();
+            format!("{} {physical}{logical}", f.name())
+        })
+        .collect();
+    format!("[{}]", names.join(", "))
+}
+
 fn writer_properties(options: &SinkOptions) -> Arc<WriterProperties> {
     let sorted = |column_idx: i32, nulls_first: bool| SortingColumn {
         column_idx,

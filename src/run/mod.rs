@@ -30,7 +30,7 @@ use planner::{Plan, PlanParams, RunRecord, Volume};
 
 use crate::error::{Error, Result};
 use crate::input::{self, InputFile, Split};
-use crate::layout::{partition_path, property_dir};
+use crate::layout::partition_path;
 use crate::map::Mapped;
 use crate::reduce::{Existing, Reduced, Staging};
 use crate::rejects::Reject;
@@ -486,24 +486,11 @@ fn map_reduce(
     };
     let prefix = format!("part-{run_id}");
     let progress = Arc::new(crate::progress::Progress::default());
-    let gather = |jobs| -> Result<Vec<Vec<crate::reduce::Job>>> {
+    let arrange = |jobs| -> Result<Vec<Vec<crate::reduce::Job>>> {
         let folder = existing
             .folder
             .ok_or_else(|| Error::Bug("a merge without its dataset".into()))?;
-        let stored = crate::merge::stored_partitions(folder, partition.as_deref())?;
-        let extra = deleted_from(existing, table, &stored)?;
-        // Names are interned as the mappers meet them: take them once every row is routed.
-        let names = table.names();
-        Ok(crate::merge::gather(
-            jobs,
-            |p| {
-                stored
-                    .get(&property_dir(&names[p as usize]))
-                    .cloned()
-                    .unwrap_or_default()
-            },
-            &extra,
-        ))
+        crate::merge::arrange(folder, partition.as_deref(), existing.deleted, table, jobs)
     };
     let job = threads::Job {
         files,
@@ -526,7 +513,7 @@ fn map_reduce(
         arrange: existing
             .folder
             .is_some()
-            .then_some(&gather as &threads::Arrange<'_>),
+            .then_some(&arrange as &threads::Arrange<'_>),
     };
     tracing::info!(run = %run_id, splits = splits.len(), reducers, "mapping");
     let bars = crate::progress::start(
@@ -545,55 +532,16 @@ fn map_reduce(
     Ok(stages)
 }
 
-/// The stored partitions the input does not touch that may hold a deleted object (by their
-/// files' statistics), as `(property id, owner)` for [`crate::merge::gather`]: a merge rewrites
-/// them without the deleted objects' rows. The owner is the first reducer of the property's
-/// route, as a new row of it would go.
-fn deleted_from(
-    existing: Existing<'_>,
-    table: &PropertyTable,
-    stored: &BTreeMap<String, Vec<(String, u64)>>,
-) -> Result<Vec<(u32, usize)>> {
-    let Some(folder) = existing.folder else {
-        return Ok(Vec::new());
-    };
-    if existing.deleted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for (dir, files) in stored {
-        let mut holds = false;
-        for (rel, size) in files {
-            if crate::merge::may_hold(folder, rel, *size, existing.deleted)? {
-                holds = true;
-                break;
-            }
-        }
-        if !holds {
-            continue;
-        }
-        let value = dir.split_once('=').map_or("", |(_, v)| v);
-        let name = crate::layout::unescape_partition_value(value).ok_or_else(|| Error::Input {
-            path: folder.name(dir).into(),
-            reason: "is not a valid escaped partition folder: the rows of deleted objects in it \
-                     cannot be removed"
-                .into(),
-        })?;
-        let owner = table.plan().route(&name).reducers().start as usize;
-        out.push((table.intern(&name), owner));
-    }
-    Ok(out)
-}
-
 /// How many deleted objects had rows, over every reducer's writes.
 fn objects_deleted(reduced: &[Reduced]) -> u64 {
-    let mut found: Vec<u32> = reduced
-        .iter()
-        .flat_map(|r| r.merged.deleted_found.iter().copied())
-        .collect();
-    found.sort_unstable();
-    found.dedup();
-    found.len() as u64
+    let mut found = crate::reduce::Merged::default();
+    for r in reduced {
+        found.add(crate::reduce::Merged {
+            deleted_found: r.merged.deleted_found.clone(),
+            ..Default::default()
+        });
+    }
+    found.objects_deleted()
 }
 
 /// The plan phase: the caller's plan, else one from the history (the dataset's, or
