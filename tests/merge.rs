@@ -272,11 +272,9 @@ fn a_merge_killed_while_publishing_is_old_or_new_after_recover() {
     let tmp = tempfile::tempdir().unwrap();
     let base = dump(&tmp.path().join("base"), 1, 150, 1);
     let inc = dump(&tmp.path().join("inc"), 2, 80, 1);
-    let template = tmp.path().join("template");
-    run(&config(&[&base[0]], &template, Mode::Overwrite)).unwrap();
-    let old = sorted_rows(&template);
     let merged = tmp.path().join("merged");
     run(&config(&[&base[0]], &merged, Mode::Overwrite)).unwrap();
+    let old = sorted_rows(&merged);
     merge(&[&inc[0]], &merged);
     let new = sorted_rows(&merged);
     assert_ne!(old, new);
