@@ -59,7 +59,7 @@ fn rows_by_partition(dataset: &Path) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Each partition's rows, sorted (for datasets whose partitions have several files).
-fn sorted_rows(dataset: &Path) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn sorted_rows(dataset: &Path) -> BTreeMap<String, Vec<String>> {
     let mut out = rows_by_partition(dataset);
     for rows in out.values_mut() {
         rows.sort();

@@ -1871,18 +1871,6 @@ fn a_hand_edited_intent_is_refused_and_recovery_deletes_nothing() {
     assert_settled(&lake, 1);
 }
 
-/// Every data row of a dataset folder by partition, sorted (file names aside).
-fn rows_of(dataset: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for f in skewer::dataset::files(dataset).unwrap() {
-        let rows = skewer::dataset::read_rows(&f.path).unwrap();
-        let e = out.entry(f.property.clone()).or_default();
-        e.extend((0..rows.len()).map(|i| format!("{:?}", rows.row(i))));
-    }
-    out.values_mut().for_each(|v| v.sort());
-    out
-}
-
 /// `--mode merge` on S3 reads the stored partitions back from the bucket and merges, with
 /// deletes from a delete file in the bucket, exactly as the same runs on disk do.
 #[test]
@@ -1953,6 +1941,7 @@ fn a_merge_into_s3_reads_back_and_writes_what_the_same_merge_on_disk_does() {
         local_merge["manifest"]["counts"],
         merged["manifest"]["counts"]
     );
+    let rows_of = crate::merge::sorted_rows;
     assert_eq!(rows_of(&server.bucket().join("lake")), rows_of(&local));
     assert!(
         server.skewer(&["inspect", "s3://bkt/lake"], &[]).code == 0,
