@@ -31,6 +31,7 @@ impl RecordSink for Count {
         panic!("record {index} rejected: {reason}");
     }
     fn event_without_version(&mut self) {}
+    fn object_event(&mut self, _: skewer::explode::ObjectEvent) {}
     fn record_without_history(&mut self) {}
 }
 

@@ -10,15 +10,18 @@
 //! made of it, so that [`crate::run::account`] can check one against the other.
 
 use crate::error::Result;
+use crate::explode::ObjectEvent;
 use crate::input::{self, InputFile, MapperScratch, Split};
 use crate::rejects::Reject;
 use crate::route::{Batches, MapCounts, MapperIds, PropertyTable, Router};
 
-/// What one mapper did: its counts and the records it could not read.
+/// What one mapper did: its counts, the records it could not read, and the objects its
+/// input's webhook events deleted or restored.
 #[derive(Debug, Default)]
 pub struct Mapped {
     pub counts: MapCounts,
     pub rejects: Vec<Reject>,
+    pub events: Vec<ObjectEvent>,
 }
 
 /// One mapper: its property-id cache, its open batches and its reusable buffers.
@@ -75,6 +78,7 @@ impl<'a> Mapper<'a> {
         Mapped {
             counts: self.router.counts,
             rejects: std::mem::take(&mut self.router.rejects),
+            events: std::mem::take(&mut self.router.events),
         }
     }
 }

@@ -16,7 +16,8 @@
 //! reading it. One job reads each stored file once and writes the property as one sorted
 //! stream, which also keeps a merged partition to one file (or a few past the target size).
 //!
-//! Deleted objects (`--delete-objects`, [`read_delete_ids`]) are dropped from every
+//! Deleted objects (`--delete-objects`, [`read_delete_ids`], and the input's deletion,
+//! privacy-deletion and merge webhook events, [`deleted_objects`]) are dropped from every
 //! partition: a stored partition the input does not touch is rewritten too when its files'
 //! statistics say it may hold one of them ([`crate::dataset::StoredFile::may_hold`]), as a
 //! job with stored files only. [`arrange`] does all of this for a run.
@@ -25,8 +26,10 @@
 //! only on the jobs and the listing, not on the order threads finished.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::explode::{ObjectChange, ObjectEvent};
 use crate::layout::{PROPERTY_COLUMN, property_dir};
 use crate::reduce::Job;
 use crate::route::PropertyTable;
@@ -40,7 +43,7 @@ use crate::store::{Folder, Location, Stores};
 pub fn arrange(
     folder: &dyn Folder,
     partition: Option<&str>,
-    deleted: &[i64],
+    deleted: &Arc<[i64]>,
     table: &PropertyTable,
     jobs: Vec<Vec<Job>>,
 ) -> Result<Vec<Vec<Job>>> {
@@ -54,7 +57,7 @@ pub fn arrange(
     let extra = holding_deleted(folder, deleted, table, &stored, &touched)?;
     // Again: the partitions only deletes touch were interned since.
     let names = table.names();
-    Ok(gather(
+    let gathered = gather(
         jobs,
         |p| {
             stored
@@ -63,7 +66,36 @@ pub fn arrange(
                 .unwrap_or_default()
         },
         &extra,
-    ))
+    );
+    Ok(gathered
+        .into_iter()
+        .map(|list| {
+            list.into_iter()
+                .map(|job| job.with_deleted(deleted.clone()))
+                .collect()
+        })
+        .collect())
+}
+
+/// The objects a merge deletes, sorted, without repeats: those `listed` (a delete file), and
+/// those whose last deletion or restore `events` (the input's webhook events, in any order)
+/// is a deletion. Ties at one moment go to the restore, which can only follow its deletion.
+pub fn deleted_objects<'e>(
+    listed: &[i64],
+    events: impl IntoIterator<Item = &'e ObjectEvent>,
+) -> Vec<i64> {
+    let mut events: Vec<ObjectEvent> = events.into_iter().copied().collect();
+    events.sort_unstable();
+    let mut ids = listed.to_vec();
+    for (i, e) in events.iter().enumerate() {
+        let last = events.get(i + 1).is_none_or(|n| n.object_id != e.object_id);
+        if last && e.change == ObjectChange::Deleted {
+            ids.push(e.object_id);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// The stored partitions not `touched` that may hold a row of one of `deleted` (by their
@@ -332,7 +364,7 @@ mod tests {
             let folder = LocalDataset::new(dir.path());
             let stored = stored_partitions(&folder, None).unwrap();
             assert_eq!(stored["property_name=p"].len(), 2);
-            let gathered = gather(jobs, |_| stored["property_name=p"].clone(), &[]);
+            let mut gathered = gather(jobs, |_| stored["property_name=p"].clone(), &[]);
             assert_eq!(
                 gathered.iter().map(Vec::len).collect::<Vec<_>>(),
                 [1, 0, 0, 0]
@@ -343,9 +375,12 @@ mod tests {
             let mut writer = PropertyWriter::new(&out, "part-new-r0", &options);
             let existing = Existing {
                 folder: Some(&folder),
-                deleted: &deleted,
             };
-            let merged = gathered[0][0].write(&mut writer, &existing).unwrap();
+            let job = gathered[0]
+                .pop()
+                .unwrap()
+                .with_deleted(deleted.clone().into());
+            let merged = job.write(&mut writer, &existing).unwrap();
             writer.finish().unwrap();
 
             let mut back = Columns::default();
@@ -412,5 +447,31 @@ mod delete_file_tests {
         assert!(err.contains("d.txt") && err.contains("line 3"), "{err}");
         let err = parse_delete_ids(b"1.5\n", "d.txt").unwrap_err().to_string();
         assert!(err.contains("line 1"), "{err}");
+    }
+    /// The last event of an object decides; a restore at the moment of its deletion wins;
+    /// a listed id is deleted whatever the events say.
+    #[test]
+    fn an_objects_last_event_decides_whether_it_is_deleted() {
+        use ObjectChange::{Deleted, Restored};
+        let e = |object_id, occurred_at, change| ObjectEvent {
+            object_id,
+            occurred_at,
+            change,
+        };
+        let events = [
+            e(1, 20, Restored),
+            e(1, 10, Deleted),
+            e(2, 10, Restored),
+            e(2, 20, Deleted),
+            e(3, 5, Restored),
+            e(3, 5, Deleted),
+            e(4, 7, Deleted),
+            e(4, 7, Deleted),
+            e(5, i64::MIN, Deleted),
+            e(6, 9, Restored),
+        ];
+        assert_eq!(deleted_objects(&[], &events), [2, 4, 5]);
+        assert_eq!(deleted_objects(&[6, 1, 9], &events), [1, 2, 4, 5, 6, 9]);
+        assert_eq!(deleted_objects(&[], &[]), Vec::<i64>::new());
     }
 }

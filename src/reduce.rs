@@ -105,6 +105,9 @@ pub struct Job {
     parts: Vec<Part>,
     /// Stored files merged in (paths in [`Existing::folder`], with their listed sizes).
     stored: Vec<(String, u64)>,
+    /// Objects whose rows are dropped, sorted, without repeats (a merge's deletes, shared by
+    /// all its jobs).
+    deleted: Arc<[i64]>,
 }
 
 /// One reducer's rows of a property: in memory, and spilled.
@@ -115,14 +118,12 @@ struct Part {
     files: Arc<SpillFiles>,
 }
 
-/// What a merge reads besides the rows a run routed: the stored partitions' files and the
-/// objects whose rows go. The default, neither, is what `overwrite` and `append` write.
+/// What a merge reads besides the rows a run routed: the stored dataset. The default, none,
+/// is what `overwrite` and `append` write.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Existing<'a> {
     /// Where the stored files of [`Job::with_stored`] are read from.
     pub folder: Option<&'a dyn crate::store::Folder>,
-    /// Objects whose rows are dropped wherever they are, sorted, without repeats.
-    pub deleted: &'a [i64],
 }
 
 /// What one job's write counted.
@@ -134,7 +135,8 @@ pub struct Merged {
     pub stored_rows: u64,
     /// Rows dropped because their object is deleted.
     pub deleted_rows: u64,
-    /// The deleted objects that had rows here: bit `i` for [`Existing::deleted`]`[i]`.
+    /// The deleted objects that had rows here: bit `i` for the `i`th of the job's deleted
+    /// objects ([`Job::with_deleted`]).
     pub deleted_found: Vec<u64>,
 }
 
@@ -175,6 +177,7 @@ impl Job {
             received: 0,
             parts: Vec::new(),
             stored: Vec::new(),
+            deleted: Arc::from([]),
         };
         for job in jobs {
             debug_assert_eq!(job.property, property);
@@ -191,8 +194,16 @@ impl Job {
         self
     }
 
+    /// The job with the rows of `deleted` objects (sorted, without repeats) dropped.
+    pub fn with_deleted(mut self, deleted: Arc<[i64]>) -> Job {
+        debug_assert!(deleted.is_sorted_by(|a, b| a < b));
+        self.deleted = deleted;
+        self
+    }
+
     /// Writes the property's rows in output order into `writer`, with the stored files
-    /// merged in and deleted objects dropped (`existing`). The caller finishes the writer.
+    /// (read from `existing`) merged in and deleted objects dropped. The caller finishes the
+    /// writer.
     pub fn write(&self, writer: &mut PropertyWriter, existing: &Existing<'_>) -> Result<Merged> {
         let mut merged = Merged::default();
         let mut sources = Vec::new();
@@ -207,7 +218,7 @@ impl Job {
             &self.parts[..],
             &orders[..],
             self.stored.is_empty(),
-            existing.deleted,
+            &self.deleted[..],
         ) && part.segments.is_empty()
         {
             writer.write(&part.rows, order)?;
@@ -237,7 +248,7 @@ impl Job {
                 }
             }
         }
-        let mut groups = Groups::new(writer.row_group_rows(), existing.deleted);
+        let mut groups = Groups::new(writer.row_group_rows(), &self.deleted);
         merge(&mut sources, &mut groups, writer)?;
         for s in &sources {
             if let Source::Stored(s) = s {
@@ -435,6 +446,7 @@ impl Reducer {
                     files: files.clone(),
                 }],
                 stored: Vec::new(),
+                deleted: Arc::from([]),
             })
             .collect();
         let spilled = Spilled {

@@ -195,6 +195,8 @@ pub struct Router<'t> {
     out: Box<dyn Batches + 't>,
     pub counts: MapCounts,
     pub rejects: Vec<Reject>,
+    /// Deletions and restores the input's webhook events carry, as met.
+    pub events: Vec<crate::explode::ObjectEvent>,
     /// Set by the input stage before each unit it explodes.
     pub location: UnitLocation,
     /// Set when a reducer has gone away (it failed): the mapper stops early.
@@ -234,6 +236,7 @@ impl<'t> Router<'t> {
             out,
             counts: MapCounts::default(),
             rejects: Vec::new(),
+            events: Vec::new(),
             location: UnitLocation::default(),
             disconnected: false,
             pending: Vec::new(),
@@ -396,6 +399,10 @@ impl RecordSink for Router<'_> {
 
     fn event_without_version(&mut self) {
         self.counts.events_without_version += 1;
+    }
+
+    fn object_event(&mut self, event: crate::explode::ObjectEvent) {
+        self.events.push(event);
     }
 
     fn record_without_history(&mut self) {

@@ -58,6 +58,7 @@ impl RecordSink for Counting {
     fn event_without_version(&mut self) {
         self.records += 1;
     }
+    fn object_event(&mut self, _: crate::explode::ObjectEvent) {}
     fn record_without_history(&mut self) {}
 }
 

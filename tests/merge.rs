@@ -401,6 +401,128 @@ fn deleted_objects_leave_every_partition() {
     );
 }
 
+/// The input's webhook events delete objects too: deletions, privacy deletions and the
+/// objects a merge took away (with the primary, when the merge made a new object); an
+/// object's last event decides, so a restore after a deletion keeps it. Without a merge the
+/// events change nothing, and the run says so.
+#[test]
+fn deletion_and_merge_events_in_the_input_delete_objects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = dump(&tmp.path().join("base"), 1, 200, 1);
+    let dataset = tmp.path().join("ds");
+    run(&config(&[&base[0]], &dataset, Mode::Overwrite)).unwrap();
+    let mut per_object: BTreeMap<i64, u64> = BTreeMap::new();
+    for f in skewer::dataset::files(&dataset).unwrap() {
+        let rows = skewer::dataset::read_rows(&f.path).unwrap();
+        for &id in &rows.object_id {
+            *per_object.entry(id).or_default() += 1;
+        }
+    }
+    let k: Vec<i64> = per_object.keys().copied().collect();
+    let events = tmp.path().join("events.ndjson");
+    let lines = [
+        format!(
+            r#"{{"subscriptionType": "contact.propertyChange", "objectId": {}, "propertyName": "from_webhook", "propertyValue": "x", "occurredAt": 1000}}"#,
+            k[2]
+        ),
+        format!(
+            r#"{{"subscriptionType": "contact.deletion", "objectId": {}, "occurredAt": 1000}}"#,
+            k[0]
+        ),
+        format!(
+            r#"{{"subscriptionType": "contact.privacyDeletion", "objectId": {}, "occurredAt": 1000}}"#,
+            k[1]
+        ),
+        format!(
+            r#"{{"subscriptionType": "contact.merge", "objectId": {0}, "primaryObjectId": {0}, "mergedObjectIds": [{1}, {2}], "newObjectId": {0}, "occurredAt": 1000}}"#,
+            k[3], k[4], k[5]
+        ),
+        format!(
+            r#"{{"subscriptionType": "contact.merge", "objectId": {0}, "primaryObjectId": {0}, "mergedObjectIds": [{1}], "newObjectId": 9000000, "occurredAt": 1000}}"#,
+            k[6], k[7]
+        ),
+        // Restored after its deletion: kept. Deleted after its restore: gone.
+        format!(
+            r#"{{"subscriptionType": "contact.restore", "objectId": {}, "occurredAt": 2000}}"#,
+            k[8]
+        ),
+        format!(
+            r#"{{"subscriptionType": "contact.deletion", "objectId": {}, "occurredAt": 1000}}"#,
+            k[8]
+        ),
+        format!(
+            r#"{{"subscriptionType": "contact.deletion", "objectId": {}, "occurredAt": 2000}}"#,
+            k[9]
+        ),
+        format!(
+            r#"{{"subscriptionType": "contact.restore", "objectId": {}, "occurredAt": 1000}}"#,
+            k[9]
+        ),
+        r#"{"subscriptionType": "contact.deletion", "objectId": 424242, "occurredAt": 1000}"#
+            .to_string(),
+    ];
+    fs::write(&events, lines.join("\n")).unwrap();
+    let gone: std::collections::BTreeSet<i64> = [k[0], k[1], k[4], k[5], k[6], k[7], k[9]].into();
+
+    let before = sorted_rows(&dataset);
+    let kept = tmp.path().join("kept");
+    let out = skewer([
+        "run",
+        "-q",
+        "-r",
+        "3",
+        "-i",
+        events.to_str().unwrap(),
+        "-o",
+        kept.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("delete or merge away 8 objects")
+            && out.stdout.contains("--mode merge"),
+        "{}",
+        out.stdout
+    );
+
+    let out = skewer([
+        "run",
+        "--mode",
+        "merge",
+        "--json",
+        "-q",
+        "-r",
+        "3",
+        "-i",
+        events.to_str().unwrap(),
+        "-o",
+        dataset.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let counts = &json["manifest"]["counts"];
+    assert_eq!(counts["objects_to_delete"], 8);
+    assert_eq!(counts["objects_deleted"], 7);
+    assert_eq!(counts["events_without_version"], 9);
+    let stored: u64 = gone.iter().map(|id| per_object[id]).sum();
+    assert_eq!(counts["rows_deleted"], stored);
+
+    // Exactly the deleted objects' rows went, and the property change came in.
+    let after = sorted_rows(&dataset);
+    let mut want = before.clone();
+    for rows in want.values_mut() {
+        rows.retain(|r| {
+            !gone
+                .iter()
+                .any(|id| r.contains(&format!("object_id: {id},")))
+        });
+    }
+    want.retain(|_, rows| !rows.is_empty());
+    let mut after_without_new = after.clone();
+    let added = after_without_new.remove("from_webhook").unwrap();
+    assert_eq!(added.len(), 1);
+    assert_eq!(after_without_new, want);
+}
+
 /// `replay --mode merge`: each date's dump merged in date order into one dataset, the same
 /// rows as one clean run over every date; a second replay skips the dates merged before.
 #[test]

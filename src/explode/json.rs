@@ -12,7 +12,10 @@
 //! | v3 CRM | `id` (digits) | `propertiesWithHistory.<p>[]` (`properties` holds plain current values) |
 //! | webhook event | `objectId` | the event itself: `propertyName`, `propertyValue`, `occurredAt` |
 //!
-//! and, failing a top-level id, `properties.hs_object_id` (its value). Version fields of all
+//! and, failing a top-level id, `properties.hs_object_id` (its value). Webhook events that
+//! are not property changes give no row; a deletion, privacy deletion, restore or merge
+//! (by its `subscriptionType`) gives the sink an [`ObjectEvent`] per object it deletes or
+//! restores (for a merge, its `mergedObjectIds`). Version fields of all
 //! dialects map to the output columns by name (`source-type`/`source`/`sourceType`/
 //! `changeSource` → `source_type`, …), so one version parser serves them all.
 //!
@@ -30,7 +33,10 @@ use std::io::Read;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{MAX_VALUE_BYTES, PropertyIds, RecordBuilder, RecordSink, StrField, timestamp};
+use super::{
+    MAX_VALUE_BYTES, ObjectChange, ObjectEvent, PropertyIds, RecordBuilder, RecordSink, StrField,
+    timestamp,
+};
 
 /// Buffers the parser reuses from record to record (keep one per mapper).
 #[derive(Debug, Default)]
@@ -174,7 +180,11 @@ keys!(RecordKey {
     OccurredAt = "occurredAt",
     ChangeSource = "changeSource",
     SourceId = "sourceId",
-    EventKind = "subscriptionType" | "eventType" | "eventId" | "changeFlag",
+    EventKind = "eventId" | "changeFlag",
+    Subscription = "subscriptionType" | "eventType",
+    MergedIds = "mergedObjectIds",
+    PrimaryId = "primaryObjectId",
+    NewId = "newObjectId",
 } digits: Keyed);
 
 keys!(PropertyKey {
@@ -302,6 +312,13 @@ struct Webhook {
     source_id: crate::batch::StrColumn,
     occurred_at: Option<Result<i64, String>>,
     is_event: bool,
+    /// What `subscriptionType` says the event is.
+    kind: EventKind,
+    /// A merge's `mergedObjectIds` (`None`: absent), its `primaryObjectId`, `newObjectId`.
+    merged: Option<Soft<()>>,
+    merged_ids: Vec<i64>,
+    primary: Option<Soft<i64>>,
+    new_object: Option<Soft<i64>>,
 }
 
 impl Webhook {
@@ -312,6 +329,36 @@ impl Webhook {
         self.source_id.clear();
         self.occurred_at = None;
         self.is_event = false;
+        self.kind = EventKind::Other;
+        self.merged = None;
+        self.merged_ids.clear();
+        self.primary = None;
+        self.new_object = None;
+    }
+}
+
+/// The kinds of webhook event that change an object's life, from the last part of the
+/// `subscriptionType` (`contact.deletion`, `object.privacyDeletion`, `deal.merge`, …).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum EventKind {
+    Deletion,
+    Restore,
+    Merge,
+    /// Creation, property change, association change, or no type at all.
+    #[default]
+    Other,
+}
+
+fn event_kind(subscription: &str) -> EventKind {
+    let last = subscription.rsplit('.').next().unwrap_or_default();
+    if last.eq_ignore_ascii_case("deletion") || last.eq_ignore_ascii_case("privacyDeletion") {
+        EventKind::Deletion
+    } else if last.eq_ignore_ascii_case("restore") {
+        EventKind::Restore
+    } else if last.eq_ignore_ascii_case("merge") {
+        EventKind::Merge
+    } else {
+        EventKind::Other
     }
 }
 
@@ -372,6 +419,17 @@ fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Resu
                 map.next_value::<IgnoredAny>()?;
                 ctx.webhook.is_event = true;
             }
+            RecordKey::Subscription => {
+                ctx.webhook.kind = map.next_value_seed(KindSeed)?.unwrap_or_default();
+                ctx.webhook.is_event = true;
+            }
+            RecordKey::MergedIds => {
+                ctx.webhook.merged_ids.clear();
+                ctx.webhook.merged =
+                    Some(map.next_value_seed(IdList(&mut ctx.webhook.merged_ids))?);
+            }
+            RecordKey::PrimaryId => ctx.webhook.primary = Some(map.next_value_seed(IdSeed)?),
+            RecordKey::NewId => ctx.webhook.new_object = Some(map.next_value_seed(IdSeed)?),
             // v1 batch reads answer `{"<vid>": {contact}, …}`: records keyed by their id.
             RecordKey::Keyed => {
                 page |= map.next_value_seed(Keyed(&mut *ctx))?;
@@ -392,7 +450,7 @@ fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Resu
             Some(property) => webhook_version(ctx, property),
             // Creations, deletions, merges, association changes (which carry no objectId).
             None => {
-                ctx.sink.event_without_version();
+                lifecycle_event(ctx, ids, index);
                 return Ok(());
             }
         }
@@ -403,6 +461,60 @@ fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Resu
         return Err(de::Error::custom("record limit reached"));
     }
     Ok(())
+}
+
+/// A webhook event that is not a property change: counted; a deletion, restore or merge also
+/// tells the sink which objects it deleted or restored. One whose ids cannot be read is
+/// rejected: the objects it would delete are unknown.
+fn lifecycle_event(ctx: &mut JsonContext<'_>, ids: ObjectIds, index: u64) {
+    let w = &*ctx.webhook;
+    let change = match w.kind {
+        EventKind::Deletion | EventKind::Merge => ObjectChange::Deleted,
+        EventKind::Restore => ObjectChange::Restored,
+        EventKind::Other => return ctx.sink.event_without_version(),
+    };
+    let occurred_at = match &w.occurred_at {
+        Some(Ok(ms)) => *ms,
+        Some(Err(e)) => return ctx.sink.reject(index, &format!("occurredAt: {e}")),
+        None => i64::MIN,
+    };
+    let event = |object_id| ObjectEvent {
+        object_id,
+        occurred_at,
+        change,
+    };
+    if w.kind != EventKind::Merge {
+        match ids.resolve() {
+            Ok(id) => ctx.sink.object_event(event(id)),
+            Err(e) => {
+                return ctx
+                    .sink
+                    .reject(index, &format!("a deletion or restore event: {e}"));
+            }
+        }
+        return ctx.sink.event_without_version();
+    }
+    // A merge deletes the objects merged away; when it made a new object, the primary too.
+    let primary = match (&w.primary, &w.new_object) {
+        (Some(Ok(primary)), Some(Ok(new))) if primary != new => Some(*primary),
+        (Some(Err(e)), _) => return ctx.sink.reject(index, &format!("primaryObjectId: {e}")),
+        (_, Some(Err(e))) => return ctx.sink.reject(index, &format!("newObjectId: {e}")),
+        _ => None,
+    };
+    match &w.merged {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return ctx.sink.reject(index, &format!("mergedObjectIds: {e}")),
+        None => {
+            return ctx.sink.reject(
+                index,
+                "a merge event without mergedObjectIds: the objects merged away are unknown",
+            );
+        }
+    }
+    for &id in w.merged_ids.iter().chain(&primary) {
+        ctx.sink.object_event(event(id));
+    }
+    ctx.sink.event_without_version();
 }
 
 /// A webhook property change: one version built from the event's fields.
@@ -1186,6 +1298,58 @@ fn raw_id(raw: &str) -> Soft<i64> {
     }
 }
 
+scalar_seed!(KindSeed -> EventKind, "an event type", {
+    i64: |_| Ok(EventKind::Other),
+    u64: |_| Ok(EventKind::Other),
+    f64: |_| Ok(EventKind::Other),
+    str: |v: &str| Ok(event_kind(v)),
+    null: Ok(EventKind::Other),
+    bool: |_| Ok(EventKind::Other),
+});
+
+/// A merge event's `mergedObjectIds` into a list; `Err` (the whole value read) unless it is
+/// an array of object ids.
+struct IdList<'c>(&'c mut Vec<i64>);
+
+impl<'de> DeserializeSeed<'de> for IdList<'_> {
+    type Value = Soft<()>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Soft<()>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IdList<'_> {
+    type Value = Soft<()>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of object ids")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Soft<()>, A::Error> {
+        let mut bad = None;
+        while let Some(id) = seq.next_element_seed(IdSeed)? {
+            match id {
+                Ok(id) => self.0.push(id),
+                Err(e) => {
+                    bad.get_or_insert(e);
+                }
+            }
+        }
+        Ok(bad.map_or(Ok(()), Err))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Soft<()>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.not_a_list("an object")
+    }
+    unexpected_scalars!(not_a_list: str, bool, i64, u64, f64, unit);
+}
+
+impl IdList<'_> {
+    fn not_a_list<E>(self, what: &str) -> Result<Soft<()>, E> {
+        Ok(Err(format!(
+            "expected an array of object ids, found {what}"
+        )))
+    }
+}
+
 scalar_seed!(TimestampSeed -> i64, "a timestamp", {
     i64: timestamp::in_range,
     u64: |v: u64| i64::try_from(v).map_err(|_| format!("{v} is out of range")).and_then(timestamp::in_range),
@@ -1378,6 +1542,73 @@ mod tests {
             )
         );
         assert_eq!((r[1].1, r[1].3.clone()), (125, None));
+    }
+
+    #[test]
+    fn deletion_restore_and_merge_events_name_the_objects_they_change() {
+        use crate::explode::ObjectChange::{Deleted, Restored};
+        let out = explode(
+            r#"{"subscriptionType": "contact.deletion", "objectId": 1, "occurredAt": 10, "changeFlag": "DELETED"}
+               {"subscriptionType": "contact.privacyDeletion", "objectId": "2", "occurredAt": 11}
+               {"subscriptionType": "object.restore", "objectId": 1, "occurredAt": "1970-01-01T00:00:00.020Z"}
+               {"subscriptionType": "contact.merge", "objectId": 3, "primaryObjectId": 3,
+                "mergedObjectIds": [4, "5"], "newObjectId": 3, "occurredAt": 12}
+               {"subscriptionType": "deal.merge", "primaryObjectId": 6, "mergedObjectIds": [7],
+                "newObjectId": 8}
+               {"subscriptionType": "contact.creation", "objectId": 9, "occurredAt": 13}
+               {"eventType": "company.deletion", "objectId": 10}"#,
+        );
+        assert_eq!(out.error, None);
+        assert!(out.sink.rejects.is_empty(), "{:?}", out.sink.rejects);
+        assert_eq!(out.sink.events_without_version, 7);
+        assert_eq!(out.sink.records, 0);
+        let events: Vec<(i64, i64, ObjectChange)> = out
+            .sink
+            .object_events
+            .iter()
+            .map(|e| (e.object_id, e.occurred_at, e.change))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (1, 10, Deleted),
+                (2, 11, Deleted),
+                (1, 20, Restored),
+                (4, 12, Deleted),
+                (5, 12, Deleted),
+                // A merge into a new object deletes the primary too.
+                (7, i64::MIN, Deleted),
+                (6, i64::MIN, Deleted),
+                (10, i64::MIN, Deleted),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_whose_objects_are_unknown_is_rejected() {
+        let out = explode(
+            r#"{"subscriptionType": "contact.merge", "objectId": 3, "primaryObjectId": 3}
+               {"subscriptionType": "contact.merge", "mergedObjectIds": "4,5"}
+               {"subscriptionType": "contact.merge", "mergedObjectIds": [4, "x"]}
+               {"subscriptionType": "contact.merge", "mergedObjectIds": [4], "primaryObjectId": null}
+               {"subscriptionType": "contact.deletion", "occurredAt": 5}
+               {"subscriptionType": "contact.deletion", "objectId": 5, "occurredAt": "soon"}"#,
+        );
+        assert_eq!(out.error, None);
+        assert!(out.sink.object_events.is_empty());
+        assert_eq!(out.sink.events_without_version, 0);
+        let reasons: Vec<&str> = out.sink.rejects.iter().map(|r| r.1.as_str()).collect();
+        assert_eq!(reasons.len(), 6, "{reasons:?}");
+        assert!(
+            reasons[0].contains("without mergedObjectIds"),
+            "{}",
+            reasons[0]
+        );
+        assert!(reasons[1].contains("found a string"), "{}", reasons[1]);
+        assert!(reasons[2].contains("\"x\""), "{}", reasons[2]);
+        assert!(reasons[3].starts_with("primaryObjectId"), "{}", reasons[3]);
+        assert!(reasons[4].contains("no object id"), "{}", reasons[4]);
+        assert!(reasons[5].starts_with("occurredAt"), "{}", reasons[5]);
     }
 
     #[test]

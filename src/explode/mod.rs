@@ -36,9 +36,33 @@ pub trait RecordSink {
     /// A webhook event that is not a property change (creation, deletion, merge): counted,
     /// not exploded.
     fn event_without_version(&mut self);
+    /// What a deletion, privacy-deletion, restore or merge event says of an object's life
+    /// (given just before the event is counted by [`RecordSink::event_without_version`]; a
+    /// merge gives one per object merged away).
+    fn object_event(&mut self, event: ObjectEvent);
     /// The record just given to [`RecordSink::record`] carried property values but not one
     /// version: a dump exported without histories. Counted, so that the run can say so.
     fn record_without_history(&mut self);
+}
+
+/// An object deleted or restored by a webhook event: a merge (`--mode merge`) drops the rows
+/// of every object whose last such event is a deletion ([`crate::merge::deleted_objects`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectEvent {
+    pub object_id: i64,
+    /// The event's `occurredAt` (epoch ms); `i64::MIN` when it had none.
+    pub occurred_at: i64,
+    pub change: ObjectChange,
+}
+
+/// What happened to the object. Ordered so that, at the same moment, a restore follows the
+/// deletion it undoes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ObjectChange {
+    /// Deleted (`*.deletion`, `*.privacyDeletion`), or merged into another (`*.merge`).
+    Deleted,
+    /// Brought back (`*.restore`).
+    Restored,
 }
 
 /// The most bytes one property value may hold; a longer one rejects its record.
@@ -274,6 +298,7 @@ pub struct CollectSink {
     pub rejects: Vec<(u64, String)>,
     pub events_without_version: u64,
     pub records_without_history: u64,
+    pub object_events: Vec<ObjectEvent>,
 }
 
 impl RecordSink for CollectSink {
@@ -290,6 +315,10 @@ impl RecordSink for CollectSink {
 
     fn event_without_version(&mut self) {
         self.events_without_version += 1;
+    }
+
+    fn object_event(&mut self, event: ObjectEvent) {
+        self.object_events.push(event);
     }
 
     fn record_without_history(&mut self) {

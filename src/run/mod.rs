@@ -339,9 +339,12 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         lock,
         recovery,
     } = open_run(config, &run_id)?;
-    let deleted = match &config.delete_objects {
-        Some(location) => crate::merge::read_delete_ids(location, &stores)?,
-        None => Vec::new(),
+    let deletes = Deletes {
+        listed: match &config.delete_objects {
+            Some(location) => crate::merge::read_delete_ids(location, &stores)?,
+            None => Vec::new(),
+        },
+        all: std::sync::OnceLock::new(),
     };
     let splits = input::splits(&files, config.split_bytes)?;
     let (plan, plan_source, predicted) = plan_run(config, &*dataset, &stores, &files, &splits)?;
@@ -356,14 +359,19 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     };
     let existing = Existing {
         folder: (config.mode == Mode::Merge).then_some(&*dataset as &dyn crate::store::Folder),
-        deleted: &deleted,
     };
     let stages = map_reduce(
-        config, existing, &run_id, &partition, &files, splits, &table, &staging,
+        config, existing, &deletes, &run_id, &partition, &files, splits, &table, &staging,
     )
     .map_err(discard)?;
     let reduced_at = Instant::now();
     let spilled_bytes = stages.reduced.iter().map(|r| r.spilled_bytes).sum();
+    let events_kept = match deletes.all.get() {
+        Some(_) => 0,
+        None => {
+            crate::merge::deleted_objects(&[], stages.mapped.iter().flat_map(|m| &m.events)).len()
+        }
+    };
 
     let mut counts = check_counts(
         config,
@@ -374,7 +382,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         &stages.reduced,
     )
     .map_err(discard)?;
-    counts.objects_to_delete = deleted.len() as u64;
+    counts.objects_to_delete = deletes.all.get().map_or(0, |d| d.len() as u64);
     counts.objects_deleted = objects_deleted(&stages.reduced);
     let outputs = Outputs::gather(&stages.reduced, &table.names(), &staging, &predicted);
     let record = outputs.history_record(&run_id, started_ms, config.output.name(), &partition);
@@ -399,6 +407,14 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     );
     let mut warnings = recovery.warnings.clone();
     warnings.extend(input_warnings(&manifest.counts));
+    if events_kept > 0 {
+        warnings.push(format!(
+            "the input's webhook events delete or merge away {} object{}; their rows were not \
+             removed: deletes apply only with --mode merge",
+            crate::units::format_count(events_kept as u64),
+            if events_kept == 1 { "" } else { "s" }
+        ));
+    }
     warnings.extend(dataset.publish(&mut manifest)?);
     tracing::info!(run = %run_id, publish_ms = ms(publishing.elapsed()), "committed");
     drop(lock);
@@ -464,13 +480,22 @@ fn open_run(config: &RunConfig, run_id: &str) -> Result<Opened> {
     })
 }
 
+/// A merge's deletes: the ids of the delete file, and, once every record is read, all the
+/// objects the run deletes (with those of the input's events).
+#[derive(Debug)]
+struct Deletes {
+    listed: Vec<i64>,
+    all: std::sync::OnceLock<Arc<[i64]>>,
+}
+
 /// The map and reduce phase, on this machine's threads ([`threads::execute`]): the run's
 /// files staged under `staging` (and its `partition`), named for `run_id`. A merge reads the
-/// partitions it writes back from `existing`, and drops its deleted objects.
+/// partitions it writes back from `existing`, and drops the objects of `deletes`.
 #[allow(clippy::too_many_arguments)]
 fn map_reduce(
     config: &RunConfig,
     existing: Existing<'_>,
+    deletes: &Deletes,
     run_id: &str,
     partition: &Option<String>,
     files: &[InputFile],
@@ -486,11 +511,15 @@ fn map_reduce(
     };
     let prefix = format!("part-{run_id}");
     let progress = Arc::new(crate::progress::Progress::default());
-    let arrange = |jobs| -> Result<Vec<Vec<crate::reduce::Job>>> {
+    let arrange = |mapped: &[Mapped], jobs| -> Result<Vec<Vec<crate::reduce::Job>>> {
         let folder = existing
             .folder
             .ok_or_else(|| Error::Bug("a merge without its dataset".into()))?;
-        crate::merge::arrange(folder, partition.as_deref(), existing.deleted, table, jobs)
+        let deleted = deletes.all.get_or_init(|| {
+            let events = mapped.iter().flat_map(|m| &m.events);
+            crate::merge::deleted_objects(&deletes.listed, events).into()
+        });
+        crate::merge::arrange(folder, partition.as_deref(), deleted, table, jobs)
     };
     let job = threads::Job {
         files,

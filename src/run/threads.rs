@@ -48,7 +48,8 @@ pub struct Job<'a> {
     pub spill_dir: &'a Path,
     pub progress: &'a Progress,
     /// Rearranges the reducers' write jobs (one list per reducer, in its order) before they
-    /// are written: a merge gathers each property's jobs into one. `None`: as they are.
+    /// are written, knowing what the mappers met: a merge gathers each property's jobs into
+    /// one, and drops the objects the input's events deleted. `None`: as they are.
     pub arrange: Option<&'a Arrange<'a>>,
 }
 
@@ -65,7 +66,8 @@ impl std::fmt::Debug for Job<'_> {
 }
 
 /// What [`Job::arrange`] does.
-pub type Arrange<'a> = dyn Fn(Vec<Vec<reduce::Job>>) -> Result<Vec<Vec<reduce::Job>>> + Sync + 'a;
+pub type Arrange<'a> =
+    dyn Fn(&[Mapped], Vec<Vec<reduce::Job>>) -> Result<Vec<Vec<reduce::Job>>> + Sync + 'a;
 
 /// Runs the mappers and reducers over `splits`; staged files are under `job.staging` when
 /// this returns `Ok`.
@@ -137,7 +139,7 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>) -> Result<MapReduced> {
                 .map(|r| std::mem::take(&mut r.jobs))
                 .collect();
             let arranged = match job.arrange {
-                Some(arrange) => arrange(jobs),
+                Some(arrange) => arrange(&mapped, jobs),
                 None => Ok(jobs),
             };
             if let Some(jobs) = keep(&mut first_error, arranged) {
