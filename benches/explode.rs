@@ -24,7 +24,7 @@ struct Count {
 }
 
 impl RecordSink for Count {
-    fn record(&mut self, _: u64, rows: &Rows) {
+    fn record(&mut self, _: u64, rows: &Rows, _: skewer::explode::Carried) {
         self.rows += rows.len() as u64;
     }
     fn reject(&mut self, index: u64, reason: &str) {

@@ -421,6 +421,9 @@ impl Columns {
 pub struct Rows {
     pub property: Vec<u32>,
     pub cols: Columns,
+    /// For an upsert: the `(property, object)` pairs whose whole history these rows carry
+    /// (the stored history of each is replaced). Empty otherwise.
+    pub histories: Vec<(u32, i64)>,
 }
 
 impl std::ops::Deref for Rows {
@@ -464,11 +467,12 @@ impl Rows {
 
     pub fn clear(&mut self) {
         self.truncate(0);
+        self.histories.clear();
     }
 
     /// Heap bytes held, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.property.capacity() * 4 + self.cols.heap_bytes()
+        self.property.capacity() * 4 + self.cols.heap_bytes() + self.histories.capacity() * 16
     }
 }
 

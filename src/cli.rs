@@ -125,7 +125,7 @@ impl ReplayArgs {
                 to: self.to,
                 // A merge takes every date into the same partitions: none unless asked.
                 partition: match (partition, mode) {
-                    (None, ModeArg::Merge) => None,
+                    (None, ModeArg::Merge | ModeArg::Upsert) => None,
                     (p, _) => Some(p.unwrap_or_else(|| "dt={date}".into())),
                 },
                 plan_from: match self.plan_from {
@@ -411,12 +411,14 @@ pub struct RunArgs {
 
     /// overwrite: replace only the partitions this run writes; append: add files beside them;
     /// merge: merge this run's rows into the partitions it writes (stored rows kept, exact
-    /// duplicates dropped).
+    /// duplicates dropped); upsert: as merge, but where the input carries an object's
+    /// property with its history, that history replaces the stored one.
     #[arg(long, value_enum, default_value_t = ModeArg::Overwrite)]
     pub mode: ModeArg,
 
-    /// With --mode merge: remove these objects' rows from every partition. A file (or
-    /// s3:// object) of object ids, one per line; ids with no rows are counted, not errors.
+    /// With --mode merge or upsert: remove these objects' rows from every partition. A file
+    /// (or s3:// object) of object ids, one per line; ids with no rows are counted, not
+    /// errors.
     #[arg(long, value_name = "PATH|s3://…", value_parser = location)]
     pub delete_objects: Option<Location>,
 
@@ -460,6 +462,7 @@ pub enum ModeArg {
     Overwrite,
     Append,
     Merge,
+    Upsert,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -531,6 +534,7 @@ impl RunArgs {
                 ModeArg::Overwrite => Mode::Overwrite,
                 ModeArg::Append => Mode::Append,
                 ModeArg::Merge => Mode::Merge,
+                ModeArg::Upsert => Mode::Upsert,
             },
             sink: SinkOptions {
                 target_file_bytes: params.target_file_bytes,

@@ -50,6 +50,13 @@ impl<'a> Mapper<'a> {
         }
     }
 
+    /// With `on`, sends beside the rows the `(property, object)` pairs the input carries as
+    /// histories ([`crate::batch::Rows::histories`]), for an upsert.
+    pub fn with_histories(mut self, on: bool) -> Self {
+        self.router.histories = on;
+        self
+    }
+
     /// Reads one split (an index into the files given to [`Mapper::new`]) and routes its
     /// rows. `Err` for a loss that cannot be counted (see [`crate::input`]).
     pub fn map(&mut self, split: &Split) -> Result<()> {

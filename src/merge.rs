@@ -428,6 +428,102 @@ mod tests {
             assert!(merged.deleted_rows <= want_deleted);
         }
     }
+
+    /// An upsert: the stored rows of the objects whose history the new rows carry go, the
+    /// new rows take their place; stored rows of other objects, and new rows that are single
+    /// changes (no history pair), merge as in a merge.
+    #[test]
+    fn an_upsert_replaces_the_stored_histories_the_input_carries() {
+        for case in 0..4u64 {
+            let mut seed = 100 + case;
+            let dir = tempfile::tempdir().unwrap();
+            let options = SinkOptions {
+                row_group_rows: 61,
+                ..SinkOptions::default()
+            };
+            let partition = dir.path().join("property_name=p");
+            let mut stored = Columns::default();
+            let mut rows = Columns::default();
+            for _ in 0..400 {
+                rows.push(&random_row(&mut seed, 100));
+            }
+            let (order, _) = sort_dedupe(&rows);
+            for &i in &order {
+                stored.push(&rows.row(i as usize));
+            }
+            let mut w = PropertyWriter::new(&partition, "part-old-r0", &options);
+            w.write(&rows, &order).unwrap();
+            w.finish().unwrap();
+
+            // New rows over two reducers; objects divisible by 3 come as histories.
+            let mut new = Columns::default();
+            let mut histories = std::collections::BTreeSet::new();
+            let mut jobs = Vec::new();
+            let mut spilled_duplicates = 0;
+            for r in 0..2 {
+                let budget = if r == 1 && case % 2 == 1 { 1 } else { 1 << 30 };
+                let mut reducer = Reducer::new(budget, dir.path().join(format!("spill{r}")));
+                for _ in 0..3 {
+                    let mut batch = Rows::default();
+                    for _ in 0..(30 + case * 7) {
+                        let row = random_row(&mut seed, 130);
+                        if row.object_id % 3 == 0 {
+                            batch.histories.push((0, row.object_id));
+                            histories.insert(row.object_id);
+                        }
+                        batch.push(0, &row);
+                        new.push(&row);
+                    }
+                    reducer.add(&batch).unwrap();
+                }
+                let (list, spilled) = reducer.into_jobs(vec![0]);
+                spilled_duplicates += spilled.duplicates;
+                jobs.push(list);
+            }
+            let folder = LocalDataset::new(dir.path());
+            let listed = stored_partitions(&folder, None).unwrap();
+            let mut gathered = gather(jobs, |_| listed["property_name=p"].clone(), &[]);
+            let job = gathered[0].pop().unwrap();
+            let out = dir.path().join("out");
+            let mut writer = PropertyWriter::new(&out, "part-new-r0", &options);
+            let existing = Existing {
+                folder: Some(&folder),
+            };
+            let merged = job.write(&mut writer, &existing).unwrap();
+            writer.finish().unwrap();
+
+            let mut all = new.clone();
+            let mut replaced = 0;
+            for i in 0..stored.len() {
+                if histories.contains(&stored.object_id[i]) {
+                    replaced += 1;
+                } else {
+                    all.push(&stored.row(i));
+                }
+            }
+            let (order, _) = sort_dedupe(&all);
+            let mut want = Columns::default();
+            for &i in &order {
+                want.push(&all.row(i as usize));
+            }
+            let mut back = Columns::default();
+            for entry in std::fs::read_dir(&out).unwrap() {
+                let rows = crate::dataset::read_rows(&entry.unwrap().path()).unwrap();
+                for i in 0..rows.len() {
+                    back.push(&rows.row(i));
+                }
+            }
+            assert_eq!(back, want, "case {case}");
+            // A stored row equal to a new one may count as a duplicate instead.
+            assert!(merged.replaced_rows <= replaced && merged.replaced_rows > 0);
+            assert_eq!(merged.stored_rows, stored.len() as u64);
+            assert_eq!(
+                back.len() as u64 + merged.duplicates + spilled_duplicates + merged.replaced_rows,
+                new.len() as u64 + stored.len() as u64,
+                "case {case}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,8 @@ pub struct Reducer {
     caps: (usize, usize),
     /// Properties whose buffer passed a cap: the next spill takes them.
     over_cap: Vec<usize>,
+    /// Per property, the objects whose history the rows carry (an upsert), as received.
+    replaced: Vec<Vec<i64>>,
 }
 
 /// String bytes one property's buffer may hold before it is spilled whatever the budget: a
@@ -108,6 +110,16 @@ pub struct Job {
     /// Objects whose rows are dropped, sorted, without repeats (a merge's deletes, shared by
     /// all its jobs).
     deleted: Arc<[i64]>,
+    /// Objects whose stored rows are dropped, sorted, without repeats: the input carries
+    /// their history of the property (an upsert).
+    replaced: Vec<i64>,
+}
+
+/// `ids` sorted, without repeats.
+fn sorted_set(mut ids: Vec<i64>) -> Vec<i64> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// One reducer's rows of a property: in memory, and spilled.
@@ -138,6 +150,8 @@ pub struct Merged {
     /// The deleted objects that had rows here: bit `i` for the `i`th of the job's deleted
     /// objects ([`Job::with_deleted`]).
     pub deleted_found: Vec<u64>,
+    /// Stored rows dropped because the input carries their object's history (an upsert).
+    pub replaced_rows: u64,
 }
 
 impl Merged {
@@ -146,6 +160,7 @@ impl Merged {
         self.duplicates += other.duplicates;
         self.stored_rows += other.stored_rows;
         self.deleted_rows += other.deleted_rows;
+        self.replaced_rows += other.replaced_rows;
         if self.deleted_found.len() < other.deleted_found.len() {
             self.deleted_found.resize(other.deleted_found.len(), 0);
         }
@@ -178,13 +193,16 @@ impl Job {
             parts: Vec::new(),
             stored: Vec::new(),
             deleted: Arc::from([]),
+            replaced: Vec::new(),
         };
         for job in jobs {
             debug_assert_eq!(job.property, property);
             out.received += job.received;
             out.parts.extend(job.parts);
             out.stored.extend(job.stored);
+            out.replaced.extend(job.replaced);
         }
+        out.replaced = sorted_set(out.replaced);
         out
     }
 
@@ -248,7 +266,7 @@ impl Job {
                 }
             }
         }
-        let mut groups = Groups::new(writer.row_group_rows(), &self.deleted);
+        let mut groups = Groups::new(writer.row_group_rows(), &self.deleted, &self.replaced);
         merge(&mut sources, &mut groups, writer)?;
         for s in &sources {
             if let Source::Stored(s) = s {
@@ -256,8 +274,9 @@ impl Job {
             }
         }
         merged.duplicates += groups.duplicates;
-        merged.deleted_rows = groups.deleted_rows;
-        merged.deleted_found = groups.deleted_found;
+        merged.deleted_rows = groups.deleted.dropped;
+        merged.deleted_found = groups.deleted.found;
+        merged.replaced_rows = groups.replaced.dropped;
         Ok(merged)
     }
 }
@@ -301,6 +320,7 @@ impl Reducer {
             spilled_bytes: 0,
             caps: (BUFFER_BYTES_CAP, BUFFER_ROWS_CAP),
             over_cap: Vec::new(),
+            replaced: Vec::new(),
         }
     }
 
@@ -324,6 +344,13 @@ impl Reducer {
             self.pending[p].push(i as u32);
         }
         self.rows += batch.len() as u64;
+        for &(p, object) in &batch.histories {
+            let p = p as usize;
+            if p >= self.replaced.len() {
+                self.replaced.resize_with(p + 1, Vec::new);
+            }
+            self.replaced[p].push(object);
+        }
         for &p in &self.touched {
             let p = p as usize;
             let rows = &mut self.by_property[p];
@@ -447,6 +474,10 @@ impl Reducer {
                 }],
                 stored: Vec::new(),
                 deleted: Arc::from([]),
+                replaced: match self.replaced.get_mut(p as usize) {
+                    Some(objects) => sorted_set(std::mem::take(objects)),
+                    None => Vec::new(),
+                },
             })
             .collect();
         let spilled = Spilled {
@@ -924,6 +955,11 @@ impl Source<'_> {
         }
     }
 
+    /// Whether its rows come from a stored file (those an upsert may replace).
+    fn is_stored(&self) -> bool {
+        matches!(self, Source::Stored(_))
+    }
+
     /// The next `take` rows, as their columns and a run of indices into them.
     fn run(&self, take: usize) -> (&Columns, Run<'_>) {
         match self {
@@ -984,7 +1020,7 @@ fn merge(
             }
         };
         let (columns, run) = source.run(take);
-        groups.append(columns, run, writer)?;
+        groups.append(columns, run, source.is_stored(), writer)?;
         // Advance the source on top; drop it from the heap when it runs out.
         if !sources[top].advance(take)? {
             let last_index = heap.len() - 1;
@@ -1094,16 +1130,55 @@ struct Groups<'d> {
     previous: Columns,
     idx: Vec<u32>,
     duplicates: u64,
-    /// Objects whose rows are dropped (sorted), the first that may still come (rows come in
-    /// object order, so it only moves forward), rows dropped and the objects met.
-    deleted: &'d [i64],
-    next_deleted: usize,
-    deleted_rows: u64,
-    deleted_found: Vec<u64>,
+    /// Objects whose rows are dropped wherever they come from.
+    deleted: Dropping<'d>,
+    /// Objects whose stored rows are dropped (an upsert).
+    replaced: Dropping<'d>,
+}
+
+/// A sorted set of objects whose rows are dropped, walked as rows come in object order.
+struct Dropping<'d> {
+    objects: &'d [i64],
+    /// The first object that may still come (rows come in object order: only forward).
+    next: usize,
+    /// Rows dropped.
+    dropped: u64,
+    /// Bit `i`: `objects[i]` had a row.
+    found: Vec<u64>,
+}
+
+impl<'d> Dropping<'d> {
+    fn new(objects: &'d [i64]) -> Self {
+        Dropping {
+            objects,
+            next: 0,
+            dropped: 0,
+            found: Vec::new(),
+        }
+    }
+
+    /// Whether `object`'s row is dropped (and counts it); objects must come in
+    /// non-decreasing order.
+    #[inline]
+    fn drops(&mut self, object: i64) -> bool {
+        let d = self.objects;
+        while self.next < d.len() && d[self.next] < object {
+            self.next += 1;
+        }
+        if d.get(self.next) != Some(&object) {
+            return false;
+        }
+        self.dropped += 1;
+        if self.found.is_empty() {
+            self.found = vec![0; d.len().div_ceil(64)];
+        }
+        self.found[self.next / 64] |= 1 << (self.next % 64);
+        true
+    }
 }
 
 impl<'d> Groups<'d> {
-    fn new(group_rows: usize, deleted: &'d [i64]) -> Groups<'d> {
+    fn new(group_rows: usize, deleted: &'d [i64], replaced: &'d [i64]) -> Groups<'d> {
         let group_rows = group_rows.max(1);
         Groups {
             group_rows,
@@ -1112,37 +1187,19 @@ impl<'d> Groups<'d> {
             previous: Columns::default(),
             idx: Vec::new(),
             duplicates: 0,
-            deleted,
-            next_deleted: 0,
-            deleted_rows: 0,
-            deleted_found: Vec::new(),
+            deleted: Dropping::new(deleted),
+            replaced: Dropping::new(replaced),
         }
-    }
-
-    /// Whether `object`'s rows are dropped; objects must come in non-decreasing order.
-    #[inline]
-    fn is_deleted(&mut self, object: i64) -> bool {
-        let d = self.deleted;
-        while self.next_deleted < d.len() && d[self.next_deleted] < object {
-            self.next_deleted += 1;
-        }
-        if d.get(self.next_deleted) != Some(&object) {
-            return false;
-        }
-        self.deleted_rows += 1;
-        if self.deleted_found.is_empty() {
-            self.deleted_found = vec![0; d.len().div_ceil(64)];
-        }
-        self.deleted_found[self.next_deleted / 64] |= 1 << (self.next_deleted % 64);
-        true
     }
 
     /// Appends a run of `source` (sorted, free of duplicates, sorting after every row
-    /// appended before it), writing each group as it fills.
+    /// appended before it; `stored`: read from a stored file), writing each group as it
+    /// fills.
     fn append(
         &mut self,
         source: &Columns,
         run: Run<'_>,
+        stored: bool,
         writer: &mut PropertyWriter,
     ) -> Result<()> {
         let take = run.len();
@@ -1172,10 +1229,15 @@ impl<'d> Groups<'d> {
                     .idx
                     .extend((range.start + i..range.start + i + n).map(|r| r as u32)),
             }
-            if !self.deleted.is_empty() {
-                let mut idx = std::mem::take(&mut self.idx);
-                idx.retain(|&r| !self.is_deleted(source.object_id[r as usize]));
-                self.idx = idx;
+            if !self.deleted.objects.is_empty() {
+                let deleted = &mut self.deleted;
+                self.idx
+                    .retain(|&r| !deleted.drops(source.object_id[r as usize]));
+            }
+            if stored && !self.replaced.objects.is_empty() {
+                let replaced = &mut self.replaced;
+                self.idx
+                    .retain(|&r| !replaced.drops(source.object_id[r as usize]));
             }
             self.group.append_indices(source, &self.idx);
             i += n;

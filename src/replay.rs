@@ -101,7 +101,7 @@ pub fn replay(config: &ReplayConfig) -> Result<Vec<DateResult>> {
             "--input must hold {date}, e.g. 'raw/contacts/dt={date}/'".into(),
         ));
     }
-    let merge = config.run.mode == crate::store::meta::Mode::Merge;
+    let merge = config.run.mode.merges();
     match &config.partition {
         Some(p) if !merge && !p.contains("{date}") => {
             return Err(Error::Config(format!(
@@ -171,11 +171,10 @@ fn replay_date(
         .transpose()?;
 
     let (plan, source) = plan_for(config, stores, &files, day)?;
-    let done = if config.run.mode == crate::store::meta::Mode::Merge {
-        latest
-            .merges
-            .iter()
-            .find(|m| m.partition == partition_dir && same_inputs(m, &files))
+    let done = if config.run.mode.merges() {
+        latest.merges.iter().find(|m| {
+            m.mode == config.run.mode && m.partition == partition_dir && same_inputs(m, &files)
+        })
     } else {
         partition_dir
             .as_ref()
@@ -276,7 +275,7 @@ struct Committed {
 impl Committed {
     /// Adds a committed run (runs in the order they committed).
     fn add(&mut self, m: Manifest) {
-        if m.mode == crate::store::meta::Mode::Merge {
+        if m.mode.merges() {
             self.merges.push(m.clone());
         }
         if let Some(p) = m.partition.clone() {

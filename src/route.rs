@@ -203,6 +203,9 @@ pub struct Router<'t> {
     pub disconnected: bool,
     /// Per reducer, row indices of the chunk being routed (reused).
     pending: Vec<Vec<u32>>,
+    /// Whether to send with the rows the `(property, object)` pairs carried as histories
+    /// ([`Rows::histories`]): an upsert replaces those.
+    pub histories: bool,
     /// Test hook (`SKEWER_FAIL_AT=lose-row`): count one row as routed but never send it, so
     /// that tests can see the run's own accounting catch a lost row.
     lose_a_row: bool,
@@ -240,6 +243,7 @@ impl<'t> Router<'t> {
             location: UnitLocation::default(),
             disconnected: false,
             pending: Vec::new(),
+            histories: false,
             lose_a_row: std::env::var("SKEWER_FAIL_AT").is_ok_and(|p| p == "lose-row"),
         }
     }
@@ -316,6 +320,13 @@ impl crate::explode::parquet::ParquetSink for Router<'_> {
                 Ok(route) => {
                     let r = route.reducer(object_hash(rows.object_id[i])) as usize;
                     pending[r].push(i as u32);
+                    // Nested Parquet versions are histories; an object's come together.
+                    let (p, o) = (rows.property[i], rows.object_id[i]);
+                    if self.histories
+                        && (i == 0 || (rows.property[i - 1], rows.object_id[i - 1]) != (p, o))
+                    {
+                        self.batches[r].histories.push((p, o));
+                    }
                 }
                 Err(reason) => {
                     let reason = reason.to_string();
@@ -360,7 +371,7 @@ impl crate::explode::parquet::ParquetSink for Router<'_> {
 }
 
 impl RecordSink for Router<'_> {
-    fn record(&mut self, index: u64, rows: &Rows) {
+    fn record(&mut self, index: u64, rows: &Rows, carried: crate::explode::Carried) {
         // A record is read whole or rejected whole: check every row can be written first.
         for i in 0..rows.len() {
             if let Err(reason) = self.route(rows.property[i]) {
@@ -376,6 +387,7 @@ impl RecordSink for Router<'_> {
         }
         // A record is one object: hash its id once for all its rows.
         let hash = object_hash(rows.object_id[0]);
+        let histories = self.histories && carried == crate::explode::Carried::History;
         for i in 0..rows.len() {
             if self.lose_a_row {
                 self.lose_a_row = false;
@@ -385,6 +397,12 @@ impl RecordSink for Router<'_> {
                 continue; // checked above
             };
             let reducer = route.reducer(hash) as usize;
+            // A record's versions of a property come together.
+            if histories && (i == 0 || rows.property[i - 1] != rows.property[i]) {
+                self.batches[reducer]
+                    .histories
+                    .push((rows.property[i], rows.object_id[i]));
+            }
             self.batches[reducer].push_from(rows, i);
             if self.full(reducer) {
                 self.send(reducer);
@@ -444,7 +462,7 @@ mod tests {
                 },
             );
         }
-        router.record(0, &rows);
+        router.record(0, &rows, crate::explode::Carried::History);
         router.reject(4, "bad");
         router.flush();
         drop(router);

@@ -36,7 +36,7 @@ struct Counting {
 }
 
 impl RecordSink for Counting {
-    fn record(&mut self, _: u64, rows: &Rows) {
+    fn record(&mut self, _: u64, rows: &Rows, _: crate::explode::Carried) {
         self.records += 1;
         let mut last = None;
         for i in 0..rows.len() {

@@ -523,6 +523,172 @@ fn deletion_and_merge_events_in_the_input_delete_objects() {
     assert_eq!(after_without_new, want);
 }
 
+/// (property, object) → its rows (as `Row`'s debug text), in file order.
+fn rows_by_pair(dataset: &Path) -> BTreeMap<(String, i64), Vec<String>> {
+    let mut out: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
+    for f in skewer::dataset::files(dataset).unwrap() {
+        let rows = skewer::dataset::read_rows(&f.path).unwrap();
+        for i in 0..rows.len() {
+            out.entry((f.property.clone(), rows.object_id[i]))
+                .or_default()
+                .push(format!("{:?}", rows.row(i)));
+        }
+    }
+    out
+}
+
+/// `--mode upsert`: where the input carries an object's property with its history (v1
+/// `versions`, v3 `propertiesWithHistory`), that history replaces the stored one, shortened or
+/// not; a webhook change adds one version; a current value alone replaces nothing; every
+/// other (object, property) keeps its rows; deletes apply as in a merge.
+#[test]
+fn an_upsert_replaces_the_histories_the_input_carries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = dump(&tmp.path().join("base"), 1, 200, 1);
+    let dataset = tmp.path().join("ds");
+    run(&config(&[&base[0]], &dataset, Mode::Overwrite)).unwrap();
+    let before = rows_by_pair(&dataset);
+    // Pairs with at least two stored versions: (property, object).
+    let long: Vec<&(String, i64)> = before
+        .iter()
+        .filter(|(_, rows)| rows.len() >= 2)
+        .map(|(k, _)| k)
+        .collect();
+    let (a, b, c, d) = (long[0], long[5], long[10], long[15]);
+    assert!(a.1 != b.1 && [a.1, b.1].iter().all(|&o| o != c.1 && o != d.1));
+    let input = tmp.path().join("upsert.ndjson");
+    let lines = [
+        // v1: a's history shortened to one new version.
+        format!(
+            r#"{{"vid": {}, "properties": {{"{}": {{"value": "short", "versions": [{{"value": "short", "timestamp": 5}}]}}}}}}"#,
+            a.1, a.0
+        ),
+        // v3: b's history with two versions, and c's property as a current value only.
+        format!(
+            r#"{{"id": "{}", "properties": {{"{}": "cur"}}, "propertiesWithHistory": {{"{}": [{{"value": "v1", "timestamp": "1970-01-01T00:00:00.001Z"}}, {{"value": "v2", "timestamp": 2}}]}}}}"#,
+            b.1, c.0, b.0
+        ),
+        format!(r#"{{"id": "{}", "properties": {{"{}": "cur"}}}}"#, c.1, c.0),
+        // A webhook change of d: one version more.
+        format!(
+            r#"{{"subscriptionType": "contact.propertyChange", "objectId": {}, "propertyName": "{}", "propertyValue": "hooked", "occurredAt": 7}}"#,
+            d.1, d.0
+        ),
+    ];
+    fs::write(&input, lines.join("\n")).unwrap();
+    let out = skewer([
+        "run",
+        "--mode",
+        "upsert",
+        "--json",
+        "-q",
+        "-r",
+        "3",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        dataset.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let counts = &json["manifest"]["counts"];
+    assert_eq!(json["manifest"]["mode"], "upsert");
+    assert_eq!(
+        counts["rows_replaced"],
+        (before[a].len() + before[b].len()) as u64,
+        "{counts}"
+    );
+    assert_eq!(counts["records_without_history"], 1);
+
+    let after = rows_by_pair(&dataset);
+    let holds = |k: &(String, i64), value: &str| {
+        let text = format!("value: Some({:?})", value.as_bytes());
+        after[k].iter().any(|r| r.contains(&text))
+    };
+    assert_eq!(after[a].len(), 1);
+    assert!(holds(a, "short"), "{:?}", after[a]);
+    assert!(holds(b, "v1") && holds(b, "v2"), "{:?}", after[b]);
+    assert_eq!(after[b].len(), 2);
+    assert_eq!(
+        after[c], before[c],
+        "a current value alone replaces nothing"
+    );
+    assert_eq!(after[d].len(), before[d].len() + 1);
+    assert!(holds(d, "hooked"), "{:?}", after[d]);
+    // Every other pair is as it was.
+    let mut rest = after.clone();
+    let mut was = before.clone();
+    for k in [a, b, d] {
+        rest.remove(k);
+        was.remove(k);
+    }
+    assert_eq!(rest, was);
+
+    // Upserting the same input again changes no row.
+    let again = skewer([
+        "run",
+        "--mode",
+        "upsert",
+        "-q",
+        "-r",
+        "2",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        dataset.to_str().unwrap(),
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("stored rows replaced"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(rows_by_pair(&dataset), after);
+}
+
+/// An upsert of a whole dump of other histories, from NDJSON (v3) and from nested Parquet:
+/// each (property, object) the dump carries holds exactly the dump's rows, every other one
+/// its stored rows.
+#[test]
+fn an_upsert_of_a_dump_in_every_format_takes_its_histories() {
+    use skewer::generate::{Dialect, Format};
+    let tmp = tempfile::tempdir().unwrap();
+    let base = dump(&tmp.path().join("base"), 1, 150, 1);
+    for (name, format, dialect) in [
+        ("ndjson", Format::Ndjson, Dialect::V3),
+        ("parquet", Format::Parquet, Dialect::V1),
+    ] {
+        let dataset = tmp.path().join(format!("ds-{name}"));
+        run(&config(&[&base[0]], &dataset, Mode::Overwrite)).unwrap();
+        let before = rows_by_pair(&dataset);
+        let inc_dir = tmp.path().join(format!("inc-{name}"));
+        generate(&GenConfig {
+            objects: 30,
+            properties: 40,
+            files: 1,
+            seed: 7,
+            format,
+            dialect,
+            ..GenConfig::new(&inc_dir)
+        })
+        .unwrap();
+        let alone = tmp.path().join(format!("alone-{name}"));
+        run(&config(&[&inc_dir], &alone, Mode::Overwrite)).unwrap();
+        let mut want = before.clone();
+        want.extend(rows_by_pair(&alone));
+
+        let summary = run(&config(&[&inc_dir], &dataset, Mode::Upsert)).unwrap();
+        let c = summary.manifest.counts;
+        assert!(c.rows_replaced > 0, "{name}: {c:?}");
+        assert_eq!(rows_by_pair(&dataset), want, "{name}");
+        for f in skewer::dataset::files(&dataset).unwrap() {
+            let files = skewer::dataset::files(&dataset).unwrap();
+            let n = files.iter().filter(|g| g.property == f.property).count();
+            assert_eq!(n, 1, "{name}: {} has {n} files", f.property);
+        }
+    }
+}
+
 /// `replay --mode merge`: each date's dump merged in date order into one dataset, the same
 /// rows as one clean run over every date; a second replay skips the dates merged before.
 #[test]

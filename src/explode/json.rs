@@ -537,6 +537,7 @@ fn webhook_version(ctx: &mut JsonContext<'_>, property: u32) {
         None => {}
     }
     b.end_version();
+    b.mark_change();
     let ids = &*ctx.ids;
     b.end_property(None, || ids.name(property));
 }

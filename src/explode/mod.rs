@@ -28,8 +28,9 @@ pub trait PropertyIds {
 /// Where explode's output goes.
 pub trait RecordSink {
     /// One record read whole (`index` as for `reject`): its rows (possibly none), with
-    /// `object_id` filled. The sink may still reject it (a property it cannot write).
-    fn record(&mut self, index: u64, rows: &Rows);
+    /// `object_id` filled, each property's versions together. The sink may still reject it
+    /// (a property it cannot write).
+    fn record(&mut self, index: u64, rows: &Rows, carried: Carried);
     /// One record that could not be read: `index` is its position in the unit being parsed
     /// (an NDJSON line holds one, a JSON array or page many), `reason` says why.
     fn reject(&mut self, index: u64, reason: &str);
@@ -43,6 +44,15 @@ pub trait RecordSink {
     /// The record just given to [`RecordSink::record`] carried property values but not one
     /// version: a dump exported without histories. Counted, so that the run can say so.
     fn record_without_history(&mut self);
+}
+
+/// What a record's versions of a property are: the property's history (`versions`,
+/// `propertiesWithHistory`, a nested Parquet list), or one change (a webhook event). An
+/// upsert replaces the stored history of a property with the first kind, never the second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carried {
+    History,
+    Change,
 }
 
 /// An object deleted or restored by a webhook event: a merge (`--mode merge`) drops the rows
@@ -110,6 +120,8 @@ pub struct RecordBuilder {
     /// Property values met (a current value, not a version), to tell a record exported
     /// without histories from one that simply has no properties.
     values: u32,
+    /// The record is one change (a webhook event), not histories.
+    change: bool,
     error: Option<String>,
 }
 
@@ -120,7 +132,13 @@ impl RecordBuilder {
         self.open = None;
         self.untimed.clear();
         self.values = 0;
+        self.change = false;
         self.error = None;
+    }
+
+    /// Marks the record as one change (a webhook event) rather than histories.
+    pub fn mark_change(&mut self) {
+        self.change = true;
     }
 
     /// Notes a property's current value (as opposed to a version).
@@ -275,7 +293,12 @@ impl RecordBuilder {
         match object_id {
             Ok(id) => {
                 self.rows.object_id.fill(id);
-                sink.record(index, &self.rows);
+                let carried = if self.change {
+                    Carried::Change
+                } else {
+                    Carried::History
+                };
+                sink.record(index, &self.rows, carried);
                 if self.rows.is_empty() && self.values > 0 {
                     sink.record_without_history();
                 }
@@ -302,7 +325,7 @@ pub struct CollectSink {
 }
 
 impl RecordSink for CollectSink {
-    fn record(&mut self, _: u64, rows: &Rows) {
+    fn record(&mut self, _: u64, rows: &Rows, _: Carried) {
         self.records += 1;
         for i in 0..rows.len() {
             self.rows.push_from(rows, i);

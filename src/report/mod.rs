@@ -314,6 +314,7 @@ fn summary_head(
         crate::store::meta::Mode::Overwrite => "overwrite",
         crate::store::meta::Mode::Append => "append",
         crate::store::meta::Mode::Merge => "merge",
+        crate::store::meta::Mode::Upsert => "upsert",
     };
     let prefix = m
         .partition
@@ -352,7 +353,7 @@ fn summary_volumes(out: &mut String, s: &crate::run::RunSummary) -> std::fmt::Re
         format_count(c.records_read),
         format_count(c.records_rejected),
     )?;
-    if m.mode == crate::store::meta::Mode::Merge {
+    if m.mode.merges() {
         let deleted = if c.objects_to_delete > 0 {
             format!(
                 "; {} rows of {} objects deleted ({} of the {} ids asked had no rows)",
@@ -364,9 +365,17 @@ fn summary_volumes(out: &mut String, s: &crate::run::RunSummary) -> std::fmt::Re
         } else {
             String::new()
         };
+        let replaced = if m.mode == crate::store::meta::Mode::Upsert {
+            format!(
+                "; {} stored rows replaced by the input's histories",
+                format_count(c.rows_replaced)
+            )
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "merged   {} rows read back from {} partitions{deleted}",
+            "merged   {} rows read back from {} partitions{replaced}{deleted}",
             format_count(c.stored_rows_read),
             format_count(m.partitions.len() as u64),
         )?;

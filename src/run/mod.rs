@@ -319,9 +319,11 @@ fn new_run_id(started_ms: i64) -> String {
 /// [`crate::reduce`]) → check the counts ([`account`], rejects, the bad-record limit) → the
 /// manifest and history record → publish → the summary.
 pub fn run(config: &RunConfig) -> Result<RunSummary> {
-    if config.delete_objects.is_some() && config.mode != Mode::Merge {
+    if config.delete_objects.is_some() && !config.mode.merges() {
         return Err(Error::Config(
-            "--delete-objects removes rows from stored partitions: it needs --mode merge".into(),
+            "--delete-objects removes rows from stored partitions: it needs --mode merge (or \
+             upsert)"
+                .into(),
         ));
     }
     let t0 = Instant::now();
@@ -358,7 +360,10 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         e
     };
     let existing = Existing {
-        folder: (config.mode == Mode::Merge).then_some(&*dataset as &dyn crate::store::Folder),
+        folder: config
+            .mode
+            .merges()
+            .then_some(&*dataset as &dyn crate::store::Folder),
     };
     let stages = map_reduce(
         config, existing, &deletes, &run_id, &partition, &files, splits, &table, &staging,
@@ -410,7 +415,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     if events_kept > 0 {
         warnings.push(format!(
             "the input's webhook events delete or merge away {} object{}; their rows were not \
-             removed: deletes apply only with --mode merge",
+             removed: deletes apply only with --mode merge or upsert",
             crate::units::format_count(events_kept as u64),
             if events_kept == 1 { "" } else { "s" }
         ));
@@ -539,6 +544,7 @@ fn map_reduce(
         },
         spill_dir: &staging.join("_spill"),
         progress: &progress,
+        histories: config.mode == Mode::Upsert,
         arrange: existing
             .folder
             .is_some()
@@ -620,6 +626,7 @@ fn check_counts(
             rows_written: r.properties.iter().map(|p| p.1.rows).sum(),
             stored_rows: r.merged.stored_rows,
             deleted_rows: r.merged.deleted_rows,
+            replaced_rows: r.merged.replaced_rows,
         })
         .collect();
     let counts = account(&map_counts, &reduce_counts).map_err(Error::Bug)?;
@@ -876,6 +883,8 @@ pub struct ReduceCounts {
     pub stored_rows: u64,
     /// Rows of deleted objects it dropped.
     pub deleted_rows: u64,
+    /// Stored rows it dropped because the input carried their history (an upsert).
+    pub replaced_rows: u64,
 }
 
 /// The run's counts from what each stage counted on its own, checked against each other:
@@ -898,6 +907,7 @@ pub fn account(mapped: &[MapCounts], reduced: &[ReduceCounts]) -> Result<Counts,
     c.rows_written = reduced.iter().map(|r| r.rows_written).sum();
     c.stored_rows_read = reduced.iter().map(|r| r.stored_rows).sum();
     c.rows_deleted = reduced.iter().map(|r| r.deleted_rows).sum();
+    c.rows_replaced = reduced.iter().map(|r| r.replaced_rows).sum();
     if c.records_read != c.records_exploded + c.records_rejected {
         return Err(format!(
             "records do not add up: {} met in the input, {} exploded + {} rejected",
@@ -905,16 +915,18 @@ pub fn account(mapped: &[MapCounts], reduced: &[ReduceCounts]) -> Result<Counts,
         ));
     }
     if received != c.rows_exploded
-        || c.rows_written + c.duplicates_dropped + c.rows_deleted != received + c.stored_rows_read
+        || c.rows_written + c.duplicates_dropped + c.rows_deleted + c.rows_replaced
+            != received + c.stored_rows_read
     {
         return Err(format!(
             "rows do not add up: exploded {}, received by reducers {received}, read back {}, \
-             written {} + duplicates {} + deleted {}",
+             written {} + duplicates {} + deleted {} + replaced {}",
             c.rows_exploded,
             c.stored_rows_read,
             c.rows_written,
             c.duplicates_dropped,
-            c.rows_deleted
+            c.rows_deleted,
+            c.rows_replaced
         ));
     }
     Ok(c)

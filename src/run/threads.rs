@@ -47,6 +47,9 @@ pub struct Job<'a> {
     pub staging: Staging<'a>,
     pub spill_dir: &'a Path,
     pub progress: &'a Progress,
+    /// Whether mappers send the `(property, object)` pairs carried as histories (an upsert
+    /// replaces their stored rows).
+    pub histories: bool,
     /// Rearranges the reducers' write jobs (one list per reducer, in its order) before they
     /// are written, knowing what the mappers met: a merge gathers each property's jobs into
     /// one, and drops the objects the input's events deleted. `None`: as they are.
@@ -254,7 +257,8 @@ fn map_thread(
         job.table,
         Box::new(senders),
         job.memory.batch_rows,
-    );
+    )
+    .with_histories(job.histories);
     let progress = job.progress;
     let (mut records, mut rows) = (0, 0);
     for (split, weight) in splits.iter() {

@@ -214,7 +214,9 @@ pub fn prepare(layout: &Layout, run: &str, mode: Mode) -> Result<(Vec<String>, V
         let staged = layout.staging(run).join(rel);
         for name in files_in(&target)? {
             match mode {
-                Mode::Overwrite | Mode::Merge => replaced.push(format!("{rel}/{name}")),
+                Mode::Overwrite | Mode::Merge | Mode::Upsert => {
+                    replaced.push(format!("{rel}/{name}"))
+                }
                 Mode::Append => {
                     let to = staged.join(&name);
                     if !to.exists() {

@@ -28,6 +28,16 @@ pub enum Mode {
     /// Merge this run's rows into the partitions it writes: their stored rows and the new
     /// ones, exact duplicates dropped, replace them; every other partition is kept.
     Merge,
+    /// As `Merge`, but the stored rows of each (object, property) the input carries with a
+    /// history are replaced by the input's versions.
+    Upsert,
+}
+
+impl Mode {
+    /// Whether the run reads the partitions it writes back and merges into them.
+    pub fn merges(self) -> bool {
+        matches!(self, Mode::Merge | Mode::Upsert)
+    }
 }
 
 /// Test hook: `SKEWER_FAIL_AT=<point>` aborts the process at that step of a publish, as a
@@ -157,7 +167,8 @@ pub struct Counts {
     pub versions_rejected: u64,
     pub rows_exploded: u64,
     pub duplicates_dropped: u64,
-    /// `rows_exploded + stored_rows_read = rows_written + duplicates_dropped + rows_deleted`.
+    /// `rows_exploded + stored_rows_read = rows_written + duplicates_dropped + rows_deleted
+    /// + rows_replaced`.
     pub rows_written: u64,
     /// Rows read back from the partitions a merge rewrote.
     #[serde(default)]
@@ -170,6 +181,10 @@ pub struct Counts {
     pub objects_to_delete: u64,
     #[serde(default)]
     pub objects_deleted: u64,
+    /// Stored rows an upsert replaced: the input carried their object's history of the
+    /// property.
+    #[serde(default)]
+    pub rows_replaced: u64,
 }
 
 /// One input file as the manifest lists it.

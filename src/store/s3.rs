@@ -748,7 +748,7 @@ impl super::Dataset for S3Dataset {
     fn prepare(&self, run: &str, mode: Mode) -> Result<Prepared> {
         let partitions = super::local::staged_partitions(self.staging()?, run)?;
         let replaced = match mode {
-            Mode::Overwrite | Mode::Merge => self.replaced(&partitions, run)?,
+            Mode::Overwrite | Mode::Merge | Mode::Upsert => self.replaced(&partitions, run)?,
             Mode::Append => Vec::new(),
         };
         Ok(Prepared {
