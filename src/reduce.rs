@@ -524,7 +524,12 @@ impl Staging<'_> {
             writer = writer.with_syncer(syncer.clone());
         }
         let merged = job.write(&mut writer, &self.existing)?;
-        Ok((merged, writer.finish()?))
+        let out = PropertyOutput {
+            input_rows: job.received(),
+            stored_rows: merged.stored_rows,
+            ..writer.finish()?
+        };
+        Ok((merged, out))
     }
 }
 

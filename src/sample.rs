@@ -82,6 +82,7 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
                 rows: scale(v.rows, n, d),
                 bytes: scale(v.bytes, n, d),
                 objects: scale(v.objects, n, d),
+                ..Default::default()
             };
             (name, v)
         })

@@ -74,6 +74,10 @@ pub struct PropertyOutput {
     pub bytes: u64,
     /// Distinct objects written.
     pub objects: u64,
+    /// What the job that wrote them took in (set by the job): rows the run routed to the
+    /// property, and rows read back from its stored partition (a merge).
+    pub input_rows: u64,
+    pub stored_rows: u64,
 }
 
 pub(crate) fn schema() -> Arc<Type> {

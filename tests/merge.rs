@@ -181,6 +181,34 @@ fn a_merge_touches_only_its_partitions_and_is_idempotent() {
     assert_eq!(c.rows_written, rows.len() as u64 + 1);
     assert_eq!(c.duplicates_dropped, 1);
     assert_eq!(s.manifest.partitions.len(), 1);
+    let read_back: u64 = s.manifest.reducers.iter().map(|r| r.stored_rows).sum();
+    assert_eq!(read_back, rows.len() as u64);
+
+    // The history keeps the input's rows and those read back apart; `plan` shows both, and
+    // lays out both.
+    let record: planner::RunRecord = serde_json::from_slice(
+        &fs::read(
+            dataset
+                .join("_skewer/history")
+                .join(format!("{}.json", s.manifest.run_id)),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let v = record.properties[property.as_str()];
+    assert_eq!((v.rows, v.stored_rows), (2, rows.len() as u64));
+    assert_eq!(
+        record.reducers.iter().map(|r| r.stored_rows).sum::<u64>(),
+        rows.len() as u64
+    );
+    let history = dataset.join("_skewer/history");
+    let plan = skewer(["plan", "--history", history.to_str().unwrap(), "-r", "3"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains("read back") && plan.stdout.contains("read back by merges"),
+        "{}",
+        plan.stdout
+    );
 
     let after = file_bytes(&dataset);
     let prefix = format!("property_name={property}/");

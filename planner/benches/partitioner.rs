@@ -25,6 +25,7 @@ fn sample() -> Sample {
                 rows,
                 bytes: rows * 9,
                 objects: rows.min(200_000),
+                ..Default::default()
             };
             (format!("property_{i:04}"), volume)
         })

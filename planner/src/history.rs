@@ -21,18 +21,37 @@ pub const HISTORY_SCHEMA_VERSION: u32 = 1;
 /// How much of something one property (or reducer) had.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
-    /// Version rows.
+    /// Version rows: of the run's input (in a merge), or as written (after exact duplicates
+    /// are dropped).
     pub rows: u64,
-    /// Bytes of those rows as written (compressed Parquet).
+    /// Bytes of the property's files as written (compressed Parquet).
     pub bytes: u64,
-    /// Distinct objects with at least one version.
+    /// Distinct objects with at least one version, as written.
     pub objects: u64,
+    /// Rows a merge read back from the property's stored partition (0 for other runs): work
+    /// a reducer does besides the input's rows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stored_rows: u64,
+}
+
+impl Volume {
+    /// Rows a reducer handles for the property: the input's and those read back.
+    pub fn work(&self) -> u64 {
+        self.rows.saturating_add(self.stored_rows)
+    }
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 /// What one reducer did in a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReducerVolume {
     pub rows: u64,
+    /// Rows it read back from stored partitions (a merge).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stored_rows: u64,
     pub bytes: u64,
     /// Wall time from the reducer's first row to its last file closed.
     pub wall_ms: u64,
@@ -188,13 +207,14 @@ impl History {
 
         let mut weight = 1.0f64;
         let mut total_weight = 0.0f64;
-        let mut sums: BTreeMap<&str, [f64; 3]> = BTreeMap::new();
+        let mut sums: BTreeMap<&str, [f64; 4]> = BTreeMap::new();
         for run in used.iter().rev() {
             for (name, v) in &run.properties {
                 let s = sums.entry(name.as_str()).or_default();
                 s[0] += weight * v.rows as f64;
                 s[1] += weight * v.bytes as f64;
                 s[2] += weight * v.objects as f64;
+                s[3] += weight * v.stored_rows as f64;
             }
             total_weight += weight;
             weight *= window.decay;
@@ -202,11 +222,12 @@ impl History {
         let mean = |x: f64| (x / total_weight).round() as u64;
         let volumes = sums
             .into_iter()
-            .map(|(name, [rows, bytes, objects])| {
+            .map(|(name, [rows, bytes, objects, stored_rows])| {
                 let v = Volume {
                     rows: mean(rows),
                     bytes: mean(bytes),
                     objects: mean(objects),
+                    stored_rows: mean(stored_rows),
                 };
                 (name.to_string(), v)
             })
@@ -236,6 +257,7 @@ mod tests {
                         rows,
                         bytes: rows * 10,
                         objects: rows / 2,
+                        ..Default::default()
                     };
                     (n.to_string(), v)
                 })

@@ -35,7 +35,7 @@ use crate::history::{History, Volume, Window};
 use crate::partition::{Route, UNIT, mul_hi, name_hash, object_hash};
 
 /// The serialised plan format this crate writes and reads.
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 /// Most reducers a plan can have (keeps every line position below 2⁴⁸, exact in JSON numbers).
 pub const MAX_REDUCERS: u32 = 1 << 16;
 /// Default share of the reducers kept for properties the history has never seen.
@@ -142,6 +142,8 @@ pub struct PropertySlot {
     pub rows: u64,
     pub bytes: u64,
     pub objects: u64,
+    /// Expected rows read back from the stored partition (a merge): laid out with `rows`.
+    pub stored_rows: u64,
     /// The interval `[start, start + len)` on the line, in [`UNIT`]s per reducer.
     pub start: u64,
     pub len: u64,
@@ -226,6 +228,7 @@ pub fn plan_from_sample(sample: &Sample, params: &PlanParams) -> Result<Plan, Pl
                 rows: scale(v.rows),
                 bytes: scale(v.bytes),
                 objects: scale(v.objects),
+                stored_rows: scale(v.stored_rows),
             };
             (name.clone(), v)
         })
@@ -240,8 +243,9 @@ pub fn plan_from_sample(sample: &Sample, params: &PlanParams) -> Result<Plan, Pl
 /// Lays the properties end to end over the seen capacity. `params` is valid.
 fn layout(volumes: BTreeMap<String, Volume>, basis: Basis, params: &PlanParams) -> Plan {
     let mut props: Vec<(String, Volume)> = volumes.into_iter().collect();
-    // Heaviest first; the sort is stable, so equal volumes stay in name order.
-    props.sort_by_key(|(_, v)| std::cmp::Reverse(v.rows));
+    // Heaviest first; the sort is stable, so equal volumes stay in name order. A merge's
+    // work is its input rows and the stored rows it reads back: both are laid out.
+    props.sort_by_key(|(_, v)| std::cmp::Reverse(v.work()));
 
     let line_end = line_end(params.reducers);
     let capacity = if props.is_empty() {
@@ -251,8 +255,8 @@ fn layout(volumes: BTreeMap<String, Volume>, basis: Basis, params: &PlanParams) 
         line_end - (params.spare * line_end as f64).round() as u64
     };
     // If no property has rows, spread them by count rather than pile them on reducer 0.
-    let by_count = props.iter().all(|(_, v)| v.rows == 0);
-    let weight = |v: &Volume| if by_count { 1 } else { u128::from(v.rows) };
+    let by_count = props.iter().all(|(_, v)| v.work() == 0);
+    let weight = |v: &Volume| if by_count { 1 } else { u128::from(v.work()) };
     let total: u128 = props.iter().map(|(_, v)| weight(v)).sum();
 
     let mut cumulative = 0u128;
@@ -274,6 +278,7 @@ fn layout(volumes: BTreeMap<String, Volume>, basis: Basis, params: &PlanParams) 
                 rows: v.rows,
                 bytes: v.bytes,
                 objects: v.objects,
+                stored_rows: v.stored_rows,
                 start,
                 len,
                 offset: touched.start,
@@ -486,6 +491,7 @@ mod tests {
                     rows: r,
                     bytes: r * 20,
                     objects: r / 3,
+                    ..Default::default()
                 };
                 (n.to_string(), v)
             })
@@ -503,6 +509,34 @@ mod tests {
             reducers: vec![],
         }])
         .unwrap()
+    }
+
+    /// A merge's rows read back are work too: a property with few new rows and a large
+    /// stored partition is laid out by both, and the predicted loads count them.
+    #[test]
+    fn rows_read_back_are_laid_out_with_the_inputs() {
+        let mut h = volumes(&[("big_store", 100), ("many_new", 600)]);
+        h.get_mut("big_store").unwrap().stored_rows = 1_100;
+        let history = History::new(vec![RunRecord {
+            schema_version: 1,
+            run_id: "r1".into(),
+            started_at: "2026-11-20T02:00:00Z".into(),
+            dataset: None,
+            partition: None,
+            properties: h,
+            reducers: vec![],
+        }])
+        .unwrap();
+        let mut params = PlanParams::new(3);
+        params.spare = 0.0;
+        let p = plan(&history, &params).unwrap();
+        let names: Vec<_> = p.properties().iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["big_store", "many_new"]);
+        let big = p.get("big_store").unwrap();
+        assert_eq!((big.rows, big.stored_rows), (100, 1_100));
+        assert!((big.share() - 2.0).abs() < 1e-9, "{}", big.share());
+        let stats = p.stats();
+        assert_eq!(stats.rows, 1_800);
     }
 
     #[test]
@@ -659,7 +693,7 @@ mod tests {
         let json = serde_json::to_string(&p).unwrap();
         let back: Plan = serde_json::from_str(&json).unwrap();
         assert_eq!(back, p);
-        let tampered = json.replace("\"version\":1", "\"version\":9");
+        let tampered = json.replace("\"version\":2", "\"version\":9");
         let err = serde_json::from_str::<Plan>(&tampered).unwrap_err();
         assert!(err.to_string().contains("format version 9"), "{err}");
     }

@@ -72,7 +72,8 @@ impl Plan {
             let route = self.slot_route(slot);
             let (start, len) = route.interval();
             let mut property_files = 0u32;
-            if slot.rows > 0 {
+            let work = slot.rows.saturating_add(slot.stored_rows);
+            if work > 0 {
                 for reducer in route.reducers() {
                     // The overlap [lo, hi) relative to the interval; a point takes everything.
                     let (lo, hi) = if len == 0 {
@@ -83,7 +84,7 @@ impl Plan {
                     };
                     let len = len.max(1);
                     let cut = |x: u64, at: u64| u128::from(x) * u128::from(at) / u128::from(len);
-                    let rows = (cut(slot.rows, hi) - cut(slot.rows, lo)) as u64;
+                    let rows = (cut(work, hi) - cut(work, lo)) as u64;
                     let bytes = cut(slot.bytes, hi) - cut(slot.bytes, lo);
                     if rows == 0 {
                         continue;
@@ -150,6 +151,7 @@ mod tests {
                     rows,
                     bytes,
                     objects: rows,
+                    ..Default::default()
                 };
                 (n.to_string(), v)
             })

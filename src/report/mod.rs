@@ -41,13 +41,19 @@ fn write_table(
 ) -> std::fmt::Result {
     let props = plan.properties();
     let r = plan.reducers();
+    let stored: u64 = props.iter().map(|p| p.stored_rows).sum();
     writeln!(
         out,
-        "plan {} for {r} reducer{}: {} properties, {} rows and {} expected",
+        "plan {} for {r} reducer{}: {} properties, {} rows{} and {} expected",
         &plan.digest()[..12],
         if r == 1 { "" } else { "s" },
         format_count(props.len() as u64),
         format_count(stats.rows),
+        if stored > 0 {
+            format!(" ({} of them read back by merges)", format_count(stored))
+        } else {
+            String::new()
+        },
         format_bytes(stats.bytes),
     )?;
     writeln!(out, "basis: {}", describe_basis(plan.basis(), history))?;
@@ -98,18 +104,39 @@ fn write_property_rows(
         .max()
         .unwrap_or(0)
         .clamp(16, 48);
+    // From a history of merges: the rows read back are planned too, and shown beside.
+    let merges = props.iter().any(|p| p.stored_rows > 0);
+    let stored = |rows: u64| {
+        if merges {
+            format!("  {:>14}", format_count(rows))
+        } else {
+            String::new()
+        }
+    };
     writeln!(
         out,
-        "{:>5}  {:<width$}  {:>14}  {:>7}  {:>5}  {:>9}  {:>5}",
-        "#", "property", "expected rows", "share", "slots", "reducers", "files"
+        "{:>5}  {:<width$}  {:>14}{}  {:>7}  {:>5}  {:>9}  {:>5}",
+        "#",
+        "property",
+        "expected rows",
+        if merges {
+            format!("  {:>14}", "read back")
+        } else {
+            String::new()
+        },
+        "share",
+        "slots",
+        "reducers",
+        "files"
     )?;
     for (i, (p, files)) in props.iter().zip(&stats.files).take(shown).enumerate() {
         writeln!(
             out,
-            "{:>5}  {:<width$}  {:>14}  {:>7.3}  {:>5}  {:>9}  {:>5}",
+            "{:>5}  {:<width$}  {:>14}{}  {:>7.3}  {:>5}  {:>9}  {:>5}",
             i + 1,
             clip(&p.name, width),
             format_count(p.rows),
+            stored(p.stored_rows),
             p.share(),
             p.slots,
             span(p.offset, p.offset + p.slots - 1),
@@ -119,6 +146,7 @@ fn write_property_rows(
     if shown < props.len() {
         let tail = &props[shown..];
         let rows: u64 = tail.iter().map(|p| p.rows).sum();
+        let stored_rows: u64 = tail.iter().map(|p| p.stored_rows).sum();
         let len: u64 = tail.iter().map(|p| p.len).sum();
         let files: u64 = stats.files[shown..].iter().map(|&f| u64::from(f)).sum();
         let first = tail.iter().map(|p| p.offset).min().unwrap_or(0);
@@ -129,10 +157,11 @@ fn write_property_rows(
             .unwrap_or(0);
         writeln!(
             out,
-            "{:>5}  {:<width$}  {:>14}  {:>7.3}  {:>5}  {:>9}  {:>5}",
+            "{:>5}  {:<width$}  {:>14}{}  {:>7.3}  {:>5}  {:>9}  {:>5}",
             "…",
             format!("{} more properties", format_count(tail.len() as u64)),
             format_count(rows),
+            stored(stored_rows),
             len as f64 / UNIT as f64,
             "",
             span(first, last),

@@ -424,6 +424,7 @@ mod tests {
                     rows: *rows,
                     bytes: rows * 20,
                     objects: *rows,
+                    ..Default::default()
                 },
             );
         }

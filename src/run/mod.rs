@@ -389,7 +389,13 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     .map_err(discard)?;
     counts.objects_to_delete = deletes.all.get().map_or(0, |d| d.len() as u64);
     counts.objects_deleted = objects_deleted(&stages.reduced);
-    let outputs = Outputs::gather(&stages.reduced, &table.names(), &staging, &predicted);
+    let outputs = Outputs::gather(
+        &stages.reduced,
+        &table.names(),
+        &staging,
+        &predicted,
+        config.mode.merges(),
+    );
     let record = outputs.history_record(&run_id, started_ms, config.output.name(), &partition);
     crate::store::local::stage_history(dataset.staging()?, &record).map_err(discard)?;
     let prepared = dataset.prepare(&run_id, config.mode).map_err(discard)?;
@@ -675,6 +681,7 @@ impl Outputs {
         names: &[Arc<str>],
         staging: &std::path::Path,
         predicted: &planner::PlanStats,
+        merging: bool,
     ) -> Outputs {
         let mut out = Outputs {
             predicted_max_over_mean: predicted.max_over_mean,
@@ -685,7 +692,14 @@ impl Outputs {
             for (p, written) in &r.properties {
                 let name = names[*p as usize].as_ref();
                 let v = out.volumes.entry(name.to_string()).or_default();
-                v.rows += written.rows;
+                // A merge's rows written are mostly read back: the next plan wants the two
+                // apart (its input's rows, and what merging them costs).
+                v.rows += if merging {
+                    written.input_rows
+                } else {
+                    written.rows
+                };
+                v.stored_rows += written.stored_rows;
                 v.bytes += written.bytes;
                 v.objects += written.objects;
                 bytes += written.bytes;
@@ -704,6 +718,7 @@ impl Outputs {
             out.reducers.push(ReducerEntry {
                 reducer: r.reducer,
                 rows: r.rows_in,
+                stored_rows: r.merged.stored_rows,
                 bytes,
                 wall_ms: ms(r.wall),
                 predicted_rows: predicted.reducers.get(r.reducer as usize).map(|l| l.rows),
@@ -715,7 +730,11 @@ impl Outputs {
 
     /// The reducers' largest load over their mean (1.0 when nothing was written).
     fn max_over_mean(&self) -> f64 {
-        let loads: Vec<u64> = self.reducers.iter().map(|r| r.rows).collect();
+        let loads: Vec<u64> = self
+            .reducers
+            .iter()
+            .map(|r| r.rows + r.stored_rows)
+            .collect();
         planner::max_over_mean(&loads).unwrap_or(1.0)
     }
 
@@ -747,6 +766,7 @@ impl Outputs {
                 .iter()
                 .map(|r| planner::ReducerVolume {
                     rows: r.rows,
+                    stored_rows: r.stored_rows,
                     bytes: r.bytes,
                     wall_ms: r.wall_ms,
                 })

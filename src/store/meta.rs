@@ -221,11 +221,18 @@ pub struct ReducerEntry {
     pub reducer: u32,
     /// Rows routed to it (before duplicates were dropped).
     pub rows: u64,
+    /// Rows it read back from stored partitions (a merge; the partitions whose jobs it owned).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stored_rows: u64,
     pub bytes: u64,
     pub wall_ms: u64,
     /// Rows the plan predicted for it (manifests before 0.1 lack it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_rows: Option<u64>,
+}
+
+fn is_zero(x: &u64) -> bool {
+    *x == 0
 }
 
 /// Where a run's wall time went (milliseconds): planning (discovery, recovery, sampling),

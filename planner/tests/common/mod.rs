@@ -98,6 +98,7 @@ pub fn history_runs(
                         rows,
                         bytes: rows * rng.range(8, 64),
                         objects: rows.div_ceil(3),
+                        ..Default::default()
                     };
                     (name.clone(), v)
                 })
