@@ -97,8 +97,23 @@ pub fn run(
 pub fn generate(config: &crate::generate::GenConfig, out: &mut dyn Write) -> Result<()> {
     let t0 = std::time::Instant::now();
     let expected = crate::generate::generate(config)?;
-    let bytes: u64 = std::fs::read_dir(&config.out)
-        .map_err(|e| Error::io(&config.out, e))?
+    // With increments, what is described is the final state.
+    let dir = if config.increments > 0 {
+        config.out.join("final")
+    } else {
+        config.out.clone()
+    };
+    if config.increments > 0 {
+        let text = format!(
+            "wrote a base dump and {} increments under {} (base/, inc-001/ …); the final \
+             state as one dump in final/:\n",
+            config.increments,
+            config.out.display()
+        );
+        out.write_all(text.as_bytes()).map_err(Error::Output)?;
+    }
+    let bytes: u64 = std::fs::read_dir(&dir)
+        .map_err(|e| Error::io(&dir, e))?
         .filter_map(|e| e.ok())
         .filter(|e| !e.file_name().to_string_lossy().starts_with('_'))
         .filter_map(|e| e.metadata().ok())
@@ -113,7 +128,7 @@ pub fn generate(config: &crate::generate::GenConfig, out: &mut dyn Write) -> Res
         expected.files,
         crate::units::format_bytes(bytes),
         t0.elapsed().as_secs_f64(),
-        config.out.join(crate::generate::EXPECTED_FILE).display(),
+        dir.join(crate::generate::EXPECTED_FILE).display(),
     );
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)

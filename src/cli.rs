@@ -253,6 +253,22 @@ pub struct GenArgs {
     /// Writer threads [default: the number of CPU cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
+
+    /// Also write N increments after the base dump (base/, inc-001/ …, and final/: the state
+    /// after the last, as one dump; each with its answer key). An increment holds its changed
+    /// and new objects' full records, events.ndjson (changes as webhook events, deletions
+    /// as deletion, privacy-deletion and merge events) and _deleted-objects.txt.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub increments: u32,
+
+    /// With --increments: the share of objects each increment changes (and half as many new).
+    #[arg(long, value_name = "F", default_value_t = 0.01, value_parser = parse_rate)]
+    pub change_rate: f64,
+
+    /// With --increments: the share of objects each increment deletes.
+    #[arg(long, value_name = "F", default_value_t = 0.001, value_parser = parse_rate)]
+    pub delete_rate: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -302,6 +318,9 @@ impl GenArgs {
             files: self.files as usize,
             seed: self.seed,
             threads: self.threads.unwrap_or_else(cores) as usize,
+            increments: self.increments,
+            change_rate: self.change_rate,
+            delete_rate: self.delete_rate,
         })
     }
 }
@@ -576,6 +595,10 @@ fn parse_fraction(s: &str, what: &str, lo_inclusive: bool, hi: f64) -> Result<f6
         let open = if lo_inclusive { '[' } else { '(' };
         Err(format!("{what} must be in {open}0, {hi}], got {s}"))
     }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    parse_fraction(s, "the rate", true, 1.0)
 }
 
 fn parse_hot_share(s: &str) -> Result<f64, String> {

@@ -717,6 +717,129 @@ fn an_upsert_of_a_dump_in_every_format_takes_its_histories() {
     }
 }
 
+/// Asserts two datasets' rows are the same, naming the first partition that differs and a
+/// few of the rows only one side has.
+fn same_rows(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<String>>, what: &str) {
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for name in names {
+        let (x, y) = (a.get(name), b.get(name));
+        if x == y {
+            continue;
+        }
+        let (x, y) = (
+            x.cloned().unwrap_or_default(),
+            y.cloned().unwrap_or_default(),
+        );
+        let only = |p: &[String], q: &[String]| -> Vec<String> {
+            p.iter()
+                .filter(|r| !q.contains(r))
+                .take(3)
+                .cloned()
+                .collect()
+        };
+        panic!(
+            "{what}: partition {name}: {} rows against {}; only in the first: {:?}; only in the \
+             second: {:?}",
+            x.len(),
+            y.len(),
+            only(&x, &y),
+            only(&y, &x)
+        );
+    }
+}
+
+/// The generator's own series (`skewer gen --increments`): its base and increments merged
+/// one at a time, or upserted, hold exactly the rows of one clean run over its final state,
+/// in every dialect and format it writes; its id files list exactly the objects deleted.
+#[test]
+fn the_generators_increments_merged_in_order_equal_its_final_state() {
+    use skewer::generate::{Dialect, Format};
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("v1", Dialect::V1, Format::Ndjson, false, Mode::Merge),
+        ("v3", Dialect::V3, Format::Ndjson, false, Mode::Upsert),
+        (
+            "deals",
+            Dialect::V1Deals,
+            Format::Ndjson,
+            false,
+            Mode::Merge,
+        ),
+        ("parquet", Dialect::V1, Format::Parquet, false, Mode::Merge),
+        (
+            "parquet-sources",
+            Dialect::V1,
+            Format::Parquet,
+            true,
+            Mode::Upsert,
+        ),
+    ];
+    for (name, dialect, format, parquet_sources, mode) in cases {
+        let out = tmp.path().join(name);
+        let key = generate(&GenConfig {
+            objects: 400,
+            properties: 40,
+            dialect,
+            format,
+            parquet_sources,
+            files: 2,
+            seed: 11,
+            increments: 3,
+            change_rate: 0.05,
+            delete_rate: 0.02,
+            ..GenConfig::new(&out)
+        })
+        .unwrap();
+        let merged = tmp.path().join(format!("{name}-merged"));
+        run(&config(&[&out.join("base")], &merged, Mode::Overwrite)).unwrap();
+        let mut deleted = 0;
+        for k in 1..=3 {
+            let inc = out.join(format!("inc-{k:03}"));
+            let s = run(&config(&[&inc], &merged, mode)).unwrap();
+            let c = s.manifest.counts;
+            let want = skewer::generate::read_expected(&inc).unwrap();
+            assert_eq!(c.records_read, want.records, "{name} inc {k}");
+            assert_eq!(c.rows_exploded, want.rows, "{name} inc {k}");
+            assert_eq!(c.objects_deleted, c.objects_to_delete, "{name} inc {k}");
+            deleted += c.objects_to_delete;
+        }
+        assert!(deleted > 0, "{name}: no deletions");
+        let clean = tmp.path().join(format!("{name}-clean"));
+        let s = run(&config(&[&out.join("final")], &clean, Mode::Overwrite)).unwrap();
+        assert_eq!(s.manifest.counts.rows_written, key.rows, "{name}");
+        same_rows(&sorted_rows(&merged), &sorted_rows(&clean), name);
+
+        // The id files: exactly the base and new objects missing from the final state.
+        let mut listed = std::collections::BTreeSet::new();
+        for k in 1..=3 {
+            let text =
+                fs::read_to_string(out.join(format!("inc-{k:03}")).join("_deleted-objects.txt"))
+                    .unwrap();
+            listed.extend(
+                text.lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .map(|l| l.parse::<i64>().unwrap()),
+            );
+        }
+        let objects = |dataset: &Path| -> std::collections::BTreeSet<i64> {
+            let mut ids = std::collections::BTreeSet::new();
+            for f in skewer::dataset::files(dataset).unwrap() {
+                ids.extend(
+                    skewer::dataset::read_rows(&f.path)
+                        .unwrap()
+                        .object_id
+                        .iter()
+                        .copied(),
+                );
+            }
+            ids
+        };
+        let kept = objects(&clean);
+        assert!(listed.iter().all(|id| !kept.contains(id)), "{name}");
+        assert_eq!(listed.len() as u64, deleted, "{name}");
+    }
+}
+
 /// `replay --mode merge`: each date's dump merged in date order into one dataset, the same
 /// rows as one clean run over every date; a second replay skips the dates merged before.
 #[test]

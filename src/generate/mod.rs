@@ -17,6 +17,7 @@
 
 pub mod names;
 mod parquet;
+mod timeline;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use self::timeline::{Buffers, Change, Timeline};
 use crate::batch::Row;
 use crate::checksum::Checksum;
 use crate::error::{Error, Result};
@@ -78,6 +80,12 @@ pub struct GenConfig {
     pub files: usize,
     pub seed: u64,
     pub threads: usize,
+    /// With N > 0: a base dump and N increments, each changing about `change_rate` of the
+    /// objects, deleting about `delete_rate` and adding half as many new as it changes
+    /// ([`generate`] says where each goes).
+    pub increments: u32,
+    pub change_rate: f64,
+    pub delete_rate: f64,
 }
 
 impl GenConfig {
@@ -98,6 +106,9 @@ impl GenConfig {
             files: 1,
             seed: 1,
             threads: 2,
+            increments: 0,
+            change_rate: 0.01,
+            delete_rate: 0.001,
         }
     }
 }
@@ -432,18 +443,104 @@ pub(crate) fn object_id(i: u64) -> i64 {
     FIRST_ID + (i as i64) * 7 + (planner::fmix64(i) % 5) as i64
 }
 
-/// Writes the dataset and its answer key.
+/// Writes the dump and its answer key (`_expected.json`) into `config.out`. With
+/// `config.increments` N > 0, a series instead, each folder with its answer key:
+///
+/// ```text
+/// out/base/             the base dump (what the same options write without increments)
+/// out/inc-001/ … N      an increment: its changed and new objects' full records (histories
+///                       as of then), in the dump's format; events.ndjson: the other changes
+///                       as webhook property-change events, and the deletions as deletion,
+///                       privacy-deletion and merge events; _deleted-objects.txt: the
+///                       deletions again as ids (for --delete-objects)
+/// out/final/            the state after the last increment, as one full dump
+/// ```
+///
+/// Merging `base/` and then each increment in order gives exactly the rows of a run over
+/// `final/`. Returns the answer key of `out` (or of `final/`).
 pub fn generate(config: &GenConfig) -> Result<Expected> {
     if config.files == 0 || config.properties == 0 {
         return Err(Error::Config(
             "--files and --properties must be at least 1".into(),
         ));
     }
-    std::fs::create_dir_all(&config.out).map_err(|e| Error::io(&config.out, e))?;
     let model = Model::new(config.properties, config.hot_share);
-    let files = config.files.min(config.objects.max(1) as usize);
+    if config.increments == 0 {
+        let objects: Vec<u64> = (0..config.objects).collect();
+        let timeline = Timeline::base(config.seed, config.objects);
+        return write_dump(config, &model, &timeline, &config.out, 0, &objects);
+    }
+    for (name, rate) in [
+        ("--change-rate", config.change_rate),
+        ("--delete-rate", config.delete_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(Error::Config(format!(
+                "{name} {rate} is not a share between 0 and 1"
+            )));
+        }
+    }
+    let timeline = Timeline {
+        seed: config.seed,
+        objects: config.objects,
+        new_per_step: (config.objects as f64 * config.change_rate / 2.0).round() as u64,
+        change_rate: config.change_rate,
+        delete_rate: config.delete_rate,
+    };
+    let base: Vec<u64> = (0..config.objects).collect();
+    write_dump(
+        config,
+        &model,
+        &timeline,
+        &config.out.join("base"),
+        0,
+        &base,
+    )?;
+    for step in 1..=config.increments {
+        let (mut records, mut events, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..timeline.known(step) {
+            match timeline.change(i, step) {
+                Change::Record => records.push(i),
+                Change::Events => events.push(i),
+                Change::Deleted => deleted.push(i),
+                Change::None => {}
+            }
+        }
+        let dir = config.out.join(format!("inc-{step:03}"));
+        let mut key = write_dump(config, &model, &timeline, &dir, step, &records)?;
+        let (lines, sum) = write_events(config, &model, &timeline, &dir, step, &events, &deleted)?;
+        key.records += lines;
+        key.checksum.merge(sum);
+        key.rows = key.checksum.rows;
+        write_key(&dir, &key)?;
+    }
+    let last = config.increments;
+    let alive: Vec<u64> = (0..timeline.known(last))
+        .filter(|&i| timeline.alive(i, last))
+        .collect();
+    write_dump(
+        config,
+        &model,
+        &timeline,
+        &config.out.join("final"),
+        last,
+        &alive,
+    )
+}
+
+/// Writes `objects` (indices) as of step `step` into `dir` as a dump with its answer key.
+fn write_dump(
+    config: &GenConfig,
+    model: &Model,
+    timeline: &Timeline,
+    dir: &Path,
+    step: u32,
+    objects: &[u64],
+) -> Result<Expected> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let files = config.files.min(objects.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<Result<Vec<(usize, Checksum)>>> = std::thread::scope(|s| {
+    let results: Vec<Result<Vec<Checksum>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..config.threads.max(1))
             .map(|_| {
                 s.spawn(|| {
@@ -453,13 +550,18 @@ pub fn generate(config: &GenConfig) -> Result<Expected> {
                         if f >= files {
                             return Ok(done);
                         }
-                        let from = config.objects * f as u64 / files as u64;
-                        let to = config.objects * (f + 1) as u64 / files as u64;
-                        let sum = match config.format {
-                            Format::Ndjson => write_ndjson(config, &model, f, from..to)?,
-                            Format::Parquet => parquet::write(config, &model, f, from..to)?,
+                        let from = objects.len() * f / files;
+                        let to = objects.len() * (f + 1) / files;
+                        let part = Part {
+                            timeline,
+                            step,
+                            path: file_name(config, dir, f),
+                            objects: &objects[from..to],
                         };
-                        done.push((f, sum));
+                        done.push(match config.format {
+                            Format::Ndjson => write_ndjson(config, model, &part)?,
+                            Format::Parquet => parquet::write(config, model, &part)?,
+                        });
                     }
                 })
             })
@@ -474,73 +576,198 @@ pub fn generate(config: &GenConfig) -> Result<Expected> {
     });
     let mut checksum = Checksum::default();
     for r in results {
-        for (_, c) in r? {
+        for c in r? {
             checksum.merge(c);
         }
     }
     let expected = Expected {
-        records: config.objects,
+        records: objects.len() as u64,
         rows: checksum.rows,
         checksum,
         dialect: config.dialect,
         format: config.format,
-        objects: config.objects,
+        objects: objects.len() as u64,
         properties: config.properties,
         files,
         seed: config.seed,
     };
-    let json = serde_json::to_vec_pretty(&expected).map_err(|e| Error::Bug(e.to_string()))?;
-    crate::store::local::write_atomic(&config.out.join(EXPECTED_FILE), &json)?;
+    write_key(dir, &expected)?;
     Ok(expected)
 }
 
-fn file_name(config: &GenConfig, f: usize) -> PathBuf {
-    let kind = match config.dialect {
-        Dialect::V1 | Dialect::V3 => "contacts",
-        Dialect::V1Deals => "deals",
-    };
+fn write_key(dir: &Path, expected: &Expected) -> Result<()> {
+    let json = serde_json::to_vec_pretty(expected).map_err(|e| Error::Bug(e.to_string()))?;
+    crate::store::local::write_atomic(&dir.join(EXPECTED_FILE), &json)
+}
+
+/// One data file to write: which objects, as of which step.
+pub(crate) struct Part<'a> {
+    pub(crate) timeline: &'a Timeline,
+    pub(crate) step: u32,
+    pub(crate) path: PathBuf,
+    pub(crate) objects: &'a [u64],
+}
+
+fn file_name(config: &GenConfig, dir: &Path, f: usize) -> PathBuf {
     let ext = match (config.format, config.gzip) {
         (Format::Ndjson, false) => "ndjson",
         (Format::Ndjson, true) => "ndjson.gz",
         (Format::Parquet, _) => "parquet",
     };
-    config.out.join(format!("{kind}-{f:05}.{ext}"))
+    dir.join(format!("{}-{f:05}.{ext}", object_kind(config.dialect).1))
 }
 
-fn write_ndjson(
+/// The object type's name in webhook subscriptions and in file names.
+fn object_kind(dialect: Dialect) -> (&'static str, &'static str) {
+    match dialect {
+        Dialect::V1 | Dialect::V3 => ("contact", "contacts"),
+        Dialect::V1Deals => ("deal", "deals"),
+    }
+}
+
+/// An increment's webhook events (`events.ndjson`): a property-change event per version the
+/// step added to each of `changed`, then a deletion, privacy-deletion or merge event per
+/// object of `deleted`; and the same deletions as ids in `_deleted-objects.txt`. Returns the
+/// events written and the rows they carry.
+fn write_events(
     config: &GenConfig,
     model: &Model,
-    f: usize,
-    objects: std::ops::Range<u64>,
-) -> Result<Checksum> {
-    let path = file_name(config, f);
-    let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+    timeline: &Timeline,
+    dir: &Path,
+    step: u32,
+    changed: &[u64],
+    deleted: &[u64],
+) -> Result<(u64, Checksum)> {
+    let path = dir.join("events.ndjson");
     let io = |e| Error::io(&path, e);
+    let mut w = BufWriter::new(File::create(&path).map_err(io)?);
+    let (kind, _) = object_kind(config.dialect);
+    // Parquet dumps without sources carry none: nor may the events of the same versions.
+    let sources = config.format == Format::Ndjson || config.parquet_sources;
     let mut sum = Checksum::default();
+    let mut lines = 0u64;
+    let mut added = Vec::new();
+    for &i in changed {
+        let id = object_id(i);
+        added.clear();
+        timeline.added(model, i, step, &mut added);
+        for (p, v) in &added {
+            let name = &model.names[*p];
+            let source = |s: Option<&str>| -> serde_json::Value {
+                s.filter(|_| sources)
+                    .map_or(serde_json::Value::Null, Into::into)
+            };
+            let mut event = serde_json::json!({
+                "eventId": lines + 1,
+                "subscriptionId": 1,
+                "portalId": PORTAL,
+                "occurredAt": v.timestamp,
+                "subscriptionType": format!("{kind}.propertyChange"),
+                "attemptNumber": 0,
+                "objectId": id,
+                "propertyName": name,
+                "propertyValue": v.value,
+            });
+            if sources {
+                event["changeSource"] = source(v.source_type);
+                event["sourceId"] = source(v.source_id.as_deref());
+            }
+            serde_json::to_writer(&mut w, &event).map_err(|e| io(e.into()))?;
+            w.write_all(b"\n").map_err(io)?;
+            lines += 1;
+            sum.add(
+                name,
+                &Row {
+                    object_id: id,
+                    timestamp: v.timestamp,
+                    value: v.value.as_deref().map(str::as_bytes),
+                    source_type: v.source_type.filter(|_| sources).map(str::as_bytes),
+                    source_id: v
+                        .source_id
+                        .as_deref()
+                        .filter(|_| sources)
+                        .map(str::as_bytes),
+                    source_label: None,
+                    updated_by_user_id: None,
+                },
+            );
+        }
+    }
+    let mut ids = format!("# objects deleted by increment {step}\n");
+    let occurred = NOW_MS + i64::from(step) * 86_400_000 + 43_200_000;
+    for &i in deleted {
+        let id = object_id(i);
+        ids.push_str(&format!("{id}\n"));
+        let mut event = serde_json::json!({
+            "eventId": lines + 1,
+            "subscriptionId": 2,
+            "portalId": PORTAL,
+            "occurredAt": occurred,
+            "attemptNumber": 0,
+        });
+        match i % 5 {
+            0 => {
+                event["subscriptionType"] = format!("{kind}.privacyDeletion").into();
+                event["objectId"] = id.into();
+            }
+            1 => {
+                // Merged into another object, which keeps its id.
+                let primary = object_id(0);
+                event["subscriptionType"] = format!("{kind}.merge").into();
+                event["objectId"] = primary.into();
+                event["primaryObjectId"] = primary.into();
+                event["mergedObjectIds"] = serde_json::json!([id]);
+                event["newObjectId"] = primary.into();
+                event["numberOfPropertiesMoved"] = 0.into();
+            }
+            _ => {
+                event["subscriptionType"] = format!("{kind}.deletion").into();
+                event["objectId"] = id.into();
+                event["changeFlag"] = "DELETED".into();
+            }
+        }
+        serde_json::to_writer(&mut w, &event).map_err(|e| io(e.into()))?;
+        w.write_all(b"\n").map_err(io)?;
+        lines += 1;
+    }
+    w.flush().map_err(io)?;
+    crate::store::local::write_atomic(&dir.join("_deleted-objects.txt"), ids.as_bytes())?;
+    Ok((lines, sum))
+}
+
+fn write_ndjson(config: &GenConfig, model: &Model, part: &Part<'_>) -> Result<Checksum> {
+    let path = &part.path;
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let io = |e| Error::io(path, e);
+    let mut sum = Checksum::default();
+    let mut buffers = Buffers::default();
+    let mut record = |i: u64, w: &mut dyn Write, sum: &mut Checksum| {
+        write_record(config.dialect, model, part, i, &mut buffers, w, sum)
+    };
     if config.gzip {
         let mut w = flate2::write::GzEncoder::new(
             BufWriter::with_capacity(1 << 20, file),
             flate2::Compression::fast(),
         );
-        for i in objects {
-            write_record(config.dialect, config.seed, model, i, &mut w, &mut sum).map_err(io)?;
+        for &i in part.objects {
+            record(i, &mut w, &mut sum).map_err(io)?;
         }
         w.finish().and_then(|mut b| b.flush()).map_err(io)?;
     } else {
         let mut w = BufWriter::with_capacity(1 << 20, file);
-        for i in objects {
-            write_record(config.dialect, config.seed, model, i, &mut w, &mut sum).map_err(io)?;
+        for &i in part.objects {
+            record(i, &mut w, &mut sum).map_err(io)?;
         }
         w.flush().map_err(io)?;
     }
     Ok(sum)
 }
 
-fn json_str(w: &mut impl Write, s: &str) -> std::io::Result<()> {
+fn json_str(w: &mut dyn Write, s: &str) -> std::io::Result<()> {
     serde_json::to_writer(&mut *w, s).map_err(std::io::Error::other)
 }
 
-fn json_opt(w: &mut impl Write, s: Option<&str>) -> std::io::Result<()> {
+fn json_opt(w: &mut dyn Write, s: Option<&str>) -> std::io::Result<()> {
     match s {
         Some(s) => json_str(w, s),
         None => w.write_all(b"null"),
@@ -550,15 +777,14 @@ fn json_opt(w: &mut impl Write, s: Option<&str>) -> std::io::Result<()> {
 /// One object as a line of NDJSON in the dialect's shape; adds its rows to `sum`.
 fn write_record(
     dialect: Dialect,
-    seed: u64,
     model: &Model,
+    part: &Part<'_>,
     i: u64,
-    w: &mut impl Write,
+    buffers: &mut Buffers,
+    w: &mut dyn Write,
     sum: &mut Checksum,
 ) -> std::io::Result<()> {
-    let mut rng = Rng::for_object(seed, i);
     let id = object_id(i);
-    let mut vs = Vec::new();
     match dialect {
         Dialect::V1 => write!(
             w,
@@ -572,51 +798,54 @@ fn write_record(
     }
     let mut current: Vec<(usize, Option<String>)> = Vec::new();
     let mut first = true;
-    for p in 0..model.names.len() {
-        if !versions(model, p, &mut rng, id, &mut vs) {
-            continue;
-        }
-        if !first {
-            w.write_all(b",")?;
-        }
-        first = false;
-        let name = &model.names[p];
-        json_str(w, name)?;
-        match dialect {
-            Dialect::V1 | Dialect::V1Deals => {
-                w.write_all(b":{\"value\":")?;
-                json_opt(w, vs[0].value.as_deref())?;
-                w.write_all(b",\"versions\":[")?;
-            }
-            Dialect::V3 => {
-                w.write_all(b":[")?;
-                current.push((p, vs[0].value.clone()));
-            }
-        }
-        for (k, v) in vs.iter().enumerate() {
-            if k > 0 {
+    part.timeline.histories(
+        model,
+        i,
+        part.step,
+        buffers,
+        |p, vs| -> std::io::Result<()> {
+            if !first {
                 w.write_all(b",")?;
             }
-            write_version(dialect, name, v, w)?;
-            let (source_id, source_label, updated_by) = as_read(dialect, v);
-            sum.add(
-                name,
-                &Row {
-                    object_id: id,
-                    timestamp: v.timestamp,
-                    value: v.value.as_deref().map(str::as_bytes),
-                    source_type: v.source_type.map(str::as_bytes),
-                    source_id: source_id.map(str::as_bytes),
-                    source_label: source_label.map(str::as_bytes),
-                    updated_by_user_id: updated_by,
-                },
-            );
-        }
-        match dialect {
-            Dialect::V1 | Dialect::V1Deals => w.write_all(b"]}")?,
-            Dialect::V3 => w.write_all(b"]")?,
-        }
-    }
+            first = false;
+            let name = &model.names[p];
+            json_str(w, name)?;
+            match dialect {
+                Dialect::V1 | Dialect::V1Deals => {
+                    w.write_all(b":{\"value\":")?;
+                    json_opt(w, vs[0].value.as_deref())?;
+                    w.write_all(b",\"versions\":[")?;
+                }
+                Dialect::V3 => {
+                    w.write_all(b":[")?;
+                    current.push((p, vs[0].value.clone()));
+                }
+            }
+            for (k, v) in vs.iter().enumerate() {
+                if k > 0 {
+                    w.write_all(b",")?;
+                }
+                write_version(dialect, name, v, w)?;
+                let (source_id, source_label, updated_by) = as_read(dialect, v);
+                sum.add(
+                    name,
+                    &Row {
+                        object_id: id,
+                        timestamp: v.timestamp,
+                        value: v.value.as_deref().map(str::as_bytes),
+                        source_type: v.source_type.map(str::as_bytes),
+                        source_id: source_id.map(str::as_bytes),
+                        source_label: source_label.map(str::as_bytes),
+                        updated_by_user_id: updated_by,
+                    },
+                );
+            }
+            match dialect {
+                Dialect::V1 | Dialect::V1Deals => w.write_all(b"]}"),
+                Dialect::V3 => w.write_all(b"]"),
+            }
+        },
+    )?;
     w.write_all(b"}")?;
     if dialect == Dialect::V3 {
         // v3 also carries current values, which are not history and must not be exploded.
@@ -637,7 +866,7 @@ fn write_version(
     dialect: Dialect,
     name: &str,
     v: &Version,
-    w: &mut impl Write,
+    w: &mut dyn Write,
 ) -> std::io::Result<()> {
     match dialect {
         Dialect::V1 => {

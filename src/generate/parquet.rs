@@ -20,7 +20,6 @@
 //! new map entry or list element, 2 a list element inside a map entry).
 
 use std::fs::File;
-use std::ops::Range;
 use std::sync::Arc;
 
 use parquet::basic::{Compression, ConvertedType, LogicalType, Repetition, Type as Physical};
@@ -29,7 +28,8 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{Type, TypePtr};
 
-use super::{GenConfig, Model, Rng, Version, as_read, object_id, versions};
+use super::timeline::Buffers;
+use super::{GenConfig, Model, Part, Version, as_read, object_id};
 use crate::batch::Row;
 use crate::checksum::Checksum;
 use crate::error::{Error, Result};
@@ -160,7 +160,8 @@ struct Group {
 fn build_group(
     config: &GenConfig,
     model: &Model,
-    objects: Range<u64>,
+    part: &Part<'_>,
+    objects: &[u64],
     sum: &mut Checksum,
 ) -> Group {
     let sources = config.parquet_sources;
@@ -168,16 +169,12 @@ fn build_group(
         ids: Vec::new(),
         by_property: vec![Vec::new(); model.names.len()],
     };
-    let mut vs = Vec::new();
-    for (k, i) in objects.enumerate() {
-        let mut rng = Rng::for_object(config.seed, i);
+    let mut buffers = Buffers::default();
+    for (k, &i) in objects.iter().enumerate() {
         let id = object_id(i);
         g.ids.push(id);
-        for p in 0..model.names.len() {
-            if !versions(model, p, &mut rng, id, &mut vs) {
-                continue;
-            }
-            for v in &vs {
+        let each = |p: usize, vs: &[Version]| -> std::result::Result<(), ()> {
+            for v in vs {
                 let (source_id, source_label, updated_by) = as_read(config.dialect, v);
                 sum.add(
                     &model.names[p],
@@ -195,8 +192,12 @@ fn build_group(
                     },
                 );
             }
-            g.by_property[p].push((k as u32, std::mem::take(&mut vs)));
-        }
+            g.by_property[p].push((k as u32, vs.to_vec()));
+            Ok(())
+        };
+        let _ = part
+            .timeline
+            .histories(model, i, part.step, &mut buffers, each);
     }
     g
 }
@@ -263,14 +264,9 @@ fn push_field(
 type Emit<'a> = dyn FnMut(&Leaf, Physical) -> parquet::errors::Result<()> + 'a;
 
 /// Writes objects `objects` to file `f`; returns their checksum.
-pub(super) fn write(
-    config: &GenConfig,
-    model: &Model,
-    f: usize,
-    objects: Range<u64>,
-) -> Result<Checksum> {
-    let path = super::file_name(config, f);
-    let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+pub(super) fn write(config: &GenConfig, model: &Model, part: &Part<'_>) -> Result<Checksum> {
+    let path = &part.path;
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let pq = |source| Error::Parquet {
         path: path.clone(),
         source,
@@ -291,10 +287,11 @@ pub(super) fn write(
     let fields = version_fields(config.parquet_sources);
     let mut sum = Checksum::default();
     let mut leaf = Leaf::default();
-    let mut start = objects.start;
-    while start < objects.end {
-        let end = (start + config.row_group_objects.max(1)).min(objects.end);
-        let g = build_group(config, model, start..end, &mut sum);
+    let objects = part.objects;
+    let mut start = 0;
+    while start < objects.len() {
+        let end = (start + config.row_group_objects.max(1) as usize).min(objects.len());
+        let g = build_group(config, model, part, &objects[start..end], &mut sum);
         let mut rg = writer.next_row_group().map_err(pq)?;
         let mut id = rg.next_column().map_err(pq)?.expect("id column");
         match id_column(config.dialect).1 {
