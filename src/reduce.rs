@@ -524,10 +524,16 @@ impl Staging<'_> {
             writer = writer.with_syncer(syncer.clone());
         }
         let merged = job.write(&mut writer, &self.existing)?;
+        // A job that read a stored partition replaces it, even with nothing left in it.
+        let written = if job.stored.is_empty() {
+            writer.finish()?
+        } else {
+            writer.finish_with_a_file()?
+        };
         let out = PropertyOutput {
             input_rows: job.received(),
             stored_rows: merged.stored_rows,
-            ..writer.finish()?
+            ..written
         };
         Ok((merged, out))
     }

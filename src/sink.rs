@@ -256,21 +256,7 @@ impl PropertyWriter {
             }
         }
         if self.open.is_none() {
-            std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-            let n = self.output.files.len();
-            let path = self.dir.join(if n == 0 {
-                format!("{}.parquet", self.stem)
-            } else {
-                format!("{}-{n}.parquet", self.stem)
-            });
-            let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let writer =
-                SerializedFileWriter::new(file, self.schema.clone(), self.properties.clone())
-                    .map_err(|source| Error::Parquet {
-                        path: path.clone(),
-                        source,
-                    })?;
-            self.open = Some((writer, path, 0));
+            self.open_file()?;
         }
         let (mut writer, path, written) = self.open.take().expect("opened above");
         let result = self.write_row_group(&mut writer, rows, order);
@@ -283,6 +269,24 @@ impl PropertyWriter {
         } else {
             self.open = Some((writer, path, written));
         }
+        Ok(())
+    }
+
+    fn open_file(&mut self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let n = self.output.files.len();
+        let path = self.dir.join(if n == 0 {
+            format!("{}.parquet", self.stem)
+        } else {
+            format!("{}-{n}.parquet", self.stem)
+        });
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let writer = SerializedFileWriter::new(file, self.schema.clone(), self.properties.clone())
+            .map_err(|source| Error::Parquet {
+                path: path.clone(),
+                source,
+            })?;
+        self.open = Some((writer, path, 0));
         Ok(())
     }
 
@@ -390,6 +394,16 @@ impl PropertyWriter {
             self.close(writer, path, rows)?;
         }
         Ok(self.output)
+    }
+
+    /// As [`PropertyWriter::finish`], but writes one file without rows if there was none:
+    /// a merge that deleted every row of a partition still replaces it, and the file (the
+    /// schema, no row group) marks the partition as this run's for publish and recovery.
+    pub fn finish_with_a_file(mut self) -> Result<PropertyOutput> {
+        if self.open.is_none() && self.output.files.is_empty() {
+            self.open_file()?;
+        }
+        self.finish()
     }
 }
 

@@ -491,6 +491,15 @@ fn deletion_and_merge_events_in_the_input_delete_objects() {
     ];
     fs::write(&events, lines.join("\n")).unwrap();
     let gone: std::collections::BTreeSet<i64> = [k[0], k[1], k[4], k[5], k[6], k[7], k[9]].into();
+    // A partition only a deleted object has: the merge must empty it, not leave it.
+    let solo = tmp.path().join("solo.ndjson");
+    fs::write(
+        &solo,
+        format!(r#"{{"vid": {}, "properties": {{"solo": {{"versions": [{{"value": "x", "timestamp": 1}}]}}}}}}"#, k[0]),
+    )
+    .unwrap();
+    merge(&[&solo], &dataset);
+    *per_object.get_mut(&k[0]).unwrap() += 1;
 
     let before = sorted_rows(&dataset);
     let kept = tmp.path().join("kept");
@@ -548,7 +557,10 @@ fn deletion_and_merge_events_in_the_input_delete_objects() {
     let mut after_without_new = after.clone();
     let added = after_without_new.remove("from_webhook").unwrap();
     assert_eq!(added.len(), 1);
+    assert_eq!(after_without_new.remove("solo"), Some(Vec::new()));
     assert_eq!(after_without_new, want);
+    let inspect = skewer(["inspect", dataset.to_str().unwrap()]);
+    assert_eq!(inspect.code, 0, "{}{}", inspect.stdout, inspect.stderr);
 }
 
 /// (property, object) → its rows (as `Row`'s debug text), in file order.
