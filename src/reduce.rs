@@ -261,7 +261,7 @@ impl Job {
                 Error::Bug("a job merges stored files but no folder was given".into())
             })?;
             for (rel, size) in &self.stored {
-                if let Some(s) = StoredCursor::open(folder, rel, *size)? {
+                if let Some(s) = StoredCursor::open(folder, rel, *size, self.stored.len())? {
                     sources.push(Source::Stored(s));
                 }
             }
@@ -1045,8 +1045,14 @@ fn merge(
     groups.finish(writer)
 }
 
-/// Rows read from a stored file at a time: long column loops, little held.
+/// Rows read from a stored file at a time at most: long column loops, little held.
 const STORED_BATCH_ROWS: usize = 8 * 1024;
+/// ... and at least: a few long values at a time still make progress.
+const STORED_MIN_ROWS: usize = 16;
+/// Bytes one job's stored cursors hold at a time, together (about: a batch is cut in half
+/// once it passes its share, so a file of long values reads a few rows at a time). Part of
+/// what `run::MemoryPlan` keeps for each reducer's output side.
+pub const STORED_JOB_BYTES: usize = 8 << 20;
 
 /// A stored data file read a batch at a time, checked to be in order as it is read: a merge
 /// of files that are not sorted would write unsorted files, so such a file stops the run.
@@ -1058,18 +1064,32 @@ struct StoredCursor {
     last: Option<(i64, i64)>,
     /// Rows read.
     rows: u64,
+    /// Rows the next batch reads, and the bytes a batch should stay under.
+    batch: usize,
+    budget: usize,
 }
 
 impl StoredCursor {
-    fn open(folder: &dyn crate::store::Folder, rel: &str, size: u64) -> Result<Option<Self>> {
+    /// Opens stored file `rel` (of `size` bytes), one of `files` a job reads together, and
+    /// reads its first batch; `None` if it has no rows.
+    fn open(
+        folder: &dyn crate::store::Folder,
+        rel: &str,
+        size: u64,
+        files: usize,
+    ) -> Result<Option<Self>> {
         let name = PathBuf::from(folder.name(rel));
         let file = crate::dataset::StoredFile::open(folder.open(rel, size)?, &name)?;
+        let files = files.max(1);
         let mut c = StoredCursor {
             file,
             block: Columns::default(),
             pos: 0,
             last: None,
             rows: 0,
+            // Small first: how long the values are is known only once some are read.
+            batch: STORED_MIN_ROWS * 4,
+            budget: STORED_JOB_BYTES / files,
         };
         Ok(if c.next_block()? { Some(c) } else { None })
     }
@@ -1077,9 +1097,16 @@ impl StoredCursor {
     fn next_block(&mut self) -> Result<bool> {
         self.block.clear();
         self.pos = 0;
-        let n = self.file.next_batch(&mut self.block, STORED_BATCH_ROWS)?;
+        let n = self.file.next_batch(&mut self.block, self.batch)?;
         if n == 0 {
             return Ok(false);
+        }
+        // Long values: fewer rows next time; short ones: back up to the most.
+        let bytes = self.block.data_bytes() + n * 32;
+        if bytes > self.budget {
+            self.batch = (self.batch / 2).max(STORED_MIN_ROWS);
+        } else if bytes < self.budget / 4 {
+            self.batch = (self.batch * 2).min(STORED_BATCH_ROWS);
         }
         let (ids, ts) = (&self.block.object_id, &self.block.timestamp);
         let mut last = self.last.unwrap_or((i64::MIN, i64::MIN));
@@ -1324,6 +1351,45 @@ fn sift_down(heap: &mut [usize], mut i: usize, less: &dyn Fn(usize, usize) -> bo
 mod tests {
     use super::*;
     use crate::sink::SinkOptions;
+
+    /// A stored file of long values is read a few rows at a time (its cursor's batches stay
+    /// near its share of the job's bytes), all of it, in order.
+    #[test]
+    fn stored_files_of_long_values_are_read_in_small_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = vec![b'x'; 64 << 10];
+        let mut rows = Columns::default();
+        for i in 0..300 {
+            rows.push(&Row {
+                object_id: i / 3,
+                timestamp: i % 3,
+                value: Some(&long),
+                source_type: None,
+                source_id: None,
+                source_label: None,
+                updated_by_user_id: None,
+            });
+        }
+        let order: Vec<u32> = (0..300).collect();
+        let mut w = PropertyWriter::new(&dir.path().join("p"), "f", &SinkOptions::default());
+        w.write(&rows, &order).unwrap();
+        let out = w.finish().unwrap();
+        let folder = crate::store::local::LocalDataset::new(dir.path());
+        let rel = "p/f.parquet";
+        // One of 8 files: a share of 1 MiB, 16 rows of 64 KiB.
+        let mut c = StoredCursor::open(&folder, rel, out.bytes, 8)
+            .unwrap()
+            .unwrap();
+        let mut sizes = vec![c.block.len()];
+        let mut read = c.block.object_id.clone();
+        while c.next_block().unwrap() {
+            sizes.push(c.block.len());
+            read.extend_from_slice(&c.block.object_id);
+        }
+        assert_eq!(read, rows.object_id);
+        assert_eq!(&sizes[..3], [64, 32, 16], "{sizes:?}");
+        assert!(sizes[3..].iter().all(|&n| n <= 16), "{sizes:?}");
+    }
 
     fn row(object_id: i64, timestamp: i64, value: Option<&'static [u8]>) -> Row<'static> {
         Row {

@@ -807,7 +807,8 @@ fn the_generators_increments_merged_in_order_equal_its_final_state() {
         let mut deleted = 0;
         for k in 1..=3 {
             let inc = out.join(format!("inc-{k:03}"));
-            let s = run(&config(&[&inc], &merged, mode)).unwrap();
+            let s = run(&config(&[&inc], &merged, mode))
+                .unwrap_or_else(|e| panic!("{name} inc {k}: {e}"));
             let c = s.manifest.counts;
             let want = skewer::generate::read_expected(&inc).unwrap();
             assert_eq!(c.records_read, want.records, "{name} inc {k}");

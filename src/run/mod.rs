@@ -144,8 +144,9 @@ impl MemoryPlan {
     const BASE: u64 = 48 << 20;
     /// A mapper's input buffers (an NDJSON chunk, a small JSON text, a Parquet column chunk).
     const PER_MAPPER: u64 = 40 << 20;
-    /// A reducer's output side: one row group while merging, gather chunks, writer pages.
-    const PER_REDUCER: u64 = 40 << 20;
+    /// A reducer's output side: one row group while merging, gather chunks, writer pages,
+    /// and a merge's stored-file batches (`reduce::STORED_JOB_BYTES`).
+    const PER_REDUCER: u64 = (40 << 20) + crate::reduce::STORED_JOB_BYTES as u64;
     /// Share of what is left kept back from the reducers' budgets for the free gaps the
     /// allocator leaves between their many small per-property buffers, which the budgets do
     /// not see: 5-16 % of the budgets, measured with `mallinfo2` during the 3x benchmark.
