@@ -22,6 +22,8 @@ pub struct Mapped {
     pub counts: MapCounts,
     pub rejects: Vec<Reject>,
     pub events: Vec<ObjectEvent>,
+    /// Histories an upsert must merge, not replace: a version of them was rejected.
+    pub partial: Vec<(u32, i64)>,
 }
 
 /// One mapper: its property-id cache, its open batches and its reusable buffers.
@@ -86,6 +88,7 @@ impl<'a> Mapper<'a> {
             counts: self.router.counts,
             rejects: std::mem::take(&mut self.router.rejects),
             events: std::mem::take(&mut self.router.events),
+            partial: std::mem::take(&mut self.router.partial),
         }
     }
 }

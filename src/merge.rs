@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::explode::{ObjectChange, ObjectEvent};
+use crate::explode::{ObjectChange, ObjectEvent, ObjectType};
 use crate::layout::{PROPERTY_COLUMN, property_dir};
 use crate::reduce::Job;
 use crate::route::PropertyTable;
@@ -40,10 +40,13 @@ use crate::store::{Folder, Location, Stores};
 /// stored-only job for each untouched partition that may hold one of `deleted` (sorted).
 /// `table` names the properties (names are interned as the mappers meet them, so this runs
 /// once every row is routed) and routes the partitions only deletes touch.
+/// `partial` are the `(property, object)` histories an upsert must not replace (a version of
+/// them was rejected).
 pub fn arrange(
     folder: &dyn Folder,
     partition: Option<&str>,
     deleted: &Arc<[i64]>,
+    partial: &[(u32, i64)],
     table: &PropertyTable,
     jobs: Vec<Vec<Job>>,
 ) -> Result<Vec<Vec<Job>>> {
@@ -67,14 +70,48 @@ pub fn arrange(
         },
         &extra,
     );
+    let mut partial = partial.to_vec();
+    partial.sort_unstable();
+    let kept = |property: u32| -> Vec<i64> {
+        let from = partial.partition_point(|&(p, _)| p < property);
+        let to = partial.partition_point(|&(p, _)| p <= property);
+        partial[from..to].iter().map(|&(_, o)| o).collect()
+    };
     Ok(gathered
         .into_iter()
         .map(|list| {
             list.into_iter()
-                .map(|job| job.with_deleted(deleted.clone()))
+                .map(|job| {
+                    let keep = kept(job.property);
+                    job.with_deleted(deleted.clone()).keep_stored(&keep)
+                })
                 .collect()
         })
         .collect())
+}
+
+/// Refuses deletion, restore and merge events that name objects of more than one type:
+/// object ids are unique only within a type, so a company's deletion applied to a dataset of
+/// contacts would delete the contact with the same id.
+pub fn check_event_types<'e>(events: impl IntoIterator<Item = &'e ObjectEvent>) -> Result<()> {
+    let types: std::collections::BTreeSet<ObjectType> = events
+        .into_iter()
+        .map(|e| e.object_type)
+        .filter(|&t| t != ObjectType::Unknown)
+        .collect();
+    if types.len() > 1 {
+        let names: Vec<&str> = types.iter().map(|t| t.name()).collect();
+        return Err(Error::Input {
+            path: "the input's webhook events".into(),
+            reason: format!(
+                "they delete or restore objects of several types ({}): ids are unique only \
+                 within a type, and a dataset holds one; give each type's events to its own \
+                 dataset (split them by subscriptionType)",
+                names.join(", ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The objects a merge deletes, sorted, without repeats: those `listed` (a delete file), and
@@ -483,7 +520,10 @@ mod tests {
             let folder = LocalDataset::new(dir.path());
             let listed = stored_partitions(&folder, None).unwrap();
             let mut gathered = gather(jobs, |_| listed["property_name=p"].clone(), &[]);
-            let job = gathered[0].pop().unwrap();
+            // One history came with a version rejected (Parquet input): its stored rows stay.
+            let partial = *histories.iter().next().unwrap();
+            histories.remove(&partial);
+            let job = gathered[0].pop().unwrap().keep_stored(&[partial]);
             let out = dir.path().join("out");
             let mut writer = PropertyWriter::new(&out, "part-new-r0", &options);
             let existing = Existing {
@@ -553,6 +593,7 @@ mod delete_file_tests {
             object_id,
             occurred_at,
             change,
+            object_type: ObjectType::Contact,
         };
         let events = [
             e(1, 20, Restored),
@@ -569,5 +610,12 @@ mod delete_file_tests {
         assert_eq!(deleted_objects(&[], &events), [2, 4, 5]);
         assert_eq!(deleted_objects(&[6, 1, 9], &events), [1, 2, 4, 5, 6, 9]);
         assert_eq!(deleted_objects(&[], &[]), Vec::<i64>::new());
+        // One type, or one and unknown (generic events without objectTypeId): fine.
+        let mut mixed = events.to_vec();
+        mixed[0].object_type = ObjectType::Unknown;
+        check_event_types(&mixed).unwrap();
+        mixed[1].object_type = ObjectType::Company;
+        let err = check_event_types(&mixed).unwrap_err().to_string();
+        assert!(err.contains("contact, company"), "{err}");
     }
 }

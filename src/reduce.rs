@@ -212,6 +212,15 @@ impl Job {
         self
     }
 
+    /// The job with the stored rows of `objects` (sorted) kept after all: their histories
+    /// came in part (an upsert merges those).
+    pub fn keep_stored(mut self, objects: &[i64]) -> Job {
+        if !objects.is_empty() {
+            self.replaced.retain(|o| objects.binary_search(o).is_err());
+        }
+        self
+    }
+
     /// The job with the rows of `deleted` objects (sorted, without repeats) dropped.
     pub fn with_deleted(mut self, deleted: Arc<[i64]>) -> Job {
         debug_assert!(deleted.is_sorted_by(|a, b| a < b));

@@ -197,6 +197,9 @@ pub struct Router<'t> {
     pub rejects: Vec<Reject>,
     /// Deletions and restores the input's webhook events carry, as met.
     pub events: Vec<crate::explode::ObjectEvent>,
+    /// `(property, object)` histories sent with a version rejected (Parquet input, which
+    /// rejects versions alone): an upsert merges them instead of replacing.
+    pub partial: Vec<(u32, i64)>,
     /// Set by the input stage before each unit it explodes.
     pub location: UnitLocation,
     /// Set when a reducer has gone away (it failed): the mapper stops early.
@@ -240,6 +243,7 @@ impl<'t> Router<'t> {
             counts: MapCounts::default(),
             rejects: Vec::new(),
             events: Vec::new(),
+            partial: Vec::new(),
             location: UnitLocation::default(),
             disconnected: false,
             pending: Vec::new(),
@@ -357,6 +361,12 @@ impl crate::explode::parquet::ParquetSink for Router<'_> {
     fn reject(&mut self, index: u64, reason: &str) {
         self.counts.rejected += 1;
         self.push_reject(index, reason);
+    }
+
+    fn partial_history(&mut self, property: u32, object: i64) {
+        if self.histories {
+            self.partial.push((property, object));
+        }
     }
 
     fn reject_versions(&mut self, index: u64, count: u64, reason: &str) {

@@ -561,6 +561,35 @@ fn deletion_and_merge_events_in_the_input_delete_objects() {
     assert_eq!(after_without_new, want);
     let inspect = skewer(["inspect", dataset.to_str().unwrap()]);
     assert_eq!(inspect.code, 0, "{}{}", inspect.stdout, inspect.stderr);
+
+    // Deletions of two object types: ids may collide across types, so the merge is refused.
+    let mixed = tmp.path().join("mixed.ndjson");
+    fs::write(
+        &mixed,
+        format!(
+            "{{\"subscriptionType\": \"contact.deletion\", \"objectId\": {}}}\n\
+             {{\"subscriptionType\": \"company.deletion\", \"objectId\": {}}}\n",
+            k[2], k[3]
+        ),
+    )
+    .unwrap();
+    let refused = skewer([
+        "run",
+        "--mode",
+        "merge",
+        "-q",
+        "-i",
+        mixed.to_str().unwrap(),
+        "-o",
+        dataset.to_str().unwrap(),
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("several types (contact, company)"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(sorted_rows(&dataset), after);
 }
 
 /// (property, object) → its rows (as `Row`'s debug text), in file order.

@@ -34,8 +34,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{
-    MAX_VALUE_BYTES, ObjectChange, ObjectEvent, PropertyIds, RecordBuilder, RecordSink, StrField,
-    timestamp,
+    MAX_VALUE_BYTES, ObjectChange, ObjectEvent, ObjectType, PropertyIds, RecordBuilder, RecordSink,
+    StrField, timestamp,
 };
 
 /// Buffers the parser reuses from record to record (keep one per mapper).
@@ -185,6 +185,7 @@ keys!(RecordKey {
     MergedIds = "mergedObjectIds",
     PrimaryId = "primaryObjectId",
     NewId = "newObjectId",
+    ObjectTypeId = "objectTypeId",
 } digits: Keyed);
 
 keys!(PropertyKey {
@@ -312,8 +313,9 @@ struct Webhook {
     source_id: crate::batch::StrColumn,
     occurred_at: Option<Result<i64, String>>,
     is_event: bool,
-    /// What `subscriptionType` says the event is.
+    /// What `subscriptionType` says the event is, and of which type of object.
     kind: EventKind,
+    object_type: ObjectType,
     /// A merge's `mergedObjectIds` (`None`: absent), its `primaryObjectId`, `newObjectId`.
     merged: Option<Soft<()>>,
     merged_ids: Vec<i64>,
@@ -330,6 +332,7 @@ impl Webhook {
         self.occurred_at = None;
         self.is_event = false;
         self.kind = EventKind::Other;
+        self.object_type = ObjectType::Unknown;
         self.merged = None;
         self.merged_ids.clear();
         self.primary = None;
@@ -349,8 +352,12 @@ enum EventKind {
     Other,
 }
 
-fn event_kind(subscription: &str) -> EventKind {
-    let last = subscription.rsplit('.').next().unwrap_or_default();
+fn event_kind(subscription: &str) -> (EventKind, ObjectType) {
+    let (prefix, last) = subscription.rsplit_once('.').unwrap_or(("", subscription));
+    (event_kind_of(last), ObjectType::from_prefix(prefix))
+}
+
+fn event_kind_of(last: &str) -> EventKind {
     if last.eq_ignore_ascii_case("deletion") || last.eq_ignore_ascii_case("privacyDeletion") {
         EventKind::Deletion
     } else if last.eq_ignore_ascii_case("restore") {
@@ -420,8 +427,19 @@ fn object<'de, A: MapAccess<'de>>(mut map: A, ctx: &mut JsonContext<'_>) -> Resu
                 ctx.webhook.is_event = true;
             }
             RecordKey::Subscription => {
-                ctx.webhook.kind = map.next_value_seed(KindSeed)?.unwrap_or_default();
+                let (kind, object_type) = map.next_value_seed(KindSeed)?.unwrap_or_default();
+                ctx.webhook.kind = kind;
+                // A generic event's objectTypeId (before or after) says the type instead.
+                if object_type != ObjectType::Unknown {
+                    ctx.webhook.object_type = object_type;
+                }
                 ctx.webhook.is_event = true;
+            }
+            RecordKey::ObjectTypeId => {
+                let object_type = map.next_value_seed(TypeIdSeed)?.unwrap_or_default();
+                if object_type != ObjectType::Unknown {
+                    ctx.webhook.object_type = object_type;
+                }
             }
             RecordKey::MergedIds => {
                 ctx.webhook.merged_ids.clear();
@@ -478,10 +496,12 @@ fn lifecycle_event(ctx: &mut JsonContext<'_>, ids: ObjectIds, index: u64) {
         Some(Err(e)) => return ctx.sink.reject(index, &format!("occurredAt: {e}")),
         None => i64::MIN,
     };
+    let object_type = w.object_type;
     let event = |object_id| ObjectEvent {
         object_id,
         occurred_at,
         change,
+        object_type,
     };
     if w.kind != EventKind::Merge {
         match ids.resolve() {
@@ -1299,13 +1319,22 @@ fn raw_id(raw: &str) -> Soft<i64> {
     }
 }
 
-scalar_seed!(KindSeed -> EventKind, "an event type", {
-    i64: |_| Ok(EventKind::Other),
-    u64: |_| Ok(EventKind::Other),
-    f64: |_| Ok(EventKind::Other),
+scalar_seed!(KindSeed -> (EventKind, ObjectType), "an event type", {
+    i64: |_| Ok(Default::default()),
+    u64: |_| Ok(Default::default()),
+    f64: |_| Ok(Default::default()),
     str: |v: &str| Ok(event_kind(v)),
-    null: Ok(EventKind::Other),
-    bool: |_| Ok(EventKind::Other),
+    null: Ok(Default::default()),
+    bool: |_| Ok(Default::default()),
+});
+
+scalar_seed!(TypeIdSeed -> ObjectType, "an object type id", {
+    i64: |_| Ok(ObjectType::Other),
+    u64: |_| Ok(ObjectType::Other),
+    f64: |_| Ok(ObjectType::Other),
+    str: |v: &str| Ok(ObjectType::from_type_id(v)),
+    null: Ok(ObjectType::Unknown),
+    bool: |_| Ok(ObjectType::Other),
 });
 
 /// A merge event's `mergedObjectIds` into a list; `Err` (the whole value read) unless it is
@@ -1551,7 +1580,7 @@ mod tests {
         let out = explode(
             r#"{"subscriptionType": "contact.deletion", "objectId": 1, "occurredAt": 10, "changeFlag": "DELETED"}
                {"subscriptionType": "contact.privacyDeletion", "objectId": "2", "occurredAt": 11}
-               {"subscriptionType": "object.restore", "objectId": 1, "occurredAt": "1970-01-01T00:00:00.020Z"}
+               {"subscriptionType": "object.restore", "objectTypeId": "0-1", "objectId": 1, "occurredAt": "1970-01-01T00:00:00.020Z"}
                {"subscriptionType": "contact.merge", "objectId": 3, "primaryObjectId": 3,
                 "mergedObjectIds": [4, "5"], "newObjectId": 3, "occurredAt": 12}
                {"subscriptionType": "deal.merge", "primaryObjectId": 6, "mergedObjectIds": [7],
@@ -1581,6 +1610,19 @@ mod tests {
                 (7, i64::MIN, Deleted),
                 (6, i64::MIN, Deleted),
                 (10, i64::MIN, Deleted),
+            ]
+        );
+        use crate::explode::ObjectType::{Company, Contact, Deal};
+        let types: Vec<_> = out
+            .sink
+            .object_events
+            .iter()
+            .map(|e| e.object_type)
+            .collect();
+        assert_eq!(
+            types,
+            [
+                Contact, Contact, Contact, Contact, Contact, Deal, Deal, Company
             ]
         );
     }

@@ -63,6 +63,61 @@ pub struct ObjectEvent {
     /// The event's `occurredAt` (epoch ms); `i64::MIN` when it had none.
     pub occurred_at: i64,
     pub change: ObjectChange,
+    /// The type its `subscriptionType` (or `objectTypeId`) names: ids are only unique
+    /// within a type.
+    pub object_type: ObjectType,
+}
+
+/// A CRM object type, as webhook events name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObjectType {
+    /// Not said.
+    #[default]
+    Unknown,
+    Contact,
+    Company,
+    Deal,
+    Ticket,
+    /// Any other (custom objects, line items, …).
+    Other,
+}
+
+impl ObjectType {
+    /// From a `subscriptionType`'s first part (`contact` in `contact.deletion`); generic
+    /// events (`object.…`) say it in `objectTypeId` instead.
+    pub fn from_prefix(prefix: &str) -> ObjectType {
+        match prefix {
+            "contact" => ObjectType::Contact,
+            "company" => ObjectType::Company,
+            "deal" => ObjectType::Deal,
+            "ticket" => ObjectType::Ticket,
+            "object" | "" => ObjectType::Unknown,
+            _ => ObjectType::Other,
+        }
+    }
+
+    /// From an `objectTypeId` (`0-1` contacts, `0-2` companies, `0-3` deals, `0-5` tickets).
+    pub fn from_type_id(id: &str) -> ObjectType {
+        match id {
+            "0-1" => ObjectType::Contact,
+            "0-2" => ObjectType::Company,
+            "0-3" => ObjectType::Deal,
+            "0-5" => ObjectType::Ticket,
+            "" => ObjectType::Unknown,
+            _ => ObjectType::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectType::Unknown => "unknown",
+            ObjectType::Contact => "contact",
+            ObjectType::Company => "company",
+            ObjectType::Deal => "deal",
+            ObjectType::Ticket => "ticket",
+            ObjectType::Other => "other",
+        }
+    }
 }
 
 /// What happened to the object. Ordered so that, at the same moment, a restore follows the

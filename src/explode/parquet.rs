@@ -56,6 +56,9 @@ pub trait ParquetSink {
     fn reject(&mut self, index: u64, reason: &str);
     /// `count` versions rejected (of record `index`, or of the whole row group).
     fn reject_versions(&mut self, index: u64, count: u64, reason: &str);
+    /// A version of `property` of `object` was rejected alone: the rows given of that
+    /// history are not all of it (an upsert must not replace the stored one with them).
+    fn partial_history(&mut self, _property: u32, _object: i64) {}
 }
 
 /// The version fields skewer keeps, by the names any dialect gives them.
@@ -990,6 +993,9 @@ fn walk_chunk(
             Ok(ok) => ok,
             Err(reason) => {
                 sink.reject_versions(at, 1, &reason);
+                if let Some(p) = property {
+                    sink.partial_history(p, object);
+                }
                 continue;
             }
         };

@@ -312,7 +312,12 @@ pub fn run(manifest: &Manifest) -> String {
     let r = manifest.reducers.len() as u32;
     let w = bar_width(r).max(12.0);
     let right = LEFT + f64::from(r) * w;
-    let actual: Vec<f64> = manifest.reducers.iter().map(|x| x.rows as f64).collect();
+    // A merge's load counts the rows it read back, as the plan's prediction does.
+    let actual: Vec<f64> = manifest
+        .reducers
+        .iter()
+        .map(|x| (x.rows + x.stored_rows) as f64)
+        .collect();
     let predicted: Vec<Option<f64>> = manifest
         .reducers
         .iter()
@@ -323,7 +328,11 @@ pub fn run(manifest: &Manifest) -> String {
         .chain(predicted.iter().flatten())
         .fold(0.0f64, |a, &b| a.max(b));
     let mean = actual.iter().sum::<f64>() / actual.len().max(1) as f64;
-    let loads: Vec<u64> = manifest.reducers.iter().map(|x| x.rows).collect();
+    let loads: Vec<u64> = manifest
+        .reducers
+        .iter()
+        .map(|x| x.rows + x.stored_rows)
+        .collect();
     let actual_max_over_mean = planner::max_over_mean(&loads).unwrap_or(1.0);
     let mut out = String::new();
     header(

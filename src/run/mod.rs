@@ -527,11 +527,16 @@ fn map_reduce(
         let folder = existing
             .folder
             .ok_or_else(|| Error::Bug("a merge without its dataset".into()))?;
+        crate::merge::check_event_types(mapped.iter().flat_map(|m| &m.events))?;
         let deleted = deletes.all.get_or_init(|| {
             let events = mapped.iter().flat_map(|m| &m.events);
             crate::merge::deleted_objects(&deletes.listed, events).into()
         });
-        crate::merge::arrange(folder, partition.as_deref(), deleted, table, jobs)
+        let partial: Vec<(u32, i64)> = mapped
+            .iter()
+            .flat_map(|m| m.partial.iter().copied())
+            .collect();
+        crate::merge::arrange(folder, partition.as_deref(), deleted, &partial, table, jobs)
     };
     let job = threads::Job {
         files,

@@ -57,8 +57,11 @@ pub struct Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        // Clear the note before the lock goes (closing the file releases it).
+        // Clear the note before the lock goes. Unlock explicitly rather than by closing: a
+        // child this process forks keeps a copy of the descriptor until it execs, and the
+        // lock with it (a library running skewer beside threads that spawn processes).
         let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
     }
 }
 
