@@ -369,23 +369,12 @@ fn deleted_objects_leave_every_partition() {
     let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
     fs::write(&list, format!("# gone today\n{text}")).unwrap();
 
-    let out = skewer([
-        "run",
-        "--mode",
+    let json = run_json(
         "merge",
-        "--json",
-        "-q",
-        "-r",
-        "3",
-        "-i",
-        inc[0].to_str().unwrap(),
-        "-o",
-        dataset.to_str().unwrap(),
-        "--delete-objects",
-        list.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        &inc[0],
+        &dataset,
+        &["--delete-objects", list.to_str().unwrap()],
+    );
     let counts = &json["manifest"]["counts"];
     assert_eq!(counts["objects_to_delete"], 4);
     assert_eq!(counts["objects_deleted"], 3);
@@ -427,6 +416,22 @@ fn deleted_objects_leave_every_partition() {
         "{}",
         bad.stderr
     );
+}
+
+/// `skewer run --mode <mode> --json -q -r 3 -i <input> -o <dataset>` (and `extra`): its
+/// `--json` report; the run must succeed.
+fn run_json(mode: &str, input: &Path, dataset: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["run", "--mode", mode, "--json", "-q", "-r", "3"];
+    args.extend([
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        dataset.to_str().unwrap(),
+    ]);
+    args.extend(extra);
+    let out = skewer(args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
 }
 
 /// The input's webhook events delete objects too: deletions, privacy deletions and the
@@ -521,21 +526,7 @@ fn deletion_and_merge_events_in_the_input_delete_objects() {
         out.stdout
     );
 
-    let out = skewer([
-        "run",
-        "--mode",
-        "merge",
-        "--json",
-        "-q",
-        "-r",
-        "3",
-        "-i",
-        events.to_str().unwrap(),
-        "-o",
-        dataset.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let json = run_json("merge", &events, &dataset, &[]);
     let counts = &json["manifest"]["counts"];
     assert_eq!(counts["objects_to_delete"], 8);
     assert_eq!(counts["objects_deleted"], 7);
@@ -645,21 +636,7 @@ fn an_upsert_replaces_the_histories_the_input_carries() {
         ),
     ];
     fs::write(&input, lines.join("\n")).unwrap();
-    let out = skewer([
-        "run",
-        "--mode",
-        "upsert",
-        "--json",
-        "-q",
-        "-r",
-        "3",
-        "-i",
-        input.to_str().unwrap(),
-        "-o",
-        dataset.to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let json = run_json("upsert", &input, &dataset, &[]);
     let counts = &json["manifest"]["counts"];
     assert_eq!(json["manifest"]["mode"], "upsert");
     assert_eq!(

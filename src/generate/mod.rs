@@ -438,6 +438,25 @@ pub(crate) fn as_read(dialect: Dialect, v: &Version) -> (Option<&str>, Option<&s
     }
 }
 
+/// The row skewer should read back from version `v` of object `id`, written in `dialect`
+/// with its source fields or (`sources` false: Parquet without them, and their events)
+/// without.
+pub(crate) fn read_back(id: i64, v: &Version, dialect: Dialect, sources: bool) -> Row<'_> {
+    let (source_id, source_label, updated_by) = as_read(dialect, v);
+    fn keep(s: Option<&str>, sources: bool) -> Option<&[u8]> {
+        s.filter(|_| sources).map(str::as_bytes)
+    }
+    Row {
+        object_id: id,
+        timestamp: v.timestamp,
+        value: v.value.as_deref().map(str::as_bytes),
+        source_type: keep(v.source_type, sources),
+        source_id: keep(source_id, sources),
+        source_label: keep(source_label, sources),
+        updated_by_user_id: updated_by.filter(|_| sources),
+    }
+}
+
 /// The id of object number `i` (increasing, above 2³¹, not contiguous).
 pub(crate) fn object_id(i: u64) -> i64 {
     FIRST_ID + (i as i64) * 7 + (planner::fmix64(i) % 5) as i64
@@ -675,22 +694,8 @@ fn write_events(
             serde_json::to_writer(&mut w, &event).map_err(|e| io(e.into()))?;
             w.write_all(b"\n").map_err(io)?;
             lines += 1;
-            sum.add(
-                name,
-                &Row {
-                    object_id: id,
-                    timestamp: v.timestamp,
-                    value: v.value.as_deref().map(str::as_bytes),
-                    source_type: v.source_type.filter(|_| sources).map(str::as_bytes),
-                    source_id: v
-                        .source_id
-                        .as_deref()
-                        .filter(|_| sources)
-                        .map(str::as_bytes),
-                    source_label: None,
-                    updated_by_user_id: None,
-                },
-            );
+            // Versions an increment adds have no label or user: as an event carries them.
+            sum.add(name, &read_back(id, v, config.dialect, sources));
         }
     }
     let mut ids = format!("# objects deleted by increment {step}\n");
@@ -826,19 +831,7 @@ fn write_record(
                     w.write_all(b",")?;
                 }
                 write_version(dialect, name, v, w)?;
-                let (source_id, source_label, updated_by) = as_read(dialect, v);
-                sum.add(
-                    name,
-                    &Row {
-                        object_id: id,
-                        timestamp: v.timestamp,
-                        value: v.value.as_deref().map(str::as_bytes),
-                        source_type: v.source_type.map(str::as_bytes),
-                        source_id: source_id.map(str::as_bytes),
-                        source_label: source_label.map(str::as_bytes),
-                        updated_by_user_id: updated_by,
-                    },
-                );
+                sum.add(name, &read_back(id, v, dialect, true));
             }
             match dialect {
                 Dialect::V1 | Dialect::V1Deals => w.write_all(b"]}"),

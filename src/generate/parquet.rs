@@ -29,8 +29,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{Type, TypePtr};
 
 use super::timeline::Buffers;
-use super::{GenConfig, Model, Part, Version, as_read, object_id};
-use crate::batch::Row;
+use super::{GenConfig, Model, Part, Version, as_read, object_id, read_back};
 use crate::checksum::Checksum;
 use crate::error::{Error, Result};
 
@@ -175,22 +174,7 @@ fn build_group(
         g.ids.push(id);
         let each = |p: usize, vs: &[Version]| -> std::result::Result<(), ()> {
             for v in vs {
-                let (source_id, source_label, updated_by) = as_read(config.dialect, v);
-                sum.add(
-                    &model.names[p],
-                    &Row {
-                        object_id: id,
-                        timestamp: v.timestamp,
-                        value: v.value.as_deref().map(str::as_bytes),
-                        source_type: sources
-                            .then_some(v.source_type)
-                            .flatten()
-                            .map(str::as_bytes),
-                        source_id: sources.then_some(source_id).flatten().map(str::as_bytes),
-                        source_label: sources.then_some(source_label).flatten().map(str::as_bytes),
-                        updated_by_user_id: sources.then_some(updated_by).flatten(),
-                    },
-                );
+                sum.add(&model.names[p], &read_back(id, v, config.dialect, sources));
             }
             g.by_property[p].push((k as u32, vs.to_vec()));
             Ok(())
