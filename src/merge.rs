@@ -122,14 +122,14 @@ pub fn deleted_objects<'e>(
     events: impl IntoIterator<Item = &'e ObjectEvent>,
 ) -> Vec<i64> {
     let mut events: Vec<ObjectEvent> = events.into_iter().copied().collect();
-    events.sort_unstable();
+    ObjectEvent::keep_last(&mut events);
     let mut ids = listed.to_vec();
-    for (i, e) in events.iter().enumerate() {
-        let last = events.get(i + 1).is_none_or(|n| n.object_id != e.object_id);
-        if last && e.change == ObjectChange::Deleted {
-            ids.push(e.object_id);
-        }
-    }
+    ids.extend(
+        events
+            .iter()
+            .filter(|e| e.change == ObjectChange::Deleted)
+            .map(|e| e.object_id),
+    );
     ids.sort_unstable();
     ids.dedup();
     ids

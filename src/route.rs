@@ -197,6 +197,8 @@ pub struct Router<'t> {
     pub rejects: Vec<Reject>,
     /// Deletions and restores the input's webhook events carry, as met.
     pub events: Vec<crate::explode::ObjectEvent>,
+    /// Its length when last compacted.
+    events_compacted: usize,
     /// `(property, object)` histories sent with a version rejected (Parquet input, which
     /// rejects versions alone): an upsert merges them instead of replacing.
     pub partial: Vec<(u32, i64)>,
@@ -243,6 +245,7 @@ impl<'t> Router<'t> {
             counts: MapCounts::default(),
             rejects: Vec::new(),
             events: Vec::new(),
+            events_compacted: 0,
             partial: Vec::new(),
             location: UnitLocation::default(),
             disconnected: false,
@@ -431,6 +434,12 @@ impl RecordSink for Router<'_> {
 
     fn object_event(&mut self, event: crate::explode::ObjectEvent) {
         self.events.push(event);
+        // Only each object's last event matters: a stream of events about the same objects
+        // holds one each (amortised: compacted each time the list doubles).
+        if self.events.len() >= self.events_compacted.max(4096) * 2 {
+            crate::explode::ObjectEvent::keep_last(&mut self.events);
+            self.events_compacted = self.events.len();
+        }
     }
 
     fn record_without_history(&mut self) {
@@ -443,6 +452,38 @@ mod tests {
     use super::*;
     use crate::batch::Row;
     use planner::{History, PlanParams};
+
+    /// Events are compacted as they come (each object's last), with the same outcome as
+    /// keeping them all.
+    #[test]
+    fn a_stream_of_events_keeps_each_objects_last() {
+        use crate::explode::{ObjectChange, ObjectEvent, ObjectType, RecordSink};
+        let plan = Arc::new(planner::plan(&History::default(), &PlanParams::new(2)).unwrap());
+        let table = PropertyTable::new(plan);
+        let mut out: Vec<Vec<Rows>> = vec![Vec::new(); 2];
+        let mut router = Router::new(&table, Box::new(&mut out), 64);
+        let mut all = Vec::new();
+        for i in 0..30_000i64 {
+            let e = ObjectEvent {
+                object_id: i % 97,
+                occurred_at: (i * 7919) % 1000,
+                change: if i % 3 == 0 {
+                    ObjectChange::Restored
+                } else {
+                    ObjectChange::Deleted
+                },
+                object_type: ObjectType::Contact,
+            };
+            all.push(e);
+            router.object_event(e);
+        }
+        assert!(router.events.len() < 10_000, "{}", router.events.len());
+        let mut kept = router.events.clone();
+        ObjectEvent::keep_last(&mut kept);
+        ObjectEvent::keep_last(&mut all);
+        assert_eq!(kept, all);
+        assert_eq!(all.len(), 97);
+    }
 
     #[test]
     fn rows_reach_the_reducer_the_plan_names() {

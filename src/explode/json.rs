@@ -1337,6 +1337,9 @@ scalar_seed!(TypeIdSeed -> ObjectType, "an object type id", {
     bool: |_| Ok(ObjectType::Other),
 });
 
+/// The most ids one merge event may name: HubSpot merges a handful of records at a time.
+const MAX_MERGED_IDS: usize = 10_000;
+
 /// A merge event's `mergedObjectIds` into a list; `Err` (the whole value read) unless it is
 /// an array of object ids.
 struct IdList<'c>(&'c mut Vec<i64>);
@@ -1357,11 +1360,20 @@ impl<'de> Visitor<'de> for IdList<'_> {
         let mut bad = None;
         while let Some(id) = seq.next_element_seed(IdSeed)? {
             match id {
+                Ok(_) if self.0.len() >= MAX_MERGED_IDS => {
+                    bad.get_or_insert(format!(
+                        "more than {MAX_MERGED_IDS} ids: not a merge of CRM records"
+                    ));
+                }
                 Ok(id) => self.0.push(id),
                 Err(e) => {
                     bad.get_or_insert(e);
                 }
             }
+        }
+        if self.0.capacity() > MAX_MERGED_IDS {
+            // One huge list must not keep its buffer for the rest of the input.
+            self.0.shrink_to(MAX_MERGED_IDS);
         }
         Ok(bad.map_or(Ok(()), Err))
     }
@@ -1624,6 +1636,23 @@ mod tests {
             [
                 Contact, Contact, Contact, Contact, Contact, Deal, Deal, Company
             ]
+        );
+    }
+
+    #[test]
+    fn a_merge_of_too_many_ids_is_rejected() {
+        let ids: Vec<String> = (0..10_001).map(|i| i.to_string()).collect();
+        let text = format!(
+            r#"{{"subscriptionType": "contact.merge", "mergedObjectIds": [{}]}}"#,
+            ids.join(",")
+        );
+        let out = explode(&text);
+        assert!(out.sink.object_events.is_empty());
+        assert_eq!(out.sink.rejects.len(), 1);
+        assert!(
+            out.sink.rejects[0].1.contains("more than 10000 ids"),
+            "{:?}",
+            out.sink.rejects
         );
     }
 

@@ -120,6 +120,27 @@ impl ObjectType {
     }
 }
 
+impl ObjectEvent {
+    /// Keeps each object's last event (by time; at one moment a restore follows the
+    /// deletion it undoes), sorted by object: what decides whether it is deleted, so
+    /// events can be compacted as they come without changing the outcome.
+    pub fn keep_last(events: &mut Vec<ObjectEvent>) {
+        events.sort_unstable();
+        // Sorted by (object, time, change): each object's last is the one before the next.
+        let mut keep = 0;
+        for i in 0..events.len() {
+            if events
+                .get(i + 1)
+                .is_none_or(|n| n.object_id != events[i].object_id)
+            {
+                events[keep] = events[i];
+                keep += 1;
+            }
+        }
+        events.truncate(keep);
+    }
+}
+
 /// What happened to the object. Ordered so that, at the same moment, a restore follows the
 /// deletion it undoes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
