@@ -179,6 +179,56 @@ impl StrColumn {
         self.len += idx.len();
     }
 
+    /// Appends `rows` rows: where `valid` is empty every row holds a value, else row `i` is
+    /// null unless `valid[i]`; the values are `src[start..end]` for `spans`, one per value,
+    /// in order. A decoder's batch goes into the arena in one pass, with no per-value call.
+    pub fn extend_from_spans(
+        &mut self,
+        src: &[u8],
+        spans: &[(u32, u32)],
+        valid: &[bool],
+        rows: usize,
+    ) {
+        debug_assert!(valid.is_empty() || valid.len() == rows);
+        debug_assert_eq!(
+            spans.len(),
+            if valid.is_empty() {
+                rows
+            } else {
+                valid.iter().filter(|&&v| v).count()
+            }
+        );
+        if spans.is_empty() {
+            self.push_nulls(rows);
+            return;
+        }
+        self.materialize_ends();
+        let bytes: usize = spans.iter().map(|&(s, e)| (e - s) as usize).sum();
+        self.data.reserve(bytes);
+        self.ends.reserve(rows);
+        if spans.len() < rows {
+            self.materialize_valid();
+            self.valid.extend_from_slice(valid);
+            let mut next = spans.iter();
+            for &v in valid {
+                if v {
+                    let &(s, e) = next.next().expect("one span per value");
+                    self.data.extend_from_slice(&src[s as usize..e as usize]);
+                }
+                self.ends.push(self.end());
+            }
+        } else {
+            if !self.valid.is_empty() {
+                self.valid.resize(self.len + rows, true);
+            }
+            for &(s, e) in spans {
+                self.data.extend_from_slice(&src[s as usize..e as usize]);
+                self.ends.push(self.end());
+            }
+        }
+        self.len += rows;
+    }
+
     #[inline]
     fn span(&self, i: usize) -> std::ops::Range<usize> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };

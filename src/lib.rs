@@ -56,6 +56,7 @@ pub mod layout;
 pub mod location;
 pub mod map;
 pub mod merge;
+pub mod pages;
 pub mod par;
 pub mod progress;
 pub mod reduce;

@@ -230,6 +230,13 @@ impl PropertyWriter {
         self
     }
 
+    /// Writes with `properties` instead of skewer's (tests: files as other writers make them).
+    #[cfg(test)]
+    pub(crate) fn with_properties(mut self, properties: WriterProperties) -> Self {
+        self.properties = Arc::new(properties);
+        self
+    }
+
     /// Rows per row group this writer is configured for.
     pub fn row_group_rows(&self) -> usize {
         self.options.row_group_rows
