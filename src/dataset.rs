@@ -458,7 +458,8 @@ mod tests {
         use parquet::file::properties::WriterVersion;
         let dir = tempfile::tempdir().unwrap();
         let rows = mixed_rows(2500);
-        let base = || WriterProperties::builder().set_compression(Compression::ZSTD(Default::default()));
+        let base =
+            || WriterProperties::builder().set_compression(Compression::ZSTD(Default::default()));
         let variants = [
             ("v1-dictionary", base(), true),
             (

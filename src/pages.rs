@@ -268,7 +268,10 @@ fn plain_value(buf: &[u8], pos: &mut usize) -> Result<(u32, u32), String> {
         .ok_or_else(cut)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)?;
     let start = *pos + 4;
-    let end = start.checked_add(len).filter(|&e| e <= buf.len()).ok_or_else(cut)?;
+    let end = start
+        .checked_add(len)
+        .filter(|&e| e <= buf.len())
+        .ok_or_else(cut)?;
     *pos = end;
     // A page is under 2 GiB (its header says so in an i32): spans fit in u32.
     Ok((start as u32, end as u32))
@@ -291,9 +294,15 @@ struct Hybrid {
 
 #[derive(Clone, Copy)]
 enum Run {
-    Repeat { value: u32, left: usize },
+    Repeat {
+        value: u32,
+        left: usize,
+    },
     /// `bit`: where the next value starts, in bits from the buffer's start.
-    Packed { bit: usize, left: usize },
+    Packed {
+        bit: usize,
+        left: usize,
+    },
 }
 
 impl Hybrid {
@@ -379,7 +388,9 @@ impl Hybrid {
             self.pos += have;
         } else {
             let bytes = self.width.div_ceil(8) as usize;
-            let raw = buf.get(self.pos..self.pos + bytes).filter(|_| self.pos + bytes <= self.end);
+            let raw = buf
+                .get(self.pos..self.pos + bytes)
+                .filter(|_| self.pos + bytes <= self.end);
             let raw = raw.ok_or_else(cut)?;
             let mut b = [0u8; 4];
             b[..bytes].copy_from_slice(raw);
@@ -441,7 +452,11 @@ mod tests {
             seed
         };
         for width in 0..=32u32 {
-            let max = if width == 32 { u32::MAX as u64 } else { (1u64 << width) - 1 };
+            let max = if width == 32 {
+                u32::MAX as u64
+            } else {
+                (1u64 << width) - 1
+            };
             let mut runs = Vec::new();
             let mut want = Vec::new();
             for _ in 0..20 {
@@ -467,7 +482,10 @@ mod tests {
                 left -= k;
             }
             assert_eq!(got, want, "width {width}");
-            assert!(h.read(&buf, &mut got, 1).is_err(), "width {width}: past the end");
+            assert!(
+                h.read(&buf, &mut got, 1).is_err(),
+                "width {width}: past the end"
+            );
         }
     }
 

@@ -14,7 +14,9 @@ rep in turn (ABC… ABC…):
                   webhook changes), drop the deleted ids, COPY … PARTITION_BY property_name
   polars upsert   the same with lazy frames and sink_parquet(PartitionBy)
 
-Every result must hold exactly the final state's rows (the generator's answer key for
+Every tool writes ZSTD at level 1, skewer's default. The peers write three columns
+(object_id, timestamp, value) where skewer writes all seven. Every result must hold exactly
+the final state's rows (the generator's answer key for
 final/); the table says so per tool. Copying the dataset before a skewer merge is not timed.
 Bytes read: skewer's from /proc/<pid>/io (read_bytes) through /usr/bin/time is not available,
 so the figure is the stored bytes of the partitions the merge replaced (its manifest).
@@ -83,7 +85,8 @@ def duckdb_upsert(base, inc, out):
                 SELECT object_id, timestamp, value, property_name FROM inc)
             WHERE object_id NOT IN (SELECT id FROM deleted)
             ORDER BY property_name, object_id, timestamp, value)
-        TO '{out}' (FORMAT parquet, PARTITION_BY (property_name), COMPRESSION zstd)""")
+        TO '{out}' (FORMAT parquet, PARTITION_BY (property_name), COMPRESSION zstd,
+             COMPRESSION_LEVEL 1)""")
 
 
 def polars_upsert(base, inc, out):
@@ -119,7 +122,8 @@ def polars_upsert(base, inc, out):
                 .unique()
                 .filter(~pl.col("object_id").is_in(deleted))
                 .sort(["property_name", "object_id", "timestamp", "value"]))
-    merged.sink_parquet(pl.PartitionBy(out, key="property_name"), compression="zstd", mkdir=True)
+    merged.sink_parquet(pl.PartitionBy(out, key="property_name"), compression="zstd",
+                        compression_level=1, mkdir=True)
 
 
 def rows_of(dataset):

@@ -162,7 +162,7 @@ impl Timeline {
         extra.clear();
         // Newest step first, so that each property's added versions stay newest first.
         for t in (self.born(i) + 1..=step).rev() {
-            if self.change(i, t) == Change::Record || self.change(i, t) == Change::Events {
+            if matches!(self.change(i, t), Change::Record | Change::Events) {
                 let from = extra.len();
                 self.added(model, i, t, extra);
                 extra[from..].sort_by_key(|(p, _)| *p);
