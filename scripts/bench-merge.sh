@@ -15,8 +15,8 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --upgrade pip
 fi
-"$venv/bin/python" -c 'import duckdb, polars, pyarrow' 2>/dev/null ||
-    "$venv/bin/pip" install --quiet duckdb==2.0.0 polars==2.1.0 pyarrow
+"$venv/bin/python" -c 'import duckdb, polars, pyarrow, deltalake' 2>/dev/null ||
+    "$venv/bin/pip" install --quiet duckdb==2.0.0 polars==2.1.0 pyarrow deltalake==1.6.6
 if [ ! -x /usr/bin/time ]; then
     apt-get install -y time >/dev/null 2>&1 ||
         echo "note: /usr/bin/time is missing (Debian package 'time'); peak RSS is sampled only" >&2

@@ -13,6 +13,8 @@ rep in turn (ABC… ABC…):
                   increment carries with histories, union the increment's rows (and its
                   webhook changes), drop the deleted ids, COPY … PARTITION_BY property_name
   polars upsert   the same with lazy frames and sink_parquet(PartitionBy)
+  deltalake       the same on a Delta table of the stored dataset (built once): delete the
+                  deleted ids, merge … when_matched_delete the pairs, append the rows
 
 Every tool writes ZSTD at level 1, skewer's default. The peers write three columns
 (object_id, timestamp, value) where skewer writes all seven. Every result must hold exactly
@@ -52,12 +54,9 @@ EXPLODE_SQL = """
           ON COLUMNS(* EXCLUDE (vid)) INTO NAME property_name VALUE prop)"""
 
 
-def duckdb_upsert(base, inc, out):
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute(f"SET threads = {THREADS}")
-    con.execute("SET preserve_insertion_order = false")
+def increment_tables(con, inc):
+    """The increment as DuckDB tables: `inc` (its rows, `history` true for rows of a
+    history, false for webhook changes) and `deleted` (the ids of the id file)."""
     con.execute(f"""
         CREATE TEMP TABLE inc AS
         SELECT object_id, property_name, make_timestamptz(v.timestamp * 1000) AS timestamp,
@@ -74,6 +73,15 @@ def duckdb_upsert(base, inc, out):
         CREATE TEMP TABLE deleted AS
         SELECT id FROM read_csv('{inc}/_deleted-objects.txt', header = false, comment = '#',
                                 columns = {{id: 'BIGINT'}})""")
+
+
+def duckdb_upsert(base, inc, out):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET threads = {THREADS}")
+    con.execute("SET preserve_insertion_order = false")
+    increment_tables(con, inc)
     con.execute(f"""
         COPY (
             SELECT object_id, timestamp, value, property_name FROM (
@@ -126,9 +134,61 @@ def polars_upsert(base, inc, out):
                         compression_level=1, mkdir=True)
 
 
-def rows_of(dataset):
-    """Rows of a Hive-partitioned dataset (data files only), by DuckDB."""
+def delta_table(base, out):
+    """The stored dataset as a Delta table partitioned by property_name (built once, not
+    timed): the table a delta-rs user would merge into."""
     import duckdb
+    from deltalake import write_deltalake
+
+    con = duckdb.connect()
+    reader = con.sql(f"""
+        SELECT object_id, timestamp, value, property_name
+        FROM read_parquet('{base}/*/*.parquet', hive_partitioning = true)""").to_arrow_reader()
+    write_deltalake(str(out), reader, partition_by=["property_name"],
+                    writer_properties=delta_zstd1())
+
+
+def delta_zstd1():
+    from deltalake import WriterProperties
+    return WriterProperties(compression="ZSTD", compression_level=1)
+
+
+def delta_upsert(table, inc, out):
+    """The upsert a delta-rs user would write, on a copy of the Delta table (`out`; `table`
+    is unused): delete the deleted ids, `merge` the (property, object) pairs the increment
+    carries with histories with `when_matched_delete`, append the increment's rows. Three
+    commits; the files are not sorted."""
+    import duckdb
+    from deltalake import DeltaTable, write_deltalake
+
+    con = duckdb.connect()
+    con.execute(f"SET threads = {THREADS}")
+    increment_tables(con, inc)
+    deleted = [r[0] for r in con.sql("SELECT id FROM deleted").fetchall()]
+    dt = DeltaTable(out)
+    if deleted:
+        dt.delete(f"object_id IN ({', '.join(map(str, deleted))})",
+                  writer_properties=delta_zstd1())
+    keys = con.sql("SELECT DISTINCT property_name, object_id FROM inc WHERE history").arrow()
+    (dt.merge(source=keys, source_alias="s", target_alias="t",
+              predicate="t.property_name = s.property_name AND t.object_id = s.object_id",
+              writer_properties=delta_zstd1())
+       .when_matched_delete()
+       .execute())
+    rows = con.sql("""
+        SELECT DISTINCT object_id, timestamp, value, property_name FROM inc
+        WHERE object_id NOT IN (SELECT id FROM deleted)""").to_arrow_reader()
+    write_deltalake(out, rows, mode="append", partition_by=["property_name"],
+                    writer_properties=delta_zstd1())
+
+
+def rows_of(dataset):
+    """Rows of a Hive-partitioned dataset (data files only; a Delta table's live files), by
+    DuckDB."""
+    import duckdb
+    if (Path(dataset) / "_delta_log").exists():
+        from deltalake import DeltaTable
+        return DeltaTable(str(dataset)).to_pyarrow_dataset().count_rows()
     return duckdb.sql(
         f"SELECT count(*) FROM read_parquet('{dataset}/*/*.parquet', hive_partitioning = true)"
     ).fetchall()[0][0]
@@ -143,7 +203,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--reducers", type=int, default=THREADS * 2)
     ap.add_argument("--work", default="/tmp/skewer-bench-merge")
-    ap.add_argument("--tools", default="merge,upsert,rebuild,duckdb,polars")
+    ap.add_argument("--tools", default="merge,upsert,rebuild,duckdb,polars,deltalake")
     ap.add_argument("--timeout", type=int, default=1800)
     args = ap.parse_args()
 
@@ -165,6 +225,10 @@ def main():
         subprocess.run([str(skewer), "run", "-q", "-i", str(series / "base"), "-o", str(base),
                         "-r", str(args.reducers)], check=True, stdout=subprocess.DEVNULL)
     inc = series / "inc-001"
+    base_delta = work / "base-delta"
+    if "deltalake" in args.tools.split(",") and not (base_delta / "_delta_log").exists():
+        shutil.rmtree(base_delta, ignore_errors=True)
+        delta_table(base, base_delta)
     base_bytes = sum(f.stat().st_size for f in base.rglob("*.parquet"))
 
     def prepare(tool):
@@ -172,6 +236,8 @@ def main():
         shutil.rmtree(out, ignore_errors=True)
         if tool in ("merge", "upsert"):
             shutil.copytree(base, out)
+        if tool == "deltalake":
+            shutil.copytree(base_delta, out)
         return out
 
     def command(tool, out):
@@ -214,7 +280,7 @@ def main():
         print(f"| {tool} | {medians[tool]:.2f} ({min(walls):.2f}-{max(walls):.2f}) | "
               f"{statistics.median(r[1] for r in results[tool]):.2f} | "
               f"{max(r[2] for r in results[tool]) / 2**20:.0f} | {'yes' if ok else 'NO'} |")
-    peers = [t for t in tools if t in ("duckdb", "polars")]
+    peers = [t for t in tools if t in ("duckdb", "polars", "deltalake")]
     for mine in ("merge", "upsert"):
         if mine in medians and peers:
             fastest = min(peers, key=lambda t: medians[t])
@@ -226,6 +292,7 @@ def main():
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--peer":
         tool, base, inc, out = sys.argv[2:6]
-        {"duckdb": duckdb_upsert, "polars": polars_upsert}[tool](base, inc, out)
+        {"duckdb": duckdb_upsert, "polars": polars_upsert,
+         "deltalake": delta_upsert}[tool](base, inc, out)
     else:
         main()
