@@ -82,6 +82,14 @@ pub enum Error {
     /// A dataset does not hold what it should (`skewer checksum --expected`).
     #[error("{0}")]
     Mismatch(String),
+
+    /// A multi-process run's processes could not meet, or do not run the same job.
+    #[error("process {process} ({address}): {reason}; nothing was published")]
+    Cluster {
+        process: usize,
+        address: String,
+        reason: String,
+    },
     /// The configuration is invalid (a usage error).
     #[error("{0}")]
     Config(String),

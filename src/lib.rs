@@ -31,6 +31,7 @@
 //! | [`layout`] | names, partitions | the dataset's folders and `_skewer/` files |
 //! | [`rejects`] | unreadable records | `_skewer/rejects/<run>.ndjson` |
 //! | [`history`], [`sample`] | past runs, or the input itself | the volumes the planner (`planner`) plans from |
+//! | [`cluster`] | a host file, this process's index, the job's description | the rendezvous: every process checked to run the same job (multi-process runs, being built) |
 //! | [`inspect`] | a dataset, local or in S3 | its files per property and health checks |
 //! | [`replay`] | dumps per date (`{date}` in `--input`), a date range | one run per date, resumable |
 //! | [`report`] | a plan, a run, a history | tables, JSON, pictures |
@@ -44,6 +45,7 @@
 pub mod app;
 pub mod batch;
 pub mod checksum;
+pub mod cluster;
 pub mod dataset;
 pub mod error;
 pub mod explode;

@@ -1,0 +1,587 @@
+//! One plan on several processes: the host list, this process's index, and the rendezvous
+//! at which every process proves it runs the same job before any row moves.
+//!
+//! Takes a host file (one `host:port` a line, the same file on every machine), this
+//! process's index (`--process`, or `JOB_COMPLETION_INDEX` as Kubernetes Indexed Jobs set it)
+//! and a description of the job (skewer's version, the inputs, the options, as named
+//! fields). Gives, once every process has checked in with process 0 and their descriptions
+//! all match, `Ok`; otherwise an error naming the process and the first field that differs,
+//! on every process that got an answer.
+//!
+//! The rendezvous runs on the hosts' own ports before the exchange starts, so a wrong host
+//! list, a stale binary or different options are refused in seconds instead of surfacing as
+//! a hang or a different dataset. It is bounded: a process that cannot reach process 0, or
+//! a process 0 that does not hear from everyone, fails after the given timeout, naming who is
+//! missing. Everything read from the network is untrusted: a check-in is one JSON line of at
+//! most [`MAX_HELLO_BYTES`].
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The environment variable Kubernetes Indexed Jobs set to each pod's index.
+pub const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+
+/// The longest check-in line read from a peer.
+pub const MAX_HELLO_BYTES: u64 = 1 << 20;
+
+/// Bumped when the check-in's shape changes: processes of different protocols refuse each
+/// other by name instead of misreading each other.
+const PROTOCOL: u32 = 1;
+
+/// The processes of a run, in index order: process `i` listens on `addresses[i]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hosts {
+    pub path: PathBuf,
+    pub addresses: Vec<String>,
+}
+
+impl Hosts {
+    /// Reads a host file: one `host:port` a line; blank lines and `#` comments skipped.
+    pub fn read(path: &Path) -> Result<Hosts> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Hosts::parse(path, &text)
+    }
+
+    /// Parses a host file's `text` (read from `path`, named in errors with the line).
+    pub fn parse(path: &Path, text: &str) -> Result<Hosts> {
+        let bad = |line: usize, reason: String| Error::Input {
+            path: path.to_path_buf(),
+            reason: format!("line {line}: {reason}"),
+        };
+        let mut addresses: Vec<String> = Vec::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let Some((host, port)) = line.rsplit_once(':') else {
+                return Err(bad(n + 1, format!("{line:?} is not host:port")));
+            };
+            if host.is_empty() || host.contains(char::is_whitespace) {
+                return Err(bad(n + 1, format!("{line:?} has no valid host")));
+            }
+            if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+                return Err(bad(n + 1, format!("{line:?}: the port must be 1 to 65535")));
+            }
+            if let Some(first) = addresses.iter().position(|a| a == line) {
+                return Err(bad(
+                    n + 1,
+                    format!("{line:?} is listed twice (first as process {first})"),
+                ));
+            }
+            addresses.push(line.to_string());
+        }
+        if addresses.is_empty() {
+            return Err(Error::Input {
+                path: path.to_path_buf(),
+                reason: "lists no host (one host:port a line)".into(),
+            });
+        }
+        Ok(Hosts {
+            path: path.to_path_buf(),
+            addresses,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.addresses.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addresses.is_empty()
+    }
+}
+
+/// This process's index: `flag` (`--process`) or else `env` (the value of
+/// [`INDEX_ENV`]); both given must agree, and the index must name a line of `hosts`.
+pub fn process_index(flag: Option<usize>, env: Option<&str>, hosts: &Hosts) -> Result<usize> {
+    let from_env = match env.map(str::trim) {
+        None | Some("") => None,
+        Some(v) => Some(v.parse::<usize>().map_err(|_| {
+            Error::Config(format!(
+                "{INDEX_ENV}={v:?} is not a process index (0, 1, …)"
+            ))
+        })?),
+    };
+    let index = match (flag, from_env) {
+        (Some(f), Some(e)) if f != e => {
+            return Err(Error::Config(format!(
+                "--process {f} and {INDEX_ENV}={e} disagree: give one"
+            )));
+        }
+        (Some(i), _) | (None, Some(i)) => i,
+        (None, None) => {
+            return Err(Error::Config(format!(
+                "--hosts needs this process's index: --process I or {INDEX_ENV}"
+            )));
+        }
+    };
+    if index >= hosts.len() {
+        return Err(Error::Config(format!(
+            "process {index} is not in {} ({} hosts: processes 0 to {})",
+            hosts.path.display(),
+            hosts.len(),
+            hosts.len() - 1
+        )));
+    }
+    Ok(index)
+}
+
+/// What a process says of itself at the rendezvous.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Hello {
+    protocol: u32,
+    process: usize,
+    hosts: Vec<String>,
+    /// The job's fields (version, inputs, options), by name: every process's must be equal.
+    job: BTreeMap<String, String>,
+}
+
+/// Process 0's answer: `ok`, or why the run is refused.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Answer {
+    ok: bool,
+    reason: String,
+}
+
+impl Answer {
+    fn refused(reason: &str) -> Answer {
+        Answer {
+            ok: false,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// How long process 0 waits for a connection's check-in line.
+const HELLO_WAIT: Duration = Duration::from_secs(5);
+
+/// Meets every other process of `hosts` (this one is `index`) and checks that they all run
+/// `job`; fails after `timeout` if someone is missing.
+pub fn rendezvous(
+    hosts: &Hosts,
+    index: usize,
+    job: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<()> {
+    let hello = Hello {
+        protocol: PROTOCOL,
+        process: index,
+        hosts: hosts.addresses.clone(),
+        job: job.clone(),
+    };
+    let deadline = Instant::now() + timeout;
+    if index == 0 {
+        coordinate(hosts, &hello, deadline, timeout)
+    } else {
+        check_in(hosts, &hello, deadline, timeout)
+    }
+}
+
+fn cluster_error(hosts: &Hosts, process: usize, reason: String) -> Error {
+    Error::Cluster {
+        process,
+        address: hosts.addresses.get(process).cloned().unwrap_or_default(),
+        reason,
+    }
+}
+
+/// Process 0: hears every other process, then answers each (a refusal too, so that no one
+/// waits for an answer that will not come).
+fn coordinate(hosts: &Hosts, mine: &Hello, deadline: Instant, timeout: Duration) -> Result<()> {
+    let listener = TcpListener::bind(&hosts.addresses[0]).map_err(|e| {
+        cluster_error(
+            hosts,
+            0,
+            format!("cannot listen on this process's address: {e}"),
+        )
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| cluster_error(hosts, 0, format!("cannot listen: {e}")))?;
+    let n = hosts.len();
+    // Processes that checked in and wait for the verdict.
+    let mut heard: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    let mut seen = vec![false; n];
+    seen[0] = true;
+    // The first reason to refuse the run; those who check in later are told it at once.
+    let mut refusal: Option<(usize, String)> = None;
+    while let Some(missing) = seen.iter().position(|s| !s) {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    if refusal.is_none() {
+                        let others = seen[missing + 1..].iter().filter(|s| !**s).count();
+                        let more = match others {
+                            0 => String::new(),
+                            k => format!(" (nor did {k} more)"),
+                        };
+                        let reason =
+                            format!("did not check in within {} s{more}", timeout.as_secs());
+                        refusal = Some((missing, reason));
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => {
+                refusal.get_or_insert((0, format!("cannot accept a connection: {e}")));
+                break;
+            }
+        };
+        // A skewer process sends its check-in as soon as it connects: whoever stays silent
+        // (a port scan, a health check) is dropped before it can hold the rendezvous up.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(left.clamp(Duration::from_millis(1), HELLO_WAIT)));
+        let Ok(hello) = read_line::<Hello>(&stream) else {
+            continue;
+        };
+        let problem = differs(mine, &hello, hosts).or_else(|| {
+            seen[hello.process].then(|| format!("is process {} a second time", hello.process))
+        });
+        if let Some(reason) = problem {
+            let _ = write_line(&stream, &Answer::refused(&reason));
+            if (1..n).contains(&hello.process) {
+                seen[hello.process] = true;
+            }
+            refusal.get_or_insert((hello.process, reason));
+            continue;
+        }
+        seen[hello.process] = true;
+        match &refusal {
+            Some((p, reason)) => {
+                let _ = write_line(&stream, &Answer::refused(&format!("process {p} {reason}")));
+            }
+            None => heard[hello.process] = Some(stream),
+        }
+    }
+    let outcome = match refusal {
+        None => Ok(()),
+        Some(r) => Err(r),
+    };
+    let answer = match &outcome {
+        Ok(()) => Answer {
+            ok: true,
+            reason: String::new(),
+        },
+        Err((p, reason)) => Answer::refused(&format!("process {p} {reason}")),
+    };
+    for stream in heard.iter().flatten() {
+        let _ = write_line(stream, &answer);
+    }
+    outcome.map_err(|(p, reason)| cluster_error(hosts, p, reason))
+}
+
+/// Why `theirs` may not join `mine`'s run (`None`: it may).
+fn differs(mine: &Hello, theirs: &Hello, hosts: &Hosts) -> Option<String> {
+    if theirs.protocol != PROTOCOL {
+        return Some(format!(
+            "speaks rendezvous protocol {} where process 0 speaks {PROTOCOL} (another skewer \
+             version)",
+            theirs.protocol
+        ));
+    }
+    if theirs.process == 0 || theirs.process >= hosts.len() {
+        return Some(format!(
+            "says it is process {}, not one of 1 to {}",
+            theirs.process,
+            hosts.len() - 1
+        ));
+    }
+    if theirs.hosts != mine.hosts {
+        return Some(format!(
+            "has another host list ({} hosts: {}) than process 0 ({} hosts: {})",
+            theirs.hosts.len(),
+            theirs.hosts.join(", "),
+            mine.hosts.len(),
+            mine.hosts.join(", ")
+        ));
+    }
+    let keys = mine.job.keys().chain(theirs.job.keys());
+    for key in keys {
+        let (a, b) = (mine.job.get(key), theirs.job.get(key));
+        if a != b {
+            let show = |v: Option<&String>| v.map_or("nothing".to_string(), |v| format!("{v:?}"));
+            return Some(format!(
+                "runs another job: its {key} is {} where process 0's is {}",
+                show(b),
+                show(a)
+            ));
+        }
+    }
+    None
+}
+
+/// Every other process: checks in with process 0 and waits for its answer.
+fn check_in(hosts: &Hosts, mine: &Hello, deadline: Instant, timeout: Duration) -> Result<()> {
+    let coordinator = &hosts.addresses[0];
+    let unreachable = |why: String| {
+        cluster_error(
+            hosts,
+            0,
+            format!(
+                "process {} could not check in with it within {} s: {why}",
+                mine.process,
+                timeout.as_secs()
+            ),
+        )
+    };
+    let stream = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(unreachable("no answer".into()));
+        }
+        let attempt = coordinator
+            .to_socket_addrs()
+            .and_then(|mut addrs| {
+                addrs
+                    .next()
+                    .ok_or_else(|| std::io::Error::other("the name resolves to no address"))
+            })
+            .and_then(|addr| TcpStream::connect_timeout(&addr, left.min(Duration::from_secs(5))));
+        match attempt {
+            Ok(stream) => break stream,
+            // Not up yet (or the name not yet in DNS, as with a headless service): retry.
+            Err(_) => std::thread::sleep(Duration::from_millis(100).min(left)),
+        }
+    };
+    // Process 0 answers by its own deadline, which may fall a little after this one's: the
+    // answer is awaited a while longer, so that a refusal arrives as itself, not as silence.
+    let left = deadline.saturating_duration_since(Instant::now()) + HELLO_WAIT;
+    let _ = stream.set_read_timeout(Some(left));
+    write_line(&stream, mine).map_err(|e| unreachable(format!("cannot send: {e}")))?;
+    let answer: Answer = read_line(&stream).map_err(|e| unreachable(format!("no answer: {e}")))?;
+    if answer.ok {
+        Ok(())
+    } else {
+        Err(cluster_error(
+            hosts,
+            0,
+            format!("refused process {}: {}", mine.process, answer.reason),
+        ))
+    }
+}
+
+fn write_line<T: Serialize>(mut stream: &TcpStream, value: &T) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    stream.flush()
+}
+
+fn read_line<T: for<'de> Deserialize<'de>>(stream: &TcpStream) -> std::io::Result<T> {
+    let mut line = Vec::new();
+    BufReader::new(stream.take(MAX_HELLO_BYTES)).read_until(b'\n', &mut line)?;
+    if line.last() != Some(&b'\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the line ended early or is over 1 MiB",
+        ));
+    }
+    serde_json::from_slice(&line)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(text: &str) -> Result<Hosts> {
+        Hosts::parse(Path::new("hosts.txt"), text)
+    }
+
+    #[test]
+    fn a_host_file_lists_host_port_lines() {
+        let h = hosts("# three on loopback\n127.0.0.1:7001\n\n  127.0.0.1:7002  # second\n[::1]:7003\nnode-2.skewer.ns.svc:7000\n").unwrap();
+        assert_eq!(
+            h.addresses,
+            [
+                "127.0.0.1:7001",
+                "127.0.0.1:7002",
+                "[::1]:7003",
+                "node-2.skewer.ns.svc:7000"
+            ]
+        );
+        for (text, want) in [
+            ("127.0.0.1", "line 1"),
+            ("a:1\n\nb:0", "line 3"),
+            ("a:1\nb:65536", "port"),
+            (":80", "no valid host"),
+            ("a:1\na:1", "listed twice (first as process 0)"),
+            ("# nothing\n", "lists no host"),
+        ] {
+            let err = hosts(text).unwrap_err().to_string();
+            assert!(
+                err.contains("hosts.txt") && err.contains(want),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_index_comes_from_the_flag_or_the_environment_and_must_name_a_host() {
+        let h = hosts("a:1\nb:2\nc:3").unwrap();
+        assert_eq!(process_index(Some(2), None, &h).unwrap(), 2);
+        assert_eq!(process_index(None, Some("1"), &h).unwrap(), 1);
+        assert_eq!(process_index(Some(1), Some("1"), &h).unwrap(), 1);
+        for (flag, env, want) in [
+            (Some(1), Some("2"), "disagree"),
+            (None, None, "--process"),
+            (None, Some(""), "--process"),
+            (None, Some("x"), "not a process index"),
+            (Some(3), None, "processes 0 to 2"),
+        ] {
+            let err = process_index(flag, env, &h).unwrap_err().to_string();
+            assert!(err.contains(want), "{flag:?} {env:?}: {err}");
+        }
+    }
+
+    /// Free loopback addresses for `n` processes.
+    fn loopback(n: usize) -> Hosts {
+        let listeners: Vec<TcpListener> = (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addresses = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().to_string())
+            .collect();
+        Hosts {
+            path: PathBuf::from("hosts.txt"),
+            addresses,
+        }
+    }
+
+    fn job(reducers: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("version".to_string(), "0.1.0".to_string()),
+            ("reducers".to_string(), reducers.to_string()),
+        ])
+    }
+
+    /// Runs a rendezvous of `jobs.len()` processes on threads; each one's result.
+    fn meet(
+        hosts: &Hosts,
+        jobs: Vec<(usize, BTreeMap<String, String>)>,
+        timeout: Duration,
+    ) -> Vec<Result<()>> {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|(i, job)| {
+                let hosts = hosts.clone();
+                std::thread::spawn(move || rendezvous(&hosts, i, &job, timeout))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn three_processes_with_the_same_job_meet() {
+        let h = loopback(3);
+        let results = meet(
+            &h,
+            (0..3).map(|i| (i, job("8"))).collect(),
+            Duration::from_secs(20),
+        );
+        for r in results {
+            r.unwrap();
+        }
+    }
+
+    #[test]
+    fn a_process_with_other_options_is_refused_by_name_on_every_process() {
+        let h = loopback(3);
+        let results = meet(
+            &h,
+            vec![(0, job("8")), (1, job("8")), (2, job("4"))],
+            Duration::from_secs(20),
+        );
+        for r in &results {
+            let err = r.as_ref().unwrap_err().to_string();
+            assert!(
+                err.contains("process 2") && err.contains("reducers"),
+                "{err}"
+            );
+            assert!(err.contains("\"4\"") && err.contains("\"8\""), "{err}");
+        }
+    }
+
+    #[test]
+    fn another_host_list_is_refused() {
+        let h = loopback(2);
+        let mut other = h.clone();
+        other.addresses.push("127.0.0.1:1".into());
+        let h0 = h.clone();
+        let zero =
+            std::thread::spawn(move || rendezvous(&h0, 0, &job("8"), Duration::from_secs(20)));
+        let one = rendezvous(&other, 1, &job("8"), Duration::from_secs(20));
+        let err = one.unwrap_err().to_string();
+        assert!(err.contains("another host list"), "{err}");
+        assert!(zero.join().unwrap().is_err());
+    }
+
+    #[test]
+    fn a_missing_process_fails_the_rendezvous_within_its_timeout() {
+        let h = loopback(3);
+        let start = Instant::now();
+        let results = meet(
+            &h,
+            vec![(0, job("8")), (1, job("8"))],
+            Duration::from_secs(2),
+        );
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let zero = results[0].as_ref().unwrap_err().to_string();
+        assert!(
+            zero.contains("process 2") && zero.contains("did not check in"),
+            "{zero}"
+        );
+        assert!(zero.contains(&h.addresses[2]), "{zero}");
+        // Process 1 hears why instead of waiting out its own timeout.
+        let one = results[1].as_ref().unwrap_err().to_string();
+        assert!(
+            one.contains("refused process 1: process 2 did not check in"),
+            "{one}"
+        );
+        // And process 0 missing: the others give up on their own.
+        let results = meet(&h, vec![(1, job("8"))], Duration::from_secs(1));
+        let err = results[0].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("could not check in") && err.contains(&h.addresses[0]),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_stranger_on_the_port_does_not_stop_the_rendezvous() {
+        let h = loopback(2);
+        let h0 = h.clone();
+        let zero =
+            std::thread::spawn(move || rendezvous(&h0, 0, &job("8"), Duration::from_secs(20)));
+        // A port scan and a garbage line, then the real process.
+        let addr = h.addresses[0].clone();
+        let mut tries = 0;
+        let stranger = loop {
+            match TcpStream::connect(&addr) {
+                Ok(s) => break s,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        write_line(&stranger, &"GET / HTTP/1.1").unwrap();
+        drop(stranger);
+        rendezvous(&h, 1, &job("8"), Duration::from_secs(20)).unwrap();
+        zero.join().unwrap().unwrap();
+    }
+}
