@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -149,6 +152,9 @@ struct Hello {
 struct Answer {
     ok: bool,
     reason: String,
+    /// What process 0 sends everyone with an `ok` (the run's plan).
+    #[serde(default)]
+    payload: String,
 }
 
 impl Answer {
@@ -156,6 +162,7 @@ impl Answer {
         Answer {
             ok: false,
             reason: reason.to_string(),
+            payload: String::new(),
         }
     }
 }
@@ -163,14 +170,26 @@ impl Answer {
 /// How long process 0 waits for a connection's check-in line.
 const HELLO_WAIT: Duration = Duration::from_secs(5);
 
+/// What a rendezvous gives every process: the links to the others (process 0 has one to
+/// each; every other process, one to process 0) and what process 0 sent with its answer.
+#[derive(Debug)]
+pub struct Meeting {
+    pub control: Control,
+    /// Process 0's `payload` (process 0: its own).
+    pub payload: String,
+}
+
 /// Meets every other process of `hosts` (this one is `index`) and checks that they all run
-/// `job`; fails after `timeout` if someone is missing.
+/// `job`; fails after `timeout` if someone is missing. Once everyone has checked in, process
+/// 0 calls `payload` (e.g. to plan the run) and sends what it gives with its answer; if it
+/// fails, everyone is told why.
 pub fn rendezvous(
     hosts: &Hosts,
     index: usize,
     job: &BTreeMap<String, String>,
     timeout: Duration,
-) -> Result<()> {
+    payload: &mut dyn FnMut() -> Result<String>,
+) -> Result<Meeting> {
     let hello = Hello {
         protocol: PROTOCOL,
         process: index,
@@ -178,11 +197,20 @@ pub fn rendezvous(
         job: job.clone(),
     };
     let deadline = Instant::now() + timeout;
-    if index == 0 {
-        coordinate(hosts, &hello, deadline, timeout)
+    let (links, payload) = if index == 0 {
+        coordinate(hosts, &hello, deadline, timeout, payload)?
     } else {
-        check_in(hosts, &hello, deadline, timeout)
-    }
+        check_in(hosts, &hello, deadline, timeout)?
+    };
+    Ok(Meeting {
+        control: Control {
+            index,
+            hosts: hosts.clone(),
+            links,
+            watched: None,
+        },
+        payload,
+    })
 }
 
 fn cluster_error(hosts: &Hosts, process: usize, reason: String) -> Error {
@@ -195,7 +223,13 @@ fn cluster_error(hosts: &Hosts, process: usize, reason: String) -> Error {
 
 /// Process 0: hears every other process, then answers each (a refusal too, so that no one
 /// waits for an answer that will not come).
-fn coordinate(hosts: &Hosts, mine: &Hello, deadline: Instant, timeout: Duration) -> Result<()> {
+fn coordinate(
+    hosts: &Hosts,
+    mine: &Hello,
+    deadline: Instant,
+    timeout: Duration,
+    payload: &mut dyn FnMut() -> Result<String>,
+) -> Result<(Vec<Option<Link>>, String)> {
     let listener = TcpListener::bind(&hosts.addresses[0]).map_err(|e| {
         cluster_error(
             hosts,
@@ -266,20 +300,27 @@ fn coordinate(hosts: &Hosts, mine: &Hello, deadline: Instant, timeout: Duration)
         }
     }
     let outcome = match refusal {
-        None => Ok(()),
+        None => payload().map_err(|e| (0, format!("could not start the run: {e}"))),
         Some(r) => Err(r),
     };
     let answer = match &outcome {
-        Ok(()) => Answer {
+        Ok(payload) => Answer {
             ok: true,
             reason: String::new(),
+            payload: payload.clone(),
         },
         Err((p, reason)) => Answer::refused(&format!("process {p} {reason}")),
     };
     for stream in heard.iter().flatten() {
         let _ = write_line(stream, &answer);
     }
-    outcome.map_err(|(p, reason)| cluster_error(hosts, p, reason))
+    let payload = outcome.map_err(|(p, reason)| cluster_error(hosts, p, reason))?;
+    let links = heard
+        .into_iter()
+        .map(|s| s.map(Link::new).transpose())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| cluster_error(hosts, 0, format!("cannot keep the links: {e}")))?;
+    Ok((links, payload))
 }
 
 /// Why `theirs` may not join `mine`'s run (`None`: it may).
@@ -323,7 +364,12 @@ fn differs(mine: &Hello, theirs: &Hello, hosts: &Hosts) -> Option<String> {
 }
 
 /// Every other process: checks in with process 0 and waits for its answer.
-fn check_in(hosts: &Hosts, mine: &Hello, deadline: Instant, timeout: Duration) -> Result<()> {
+fn check_in(
+    hosts: &Hosts,
+    mine: &Hello,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(Vec<Option<Link>>, String)> {
     let coordinator = &hosts.addresses[0];
     let unreachable = |why: String| {
         cluster_error(
@@ -360,9 +406,14 @@ fn check_in(hosts: &Hosts, mine: &Hello, deadline: Instant, timeout: Duration) -
     let left = deadline.saturating_duration_since(Instant::now()) + HELLO_WAIT;
     let _ = stream.set_read_timeout(Some(left));
     write_line(&stream, mine).map_err(|e| unreachable(format!("cannot send: {e}")))?;
-    let answer: Answer = read_line(&stream).map_err(|e| unreachable(format!("no answer: {e}")))?;
+    let mut link = Link::new(stream).map_err(|e| unreachable(format!("no link: {e}")))?;
+    let answer: Answer = link
+        .read()
+        .map_err(|e| unreachable(format!("no answer: {e}")))?;
     if answer.ok {
-        Ok(())
+        let mut links: Vec<Option<Link>> = (0..hosts.len()).map(|_| None).collect();
+        links[0] = Some(link);
+        Ok((links, answer.payload))
     } else {
         Err(cluster_error(
             hosts,
@@ -370,6 +421,284 @@ fn check_in(hosts: &Hosts, mine: &Hello, deadline: Instant, timeout: Duration) -
             format!("refused process {}: {}", mine.process, answer.reason),
         ))
     }
+}
+
+/// The longest control message read from a peer (a process's report lists its files).
+pub const MAX_MESSAGE_BYTES: u64 = 64 << 20;
+
+/// One end of a link between two processes: a buffered reader that keeps what it read past
+/// a line, and the writing side.
+#[derive(Debug)]
+struct Link {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Link {
+    fn new(stream: TcpStream) -> std::io::Result<Link> {
+        stream.set_nonblocking(false)?;
+        let _ = stream.set_nodelay(true);
+        Ok(Link {
+            writer: stream.try_clone()?,
+            reader: BufReader::new(stream),
+        })
+    }
+
+    fn read<T: for<'de> Deserialize<'de>>(&mut self) -> std::io::Result<T> {
+        let mut line = Vec::new();
+        (&mut self.reader)
+            .take(MAX_HELLO_BYTES)
+            .read_until(b'\n', &mut line)?;
+        parse_line(&line)
+    }
+}
+
+/// A frame on a watched link: a heartbeat, a message, or the clean end of the link.
+const BEAT: u8 = b'B';
+const MESSAGE: u8 = b'M';
+const END: u8 = b'E';
+
+/// What a watched link's reader passes on.
+#[derive(Debug)]
+enum Inbound {
+    Message(Vec<u8>),
+    /// The link is gone: why (the peer stopped, was killed, or went silent).
+    Gone(String),
+}
+
+/// Called once with the first failure a watched link finds (a process gone or silent),
+/// from the thread that found it, while the run may be blocked elsewhere: a driver stops
+/// the run from here.
+pub type OnFailure = Arc<dyn Fn(&Error) + Send + Sync>;
+
+/// The links between this process and the others, after the rendezvous: messages (plans,
+/// reports, the verdict) as JSON lines, and, once watched, heartbeats both ways so that a
+/// process that dies or hangs is named within a bounded time.
+pub struct Control {
+    index: usize,
+    hosts: Hosts,
+    /// By process: process 0 has a link to every other; the others, one to process 0.
+    links: Vec<Option<Link>>,
+    watched: Option<Watched>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("index", &self.index)
+            .field("processes", &self.hosts.len())
+            .field("watched", &self.watched.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Watched {
+    writers: Vec<Option<Arc<std::sync::Mutex<TcpStream>>>>,
+    inbox: Vec<Option<crossbeam_channel::Receiver<Inbound>>>,
+    stop: Arc<AtomicBool>,
+    hang: Duration,
+}
+
+impl Control {
+    /// This process's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Processes in the run.
+    pub fn processes(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Starts watching the links: a heartbeat to each peer every `beat`, and a reader per
+    /// link that passes messages on and calls `on_failure` once if a peer closes its link
+    /// without ending it, or says nothing for `hang`.
+    pub fn watch(&mut self, beat: Duration, hang: Duration, on_failure: OnFailure) {
+        let n = self.hosts.len();
+        let stop = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut writers: Vec<Option<Arc<std::sync::Mutex<TcpStream>>>> =
+            (0..n).map(|_| None).collect();
+        let mut inbox: Vec<Option<crossbeam_channel::Receiver<Inbound>>> =
+            (0..n).map(|_| None).collect();
+        for (p, link) in self.links.iter_mut().enumerate() {
+            let Some(link) = link.take() else { continue };
+            let Link { reader, writer } = link;
+            let _ = reader.get_ref().set_read_timeout(Some(hang));
+            writers[p] = Some(Arc::new(std::sync::Mutex::new(writer)));
+            let (tx, rx) = crossbeam_channel::unbounded();
+            inbox[p] = Some(rx);
+            let (hosts, stop, failed, on_failure) = (
+                self.hosts.clone(),
+                stop.clone(),
+                failed.clone(),
+                on_failure.clone(),
+            );
+            std::thread::spawn(move || {
+                let gone = read_frames(reader, &tx, hang);
+                if let Some(reason) = gone {
+                    let _ = tx.send(Inbound::Gone(reason.clone()));
+                    if !stop.load(Relaxed) && !failed.swap(true, Relaxed) {
+                        on_failure(&cluster_error(&hosts, p, reason));
+                    }
+                }
+            });
+        }
+        let beating: Vec<_> = writers.iter().flatten().cloned().collect();
+        let stop_beats = stop.clone();
+        std::thread::spawn(move || {
+            while !stop_beats.load(Relaxed) {
+                for w in &beating {
+                    if let Ok(mut w) = w.lock() {
+                        let _ = w.write_all(&[BEAT, b'\n']);
+                    }
+                }
+                std::thread::sleep(beat);
+            }
+        });
+        self.watched = Some(Watched {
+            writers,
+            inbox,
+            stop,
+            hang,
+        });
+    }
+
+    /// Sends `value` to process `to` (watched links only).
+    pub fn send<T: Serialize>(&self, to: usize, value: &T) -> Result<()> {
+        let w = self.watched_writer(to)?;
+        let mut frame = vec![MESSAGE];
+        serde_json::to_writer(&mut frame, value)
+            .map_err(|e| Error::Bug(format!("a control message does not serialize: {e}")))?;
+        frame.push(b'\n');
+        let mut w = w
+            .lock()
+            .map_err(|_| Error::Bug("a link's writer was poisoned".into()))?;
+        w.write_all(&frame)
+            .map_err(|e| cluster_error(&self.hosts, to, format!("cannot send to it: {e}")))
+    }
+
+    /// The next message from process `from`: an error naming it if its link is gone or
+    /// nothing comes within `timeout`.
+    pub fn recv<T: for<'de> Deserialize<'de>>(&self, from: usize, timeout: Duration) -> Result<T> {
+        let inbox = self
+            .watched
+            .as_ref()
+            .and_then(|w| w.inbox.get(from)?.as_ref())
+            .ok_or_else(|| Error::Bug(format!("no watched link to process {from}")))?;
+        match inbox.recv_timeout(timeout) {
+            Ok(Inbound::Message(line)) => parse_line(&line).map_err(|e| {
+                cluster_error(
+                    &self.hosts,
+                    from,
+                    format!("sent an unreadable message: {e}"),
+                )
+            }),
+            Ok(Inbound::Gone(reason)) => Err(cluster_error(&self.hosts, from, reason)),
+            Err(_) => Err(cluster_error(
+                &self.hosts,
+                from,
+                format!("sent nothing within {} s", timeout.as_secs()),
+            )),
+        }
+    }
+
+    /// Ends every link cleanly (peers then take its close for the end, not a failure) and
+    /// stops the heartbeats.
+    pub fn close(&self) {
+        let Some(w) = &self.watched else { return };
+        w.stop.store(true, Relaxed);
+        for writer in w.writers.iter().flatten() {
+            if let Ok(mut writer) = writer.lock() {
+                let _ = writer.write_all(&[END, b'\n']);
+                let _ = writer.shutdown(std::net::Shutdown::Write);
+            }
+        }
+    }
+
+    /// How long a watched peer may stay silent before it is taken for hung.
+    pub fn hang_timeout(&self) -> Option<Duration> {
+        self.watched.as_ref().map(|w| w.hang)
+    }
+
+    fn watched_writer(&self, to: usize) -> Result<&Arc<std::sync::Mutex<TcpStream>>> {
+        self.watched
+            .as_ref()
+            .and_then(|w| w.writers.get(to)?.as_ref())
+            .ok_or_else(|| Error::Bug(format!("no watched link to process {to}")))
+    }
+}
+
+impl Drop for Control {
+    /// Links not ended by [`Control::close`] are cut, as a process's end cuts them: the
+    /// peers take it for a failure and name this process.
+    fn drop(&mut self) {
+        let Some(w) = &self.watched else { return };
+        w.stop.store(true, Relaxed);
+        for writer in w.writers.iter().flatten() {
+            if let Ok(writer) = writer.lock() {
+                let _ = writer.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Reads a watched link's frames until it ends: `None` once the peer ended it cleanly,
+/// else why it is gone.
+fn read_frames(
+    reader: BufReader<TcpStream>,
+    tx: &crossbeam_channel::Sender<Inbound>,
+    hang: Duration,
+) -> Option<String> {
+    let mut reader = reader;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_MESSAGE_BYTES)
+            .read_until(b'\n', &mut line);
+        match read {
+            Ok(0) => return Some("closed its link: it stopped or was killed".into()),
+            Ok(_) if line.last() != Some(&b'\n') => {
+                return Some(if line.len() as u64 >= MAX_MESSAGE_BYTES {
+                    "sent a message over 64 MiB".into()
+                } else {
+                    "closed its link in the middle of a message: it stopped or was killed".into()
+                });
+            }
+            Ok(_) => match line[0] {
+                BEAT => {}
+                END => return None,
+                MESSAGE => {
+                    let _ = tx.send(Inbound::Message(line[1..].to_vec()));
+                }
+                other => return Some(format!("sent a frame of unknown kind {other:#04x}")),
+            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Some(format!(
+                    "gave no sign of life for {} s: it hangs, or its machine is unreachable",
+                    hang.as_secs()
+                ));
+            }
+            Err(e) => return Some(format!("its link failed: {e}")),
+        }
+    }
+}
+
+fn parse_line<T: for<'de> Deserialize<'de>>(line: &[u8]) -> std::io::Result<T> {
+    if line.last() != Some(&b'\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the line ended early or is too long",
+        ));
+    }
+    serde_json::from_slice(line)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 fn write_line<T: Serialize>(mut stream: &TcpStream, value: &T) -> std::io::Result<()> {
@@ -381,15 +710,9 @@ fn write_line<T: Serialize>(mut stream: &TcpStream, value: &T) -> std::io::Resul
 
 fn read_line<T: for<'de> Deserialize<'de>>(stream: &TcpStream) -> std::io::Result<T> {
     let mut line = Vec::new();
+    // One line is all a connection sends before it is answered: nothing is read past it.
     BufReader::new(stream.take(MAX_HELLO_BYTES)).read_until(b'\n', &mut line)?;
-    if line.last() != Some(&b'\n') {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the line ended early or is over 1 MiB",
-        ));
-    }
-    serde_json::from_slice(&line)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    parse_line(&line)
 }
 
 #[cfg(test)]
@@ -469,16 +792,20 @@ mod tests {
     }
 
     /// Runs a rendezvous of `jobs.len()` processes on threads; each one's result.
+    fn plan() -> Result<String> {
+        Ok("the plan".to_string())
+    }
+
     fn meet(
         hosts: &Hosts,
         jobs: Vec<(usize, BTreeMap<String, String>)>,
         timeout: Duration,
-    ) -> Vec<Result<()>> {
+    ) -> Vec<Result<Meeting>> {
         let handles: Vec<_> = jobs
             .into_iter()
             .map(|(i, job)| {
                 let hosts = hosts.clone();
-                std::thread::spawn(move || rendezvous(&hosts, i, &job, timeout))
+                std::thread::spawn(move || rendezvous(&hosts, i, &job, timeout, &mut plan))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -492,8 +819,10 @@ mod tests {
             (0..3).map(|i| (i, job("8"))).collect(),
             Duration::from_secs(20),
         );
-        for r in results {
-            r.unwrap();
+        for (i, r) in results.into_iter().enumerate() {
+            let meeting = r.unwrap();
+            assert_eq!(meeting.payload, "the plan");
+            assert_eq!(meeting.control.index(), i);
         }
     }
 
@@ -521,9 +850,10 @@ mod tests {
         let mut other = h.clone();
         other.addresses.push("127.0.0.1:1".into());
         let h0 = h.clone();
-        let zero =
-            std::thread::spawn(move || rendezvous(&h0, 0, &job("8"), Duration::from_secs(20)));
-        let one = rendezvous(&other, 1, &job("8"), Duration::from_secs(20));
+        let zero = std::thread::spawn(move || {
+            rendezvous(&h0, 0, &job("8"), Duration::from_secs(20), &mut plan)
+        });
+        let one = rendezvous(&other, 1, &job("8"), Duration::from_secs(20), &mut plan);
         let err = one.unwrap_err().to_string();
         assert!(err.contains("another host list"), "{err}");
         assert!(zero.join().unwrap().is_err());
@@ -564,8 +894,9 @@ mod tests {
     fn a_stranger_on_the_port_does_not_stop_the_rendezvous() {
         let h = loopback(2);
         let h0 = h.clone();
-        let zero =
-            std::thread::spawn(move || rendezvous(&h0, 0, &job("8"), Duration::from_secs(20)));
+        let zero = std::thread::spawn(move || {
+            rendezvous(&h0, 0, &job("8"), Duration::from_secs(20), &mut plan)
+        });
         // A port scan and a garbage line, then the real process.
         let addr = h.addresses[0].clone();
         let mut tries = 0;
@@ -581,7 +912,127 @@ mod tests {
         };
         write_line(&stranger, &"GET / HTTP/1.1").unwrap();
         drop(stranger);
-        rendezvous(&h, 1, &job("8"), Duration::from_secs(20)).unwrap();
+        rendezvous(&h, 1, &job("8"), Duration::from_secs(20), &mut plan).unwrap();
         zero.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_plan_that_fails_on_process_0_is_told_to_everyone() {
+        let h = loopback(2);
+        let h0 = h.clone();
+        let zero = std::thread::spawn(move || {
+            rendezvous(&h0, 0, &job("8"), Duration::from_secs(20), &mut || {
+                Err(Error::Config("no history and no input".into()))
+            })
+        });
+        let err = rendezvous(&h, 1, &job("8"), Duration::from_secs(20), &mut plan)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("could not start the run: no history and no input"),
+            "{err}"
+        );
+        assert!(zero.join().unwrap().is_err());
+    }
+
+    type Failures = Arc<std::sync::Mutex<Vec<String>>>;
+
+    /// Processes met and watched: each records the failures its links find.
+    fn watched(h: &Hosts, hang: Duration) -> Vec<(Control, Failures)> {
+        let jobs = (0..h.len()).map(|i| (i, job("8"))).collect();
+        meet(h, jobs, Duration::from_secs(20))
+            .into_iter()
+            .map(|m| {
+                let mut control = m.unwrap().control;
+                let failures = Failures::default();
+                let seen = failures.clone();
+                control.watch(
+                    Duration::from_millis(100),
+                    hang,
+                    Arc::new(move |e: &Error| seen.lock().unwrap().push(e.to_string())),
+                );
+                (control, failures)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reports_reach_process_0_and_a_clean_end_is_no_failure() {
+        let h = loopback(3);
+        let all = watched(&h, Duration::from_secs(5));
+        for (c, _) in &all[1..] {
+            c.send(0, &format!("report of {}", c.index())).unwrap();
+        }
+        let zero = &all[0].0;
+        for p in 1..3 {
+            let got: String = zero.recv(p, Duration::from_secs(5)).unwrap();
+            assert_eq!(got, format!("report of {p}"));
+            zero.send(p, &"published").unwrap();
+        }
+        for (c, _) in &all[1..] {
+            let verdict: String = c.recv(0, Duration::from_secs(5)).unwrap();
+            assert_eq!(verdict, "published");
+        }
+        for (c, _) in &all {
+            c.close();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        for (c, failures) in &all {
+            let failures = failures.lock().unwrap();
+            assert!(failures.is_empty(), "{}: {failures:?}", c.index());
+        }
+    }
+
+    #[test]
+    fn a_process_that_dies_is_named_by_the_others() {
+        let h = loopback(3);
+        let mut all = watched(&h, Duration::from_secs(5));
+        // Process 2 goes without ending its link, as a killed process does.
+        let (two, _) = all.pop().unwrap();
+        drop(two);
+        let (zero, failures) = &all[0];
+        let err = zero
+            .recv::<String>(2, Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("process 2") && err.contains("stopped or was killed"),
+            "{err}"
+        );
+        let failures = failures.lock().unwrap();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].contains(&h.addresses[2]), "{failures:?}");
+    }
+
+    #[test]
+    fn a_process_that_hangs_is_named_within_the_hang_timeout() {
+        let h = loopback(2);
+        let jobs = vec![(0, job("8")), (1, job("8"))];
+        let mut met = meet(&h, jobs, Duration::from_secs(20)).into_iter();
+        let mut zero = met.next().unwrap().unwrap().control;
+        // Process 1 is alive, its socket open, but silent: no heartbeats.
+        let _one = met.next().unwrap().unwrap().control;
+        let failures = Failures::default();
+        let seen = failures.clone();
+        let start = Instant::now();
+        zero.watch(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            Arc::new(move |e: &Error| seen.lock().unwrap().push(e.to_string())),
+        );
+        let err = zero
+            .recv::<String>(1, Duration::from_secs(10))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            err.contains("process 1") && err.contains("no sign of life for 1 s"),
+            "{err}"
+        );
+        assert_eq!(failures.lock().unwrap().len(), 1);
     }
 }
