@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use planner::{MAX_REDUCERS, MAX_SPARE, PlanParams, Split, Window};
 use skewer::app::{OutputFormat, PlanConfig};
 use skewer::generate::{Dialect, Format as GenFormat, GenConfig};
-use skewer::run::{BadRecordLimit, RunConfig};
+use skewer::run::{BadRecordLimit, Exchange, RunConfig};
 use skewer::sink::SinkOptions;
 use skewer::store::Location;
 use skewer::store::meta::Mode;
@@ -457,6 +457,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = skewer::units::parse_size)]
     pub memory_limit: Option<u64>,
 
+    /// Carry the mappers' batches to the reducers through timely dataflow on N workers
+    /// instead of channels (the exchange multi-process runs are built on; same output).
+    #[arg(long, value_name = "N", hide = true,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub timely_workers: Option<u32>,
+
     /// Print the run's manifest and figures as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -564,6 +570,12 @@ impl RunArgs {
             memory_limit: self
                 .memory_limit
                 .unwrap_or_else(skewer::run::default_memory_limit),
+            exchange: match self.timely_workers {
+                Some(workers) => Exchange::Timely {
+                    workers: workers as usize,
+                },
+                None => Exchange::Channels,
+            },
             params,
         };
         let format = if self.json {

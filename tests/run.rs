@@ -365,6 +365,55 @@ fn same_input_and_plan_give_byte_identical_files() {
     }
 }
 
+/// The exchange multi-process runs are built on, timely dataflow's, carries the batches to
+/// the same reducers: on any number of workers, spilling or not, the files are the bytes the
+/// channels give.
+#[test]
+fn the_timely_exchange_writes_the_channels_bytes() {
+    use skewer::run::Exchange;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let mut g = gen_config(&input, Dialect::V3, Format::Ndjson);
+    g.objects = 4_000;
+    g.properties = 200;
+    let expected = generate(&g).unwrap();
+    let base_dir = tmp.path().join("channels");
+    let base = run(&run_config(&[&input], &base_dir, 5)).unwrap();
+    let want = files_by_content_name(&base_dir, Some(&base.manifest.run_id));
+    assert!(want.len() > 50);
+    for (workers, tight) in [(1, false), (3, false), (2, true)] {
+        let out = tmp.path().join(format!("timely-{workers}-{tight}"));
+        let mut config = run_config(&[&input], &out, 5);
+        config.exchange = Exchange::Timely { workers };
+        if tight {
+            config.memory_limit = skewer::run::MemoryPlan::minimum(config.mappers, 5);
+        }
+        let ran = run(&config).unwrap();
+        assert_eq!(
+            ran.manifest.counts, base.manifest.counts,
+            "{workers} workers"
+        );
+        assert_eq!(ran.manifest.plan.digest, base.manifest.plan.digest);
+        assert_eq!(
+            tight,
+            ran.spilled_bytes > 0,
+            "{workers} workers, tight {tight}"
+        );
+        assert_eq!(skewer::checksum::dataset(&out).unwrap(), expected.checksum);
+        let got = files_by_content_name(&out, Some(&ran.manifest.run_id));
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>()
+        );
+        for (name, bytes) in &want {
+            assert!(
+                got[name] == *bytes,
+                "{name} differs over timely ({workers} workers)"
+            );
+        }
+    }
+}
+
 /// The map and reduce stages on their own, as another driver (a merge, another process)
 /// would call them: no threads, no channels. Same plan, same files as `run`.
 #[test]

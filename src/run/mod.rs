@@ -19,7 +19,10 @@
 //! `rows_exploded = rows_written + duplicates_dropped`; a mismatch is a bug, and the run fails
 //! without publishing.
 
+mod dataflow;
 pub mod threads;
+
+pub use threads::Exchange;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,6 +82,8 @@ pub struct RunConfig {
     pub max_bad_records: BadRecordLimit,
     /// Bytes the run may hold in memory; reducers spill to disk to stay within it.
     pub memory_limit: u64,
+    /// How batches go from mappers to reducers.
+    pub exchange: Exchange,
 }
 
 impl RunConfig {
@@ -110,6 +115,7 @@ impl RunConfig {
             split_bytes: input::SPLIT_BYTES,
             max_bad_records: BadRecordLimit::default(),
             memory_limit: default_memory_limit(),
+            exchange: Exchange::Channels,
         }
     }
 }
@@ -568,7 +574,7 @@ fn map_reduce(
         files.iter().map(|f| f.size).sum(),
         config.progress,
     );
-    let stages = threads::execute(&job, splits)?;
+    let stages = threads::execute(&job, splits, config.exchange)?;
     drop(bars);
     tracing::info!(
         map_ms = ms(stages.mapped_at - started),

@@ -27,7 +27,7 @@ use crate::input::{InputFile, Split};
 use crate::map::{Mapped, Mapper};
 use crate::progress::Progress;
 use crate::reduce::{self, Reduced, Reducer, Staging, WritePool};
-use crate::route::{CHANNEL_BATCHES, PropertyTable};
+use crate::route::{Batches, CHANNEL_BATCHES, PropertyTable};
 
 /// What the map and reduce stages gave.
 #[derive(Debug)]
@@ -72,9 +72,25 @@ impl std::fmt::Debug for Job<'_> {
 pub type Arrange<'a> =
     dyn Fn(&[Mapped], Vec<Vec<reduce::Job>>) -> Result<Vec<Vec<reduce::Job>>> + Sync + 'a;
 
-/// Runs the mappers and reducers over `splits`; staged files are under `job.staging` when
-/// this returns `Ok`.
-pub fn execute(job: &Job<'_>, splits: Vec<Split>) -> Result<MapReduced> {
+/// How the mappers' batches reach the reducers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exchange {
+    /// A bounded channel per reducer, a thread per reducer.
+    Channels,
+    /// Through timely dataflow's exchange, to reducers owned by `workers` timely workers
+    /// ([`super::dataflow`]): what multi-process runs build on.
+    Timely { workers: usize },
+}
+
+/// The reduce side while the mappers run: a thread per reducer, or the timely workers.
+enum Reducing<'s> {
+    Threads(Vec<std::thread::ScopedJoinHandle<'s, Result<Received>>>),
+    Timely(std::thread::ScopedJoinHandle<'s, Result<Vec<Received>>>),
+}
+
+/// Runs the mappers and reducers over `splits`, the batches carried by `exchange`; staged
+/// files are under `job.staging` when this returns `Ok`.
+pub fn execute(job: &Job<'_>, splits: Vec<Split>, exchange: Exchange) -> Result<MapReduced> {
     let reducers = job.table.plan().reducers() as usize;
     let (split_tx, split_rx) = crossbeam_channel::unbounded();
     let weights = split_weights(job.files, &splits);
@@ -82,9 +98,6 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>) -> Result<MapReduced> {
         split_tx.send(s).expect("the queue is open");
     }
     drop(split_tx);
-    let (senders, receivers): (Vec<Sender<Rows>>, Vec<Receiver<Rows>>) = (0..reducers)
-        .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
-        .unzip();
     let pool = WritePool::new(reducers);
     // Set when a mapper fails: the others stop taking splits, reducers write nothing.
     let stop = AtomicBool::new(false);
@@ -95,27 +108,57 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>) -> Result<MapReduced> {
             syncer: Some(syncer),
             ..job.staging.clone()
         };
-        let reducer_handles: Vec<_> = receivers
-            .into_iter()
-            .enumerate()
-            .map(|(r, rx)| {
+        let (reducing, outputs): (Reducing<'_>, Vec<Box<dyn Batches + Send>>) = match exchange {
+            Exchange::Channels => {
+                let (senders, receivers): (Vec<Sender<Rows>>, Vec<Receiver<Rows>>) = (0..reducers)
+                    .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
+                    .unzip();
+                let handles = receivers
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, rx)| {
+                        let (stop, pool) = (&stop, &pool);
+                        scope.spawn(move || {
+                            let received = reduce_thread(job, r as u32, rx);
+                            if received.is_err() {
+                                stop.store(true, Relaxed);
+                                pool.fail();
+                            }
+                            received
+                        })
+                    })
+                    .collect();
+                let outputs = (0..job.mappers.max(1))
+                    .map(|_| Box::new(senders.clone()) as Box<dyn Batches + Send>)
+                    .collect();
+                (Reducing::Threads(handles), outputs)
+            }
+            Exchange::Timely { workers } => {
+                let (feed, fed) = crossbeam_channel::bounded(CHANNEL_BATCHES * workers.max(1));
                 let (stop, pool) = (&stop, &pool);
-                scope.spawn(move || {
-                    let received = reduce_thread(job, r as u32, rx);
+                let handle = scope.spawn(move || {
+                    let received = super::dataflow::reduce(job, fed, workers);
                     if received.is_err() {
                         stop.store(true, Relaxed);
                         pool.fail();
                     }
                     received
-                })
-            })
-            .collect();
-        let mapper_handles: Vec<_> = (0..job.mappers.max(1))
-            .map(|_| {
-                let (senders, split_rx) = (senders.clone(), split_rx.clone());
+                });
+                let outputs = (0..job.mappers.max(1))
+                    .map(|_| {
+                        Box::new(super::dataflow::Feed(feed.clone())) as Box<dyn Batches + Send>
+                    })
+                    .collect();
+                (Reducing::Timely(handle), outputs)
+            }
+        };
+        let mapper_handles: Vec<_> = outputs
+            .into_iter()
+            .map(|out| {
+                let split_rx = split_rx.clone();
                 let (stop, pool) = (&stop, &pool);
                 scope.spawn(move || {
-                    let mapped = map_thread(job, split_rx, senders, stop);
+                    let mapped = map_thread(job, split_rx, out, stop);
                     if mapped.is_err() {
                         stop.store(true, Relaxed);
                         pool.fail();
@@ -124,7 +167,6 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>) -> Result<MapReduced> {
                 })
             })
             .collect();
-        drop(senders);
 
         let mut first_error = None;
         let mapped: Vec<Mapped> = mapper_handles
@@ -132,10 +174,15 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>) -> Result<MapReduced> {
             .filter_map(|h| keep(&mut first_error, joined(h.join(), "mapper")))
             .collect();
         let mapped_at = Instant::now();
-        let mut received: Vec<Received> = reducer_handles
-            .into_iter()
-            .filter_map(|h| keep(&mut first_error, joined(h.join(), "reducer")))
-            .collect();
+        let mut received: Vec<Received> = match reducing {
+            Reducing::Threads(handles) => handles
+                .into_iter()
+                .filter_map(|h| keep(&mut first_error, joined(h.join(), "reducer")))
+                .collect(),
+            Reducing::Timely(handle) => {
+                keep(&mut first_error, joined(handle.join(), "timely")).unwrap_or_default()
+            }
+        };
         if first_error.is_none() {
             let jobs: Vec<Vec<reduce::Job>> = received
                 .iter_mut()
@@ -220,8 +267,8 @@ fn reduced(received: Vec<Received>, pool: WritePool) -> Vec<Reduced> {
         .collect()
 }
 
-/// What a reducer thread received before the write phase.
-struct Received {
+/// What a reducer received before the write phase.
+pub(super) struct Received {
     reducer: u32,
     rows_in: u64,
     spilled: crate::reduce::Spilled,
@@ -246,19 +293,14 @@ fn joined<T>(result: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
     }
 }
 
-fn map_thread(
-    job: &Job<'_>,
+fn map_thread<'a>(
+    job: &Job<'a>,
     splits: Receiver<(Split, u64)>,
-    senders: Vec<Sender<Rows>>,
+    out: Box<dyn Batches + Send + 'a>,
     stop: &AtomicBool,
 ) -> Result<Mapped> {
-    let mut mapper = Mapper::new(
-        job.files,
-        job.table,
-        Box::new(senders),
-        job.memory.batch_rows,
-    )
-    .with_histories(job.histories);
+    let mut mapper =
+        Mapper::new(job.files, job.table, out, job.memory.batch_rows).with_histories(job.histories);
     let progress = job.progress;
     let (mut records, mut rows) = (0, 0);
     for (split, weight) in splits.iter() {
@@ -287,6 +329,16 @@ fn reduce_thread(job: &Job<'_>, reducer: u32, batches: Receiver<Rows>) -> Result
         // On an error (a full spill disk) the receiver drops: mappers stop, the run fails.
         state.add(&batch)?;
     }
+    Ok(received(job, reducer, state, first_row))
+}
+
+/// What reducer `reducer` (`state`, its first row at `first_row`) hands the write phase.
+pub(super) fn received(
+    job: &Job<'_>,
+    reducer: u32,
+    state: Reducer,
+    first_row: Option<Instant>,
+) -> Received {
     let started = first_row.unwrap_or_else(Instant::now);
     let rows_in = state.rows();
     let order = state.write_order(&job.table.names());
@@ -297,13 +349,13 @@ fn reduce_thread(job: &Job<'_>, reducer: u32, batches: Receiver<Rows>) -> Result
         spilled_bytes = spilled.bytes,
         "reducer received its rows"
     );
-    Ok(Received {
+    Received {
         reducer,
         rows_in,
         spilled,
         started,
         jobs,
-    })
+    }
 }
 
 /// Writes reducer `reducer`'s jobs, then any other reducer's left in the pool.
