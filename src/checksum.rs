@@ -69,7 +69,10 @@ pub fn row_hash(property: &str, row: &Row<'_>) -> u64 {
     planner::fmix64(h.0)
 }
 
-struct Fnv(u64);
+/// FNV-1a over length-prefixed fields: a stable digest (not a cryptographic one) of what
+/// several processes must agree on.
+#[derive(Debug)]
+pub struct Fnv(u64);
 
 impl Default for Fnv {
     fn default() -> Self {
@@ -85,10 +88,16 @@ impl Fnv {
         }
     }
 
-    fn bytes(&mut self, bytes: &[u8]) {
+    /// Adds one field (its length first, so that fields cannot run into each other).
+    pub fn bytes(&mut self, bytes: &[u8]) {
         self.write(&[1]);
         self.write(&(bytes.len() as u64).to_le_bytes());
         self.write(bytes);
+    }
+
+    /// The digest of the fields added.
+    pub fn finish(&self) -> u64 {
+        planner::fmix64(self.0)
     }
 }
 

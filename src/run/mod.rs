@@ -120,6 +120,48 @@ impl RunConfig {
     }
 }
 
+/// What every process of a multi-process run must share, by field, for the rendezvous
+/// ([`crate::cluster::rendezvous`]) to compare: skewer's version, the inputs found (their
+/// names and sizes), the output, and every option that shapes the plan, the routing or the
+/// bytes written. What may differ between machines (memory, mapper threads, progress) is
+/// left out.
+pub fn cluster_job(
+    config: &RunConfig,
+    files: &[InputFile],
+) -> std::collections::BTreeMap<String, String> {
+    let mut inputs = crate::checksum::Fnv::default();
+    for f in files {
+        inputs.bytes(f.name.as_bytes());
+        inputs.bytes(&f.size.to_le_bytes());
+    }
+    let bytes: u64 = files.iter().map(|f| f.size).sum();
+    let show = |o: &Option<Location>| o.as_ref().map_or("none".to_string(), |l| l.to_string());
+    [
+        ("skewer version", env!("CARGO_PKG_VERSION").to_string()),
+        (
+            "inputs",
+            format!(
+                "{} files, {bytes} bytes, names and sizes digest {:016x}",
+                files.len(),
+                inputs.finish()
+            ),
+        ),
+        ("output", config.output.to_string()),
+        ("history", show(&config.history)),
+        ("delete objects", show(&config.delete_objects)),
+        ("mode", format!("{:?}", config.mode)),
+        ("partition", format!("{:?}", config.partition)),
+        ("planning", format!("{:?}", config.params)),
+        ("writing", format!("{:?}", config.sink)),
+        ("split bytes", config.split_bytes.to_string()),
+        ("bad record limit", config.max_bad_records.to_string()),
+        ("exchange", format!("{:?}", config.exchange)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// The default `--memory-limit`: 1 GiB, or a quarter of this machine's memory if that is less.
 ///
 /// A fixed figure rather than a share of RAM: a nightly job shares its machine, and the same
@@ -986,6 +1028,43 @@ mod tests {
             ..ReduceCounts::default()
         }
     }
+
+    /// Processes of one run must agree on what shapes its bytes, and only on that.
+    #[test]
+    fn a_cluster_job_names_what_must_match_and_leaves_out_what_may_differ() {
+        let file = |name: &str, size| InputFile {
+            path: name.into(),
+            name: name.into(),
+            size,
+            format: crate::input::Format::Json,
+            modified: None,
+            remote: None,
+        };
+        let files = [file("a.ndjson", 10), file("b.ndjson", 20)];
+        let base = RunConfig::new(&[std::path::Path::new("in")], "out", 4);
+        let job = cluster_job(&base, &files);
+        let mut other_machine = base.clone();
+        other_machine.mappers = 7;
+        other_machine.memory_limit = 123 << 20;
+        assert_eq!(cluster_job(&other_machine, &files), job);
+        let mut more_reducers = base.clone();
+        more_reducers.params = PlanParams::new(8);
+        let differs = |a: &BTreeMapJob, b: &BTreeMapJob| {
+            a.iter()
+                .filter(|(k, v)| b.get(*k) != Some(*v))
+                .map(|(k, _)| k.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            differs(&cluster_job(&more_reducers, &files), &job),
+            ["planning"]
+        );
+        let grown = [file("a.ndjson", 10), file("b.ndjson", 21)];
+        assert_eq!(differs(&cluster_job(&base, &grown), &job), ["inputs"]);
+        assert!(job["skewer version"].starts_with(env!("CARGO_PKG_VERSION")));
+    }
+
+    type BTreeMapJob = std::collections::BTreeMap<String, String>;
 
     #[test]
     fn counts_that_add_up_are_summed_across_stages() {
