@@ -84,10 +84,18 @@ pub fn run(
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let summary = crate::run::run(config)?;
-    let text = match format {
-        OutputFormat::Table => report::run_summary(&summary, &config.output),
-        OutputFormat::Json => report::run_json(&summary)?,
+    let text = match (crate::run::run_any(config)?, format) {
+        (crate::run::Ran::Published(summary), OutputFormat::Table) => {
+            report::run_summary(&summary, &config.output)
+        }
+        (crate::run::Ran::Published(summary), OutputFormat::Json) => report::run_json(&summary)?,
+        (crate::run::Ran::Joined(joined), OutputFormat::Table) => report::joined_summary(&joined),
+        (crate::run::Ran::Joined(joined), OutputFormat::Json) => {
+            let mut text = serde_json::to_string_pretty(&joined)
+                .map_err(|e| Error::Bug(format!("a summary: {e}")))?;
+            text.push('\n');
+            text
+        }
     };
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)

@@ -463,6 +463,34 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub timely_workers: Option<u32>,
 
+    /// Run on several processes (machines): a file of `host:port` lines, one a process, the
+    /// same file on every one; each is started with its own --process. The output must be a
+    /// folder every process sees at the same path.
+    #[arg(long, value_name = "FILE", help_heading = "Several processes")]
+    pub hosts: Option<PathBuf>,
+
+    /// This process's line in --hosts, from 0 [default: $JOB_COMPLETION_INDEX, as
+    /// Kubernetes Indexed Jobs set it]. Process 0 plans and publishes.
+    #[arg(
+        long,
+        value_name = "I",
+        requires = "hosts",
+        help_heading = "Several processes"
+    )]
+    pub process: Option<usize>,
+
+    /// Seconds the processes wait for each other to start and connect.
+    #[arg(long, value_name = "SECS", default_value_t = skewer::run::CONNECT_TIMEOUT.as_secs(), requires = "hosts",
+          value_parser = clap::value_parser!(u64).range(1..=86_400),
+          help_heading = "Several processes")]
+    pub connect_timeout: u64,
+
+    /// Seconds a process may go silent before the run takes it for hung and fails.
+    #[arg(long, value_name = "SECS", default_value_t = skewer::run::HANG_TIMEOUT.as_secs(), requires = "hosts",
+          value_parser = clap::value_parser!(u64).range(2..=86_400),
+          help_heading = "Several processes")]
+    pub hang_timeout: u64,
+
     /// Print the run's manifest and figures as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -576,6 +604,12 @@ impl RunArgs {
                 },
                 None => Exchange::Channels,
             },
+            cluster: self.hosts.map(|hosts| skewer::run::Cluster {
+                hosts,
+                process: self.process,
+                connect_timeout: std::time::Duration::from_secs(self.connect_timeout),
+                hang_timeout: std::time::Duration::from_secs(self.hang_timeout),
+            }),
             params,
         };
         let format = if self.json {

@@ -421,9 +421,11 @@ fn check_in(
             Err(_) => std::thread::sleep(Duration::from_millis(100).min(left)),
         }
     };
-    // Process 0 answers by its own deadline, which may fall a little after this one's: the
-    // answer is awaited a while longer, so that a refusal arrives as itself, not as silence.
-    let left = deadline.saturating_duration_since(Instant::now()) + HELLO_WAIT;
+    // Process 0 answers once everyone has checked in (by its own deadline, which may fall a
+    // little after this one's) and it has planned the run (recovering an earlier run,
+    // sampling the input): the answer is awaited as long again, so that a refusal arrives as
+    // itself, not as silence.
+    let left = deadline.saturating_duration_since(Instant::now()) + timeout.max(HELLO_WAIT);
     let _ = stream.set_read_timeout(Some(left));
     write_line(&stream, mine).map_err(|e| unreachable(format!("cannot send: {e}")))?;
     let mut link = Link::new(stream).map_err(|e| unreachable(format!("no link: {e}")))?;
@@ -708,6 +710,181 @@ fn read_frames(
             Err(e) => return Some(format!("its link failed: {e}")),
         }
     }
+}
+
+/// The first bytes of a mesh connection: a tag, so that a connection from anything else is
+/// told apart from a late skewer.
+const MESH_TAG: &[u8; 8] = b"skewer-x";
+/// The longest run token a mesh connection may carry.
+const MAX_TOKEN_BYTES: usize = 256;
+
+/// Connects every pair of processes for the exchange (timely's sockets, in process order,
+/// this process's own place empty): each process listens on its own address and connects to
+/// every lower one. A connection opens with [`MESH_TAG`], the run's `token` (what process 0
+/// sent at the rendezvous) and the caller's index, and is acknowledged with one byte, so a
+/// stranger, or a process of another run on a reused port, is refused instead of joined.
+/// Fails after `timeout`, naming a process that did not connect.
+pub fn mesh(
+    hosts: &Hosts,
+    index: usize,
+    token: &str,
+    timeout: Duration,
+) -> Result<Vec<Option<TcpStream>>> {
+    let n = hosts.len();
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+        return Err(Error::Bug(format!("a mesh token of {} bytes", token.len())));
+    }
+    let deadline = Instant::now() + timeout;
+    let listener = TcpListener::bind(&hosts.addresses[index]).map_err(|e| {
+        cluster_error(
+            hosts,
+            index,
+            format!("cannot listen on this process's address for the exchange: {e}"),
+        )
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| cluster_error(hosts, index, format!("cannot listen: {e}")))?;
+    let mut hello = MESH_TAG.to_vec();
+    hello.push(token.len() as u8);
+    hello.extend_from_slice(token.as_bytes());
+    hello.extend_from_slice(&(index as u64).to_le_bytes());
+    let mut sockets: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let hello = &hello;
+        // Lower processes are connected to from a thread while higher ones are accepted here:
+        // either may be the one still starting.
+        let lower = scope.spawn(move || -> Result<Vec<TcpStream>> {
+            (0..index)
+                .map(|p| connect_to(hosts, p, hello, deadline, timeout))
+                .collect()
+        });
+        let mut waiting = n - index - 1;
+        while waiting > 0 {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if let Some(p) = accept_from(&stream, token, index, n, deadline) {
+                        if sockets[p].is_none() {
+                            sockets[p] = Some(stream);
+                            waiting -= 1;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        let missing = (index + 1..n).find(|&p| sockets[p].is_none());
+                        return Err(cluster_error(
+                            hosts,
+                            missing.unwrap_or(index),
+                            format!(
+                                "did not connect to process {index} for the exchange within {} s",
+                                timeout.as_secs()
+                            ),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(cluster_error(hosts, index, format!("cannot accept: {e}")));
+                }
+            }
+        }
+        let connected = lower
+            .join()
+            .map_err(|_| Error::Bug("the mesh's connecting thread panicked".into()))??;
+        for (p, stream) in connected.into_iter().enumerate() {
+            sockets[p] = Some(stream);
+        }
+        Ok(())
+    })?;
+    for s in sockets.iter().flatten() {
+        let _ = s.set_nodelay(true);
+        let _ = s.set_read_timeout(None);
+        s.set_nonblocking(false)
+            .map_err(|e| cluster_error(hosts, index, format!("a socket: {e}")))?;
+    }
+    Ok(sockets)
+}
+
+/// Connects to process `p` for the exchange, retrying until `deadline` while it starts.
+fn connect_to(
+    hosts: &Hosts,
+    p: usize,
+    hello: &[u8],
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<TcpStream> {
+    let failed = |why: String| {
+        cluster_error(
+            hosts,
+            p,
+            format!(
+                "could not be connected to for the exchange within {} s: {why}",
+                timeout.as_secs()
+            ),
+        )
+    };
+    let mut last = String::from("no answer");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(failed(last));
+        }
+        let attempt = hosts.addresses[p]
+            .to_socket_addrs()
+            .and_then(|mut a| {
+                a.next()
+                    .ok_or_else(|| std::io::Error::other("the name resolves to no address"))
+            })
+            .and_then(|a| TcpStream::connect_timeout(&a, left.min(Duration::from_secs(5))));
+        match attempt {
+            Ok(mut stream) => {
+                let _ = stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+                let mut ack = [0u8; 1];
+                let greeted = stream
+                    .write_all(hello)
+                    .and_then(|()| stream.read_exact(&mut ack));
+                match greeted {
+                    Ok(()) if ack[0] == b'Y' => return Ok(stream),
+                    Ok(()) => return Err(failed("it refused this process's connection".into())),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(50).min(left));
+    }
+}
+
+/// Reads a mesh connection's greeting: the index of the process that connected, if it is
+/// one of this run's higher processes; anything else is dropped.
+fn accept_from(
+    mut stream: &TcpStream,
+    token: &str,
+    index: usize,
+    n: usize,
+    deadline: Instant,
+) -> Option<usize> {
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_millis(1), HELLO_WAIT);
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(wait)).ok()?;
+    let mut tag = [0u8; 9];
+    stream.read_exact(&mut tag).ok()?;
+    if &tag[..8] != MESH_TAG || tag[8] as usize != token.len() {
+        return None;
+    }
+    let mut theirs = vec![0u8; token.len() + 8];
+    stream.read_exact(&mut theirs).ok()?;
+    let p = u64::from_le_bytes(theirs[token.len()..].try_into().ok()?);
+    let ok = &theirs[..token.len()] == token.as_bytes() && p > index as u64 && p < n as u64;
+    if !ok {
+        let _ = stream.write_all(b"N");
+        return None;
+    }
+    stream.write_all(b"Y").ok()?;
+    Some(p as usize)
 }
 
 fn parse_line<T: for<'de> Deserialize<'de>>(line: &[u8]) -> std::io::Result<T> {

@@ -17,7 +17,7 @@ use crate::route::{Batches, MapCounts, MapperIds, PropertyTable, Router};
 
 /// What one mapper did: its counts, the records it could not read, and the objects its
 /// input's webhook events deleted or restored.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Mapped {
     pub counts: MapCounts,
     pub rejects: Vec<Reject>,

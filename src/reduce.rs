@@ -139,7 +139,7 @@ pub struct Existing<'a> {
 }
 
 /// What one job's write counted.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Merged {
     /// Exact duplicates dropped.
     pub duplicates: u64,
@@ -549,7 +549,7 @@ impl Staging<'_> {
 }
 
 /// What one reducer did.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Reduced {
     pub reducer: u32,
     /// Rows it received.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 /// A record that could not be read: where, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reject {
     /// Input file, as given or found.
     pub file: Arc<str>,

@@ -156,7 +156,7 @@ impl PropertyIds for MapperIds<'_> {
 }
 
 /// What a mapper counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MapCounts {
     /// Records accepted (exploded), including those without versions.
     pub records: u64,

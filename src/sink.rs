@@ -59,7 +59,7 @@ impl Default for SinkOptions {
 }
 
 /// One file written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrittenFile {
     pub path: PathBuf,
     pub rows: u64,
@@ -67,7 +67,7 @@ pub struct WrittenFile {
 }
 
 /// What writing one property produced.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PropertyOutput {
     pub files: Vec<WrittenFile>,
     pub rows: u64,

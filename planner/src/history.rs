@@ -55,6 +55,9 @@ pub struct ReducerVolume {
     pub bytes: u64,
     /// Wall time from the reducer's first row to its last file closed.
     pub wall_ms: u64,
+    /// The process it ran on, in a multi-process run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<u32>,
 }
 
 /// One run's actual volumes: the unit of history (one JSON file per run).

@@ -57,7 +57,9 @@ pub enum Carried {
 
 /// An object deleted or restored by a webhook event: a merge (`--mode merge`) drops the rows
 /// of every object whose last such event is a deletion ([`crate::merge::deleted_objects`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ObjectEvent {
     pub object_id: i64,
     /// The event's `occurredAt` (epoch ms); `i64::MIN` when it had none.
@@ -69,7 +71,19 @@ pub struct ObjectEvent {
 }
 
 /// A CRM object type, as webhook events name it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum ObjectType {
     /// Not said.
     #[default]
@@ -143,7 +157,9 @@ impl ObjectEvent {
 
 /// What happened to the object. Ordered so that, at the same moment, a restore follows the
 /// deletion it undoes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ObjectChange {
     /// Deleted (`*.deletion`, `*.privacyDeletion`), or merged into another (`*.merge`).
     Deleted,

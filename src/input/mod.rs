@@ -78,7 +78,7 @@ impl InputFile {
 }
 
 /// A unit of map work.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Split {
     /// The NDJSON lines that start in `[start, end)` of file `file`.
     Lines { file: usize, start: u64, end: u64 },

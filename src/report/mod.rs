@@ -467,6 +467,43 @@ fn summary_work(out: &mut String, s: &crate::run::RunSummary) -> std::fmt::Resul
         out,
         "balance  max/mean reducer load {:.3} predicted, {:.3} actual",
         s.predicted_max_over_mean, s.actual_max_over_mean
+    )?;
+    let processes = m.reducers.iter().filter_map(|r| r.process).max();
+    if let Some(last) = processes {
+        let mut rows = vec![0u64; last as usize + 1];
+        for r in &m.reducers {
+            if let Some(p) = r.process {
+                rows[p as usize] += r.rows;
+            }
+        }
+        let rows: Vec<String> = rows.iter().map(|&n| format_count(n)).collect();
+        writeln!(
+            out,
+            "cluster  {} processes; rows reduced by each: {}",
+            last + 1,
+            rows.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+/// What a process other than 0 of a multi-process run says when the run is published.
+pub fn joined_summary(j: &crate::run::Joined) -> String {
+    format!(
+        "process {} of {}: run {} published by process 0\n\
+         read     {} splits: {} records, {} rows routed\n\
+         reduced  {} rows on reducers {:?} into {} files, {}, in {:.1} s\n",
+        j.process,
+        j.processes,
+        j.run_id,
+        format_count(j.splits as u64),
+        format_count(j.records),
+        format_count(j.rows_routed),
+        format_count(j.rows_reduced),
+        j.reducers,
+        format_count(j.files as u64),
+        format_bytes(j.bytes),
+        j.wall_ms as f64 / 1e3
     )
 }
 

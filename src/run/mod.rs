@@ -22,7 +22,11 @@
 mod dataflow;
 pub mod threads;
 
+mod distributed;
+
+pub use distributed::{CONNECT_TIMEOUT, Cluster, HANG_TIMEOUT, Joined, Ran};
 pub use threads::Exchange;
+use threads::ReduceOn;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -84,6 +88,9 @@ pub struct RunConfig {
     pub memory_limit: u64,
     /// How batches go from mappers to reducers.
     pub exchange: Exchange,
+    /// This process's part in a run on several (`--hosts`); `None`: the run is this
+    /// process's alone.
+    pub cluster: Option<Cluster>,
 }
 
 impl RunConfig {
@@ -116,6 +123,7 @@ impl RunConfig {
             max_bad_records: BadRecordLimit::default(),
             memory_limit: default_memory_limit(),
             exchange: Exchange::Channels,
+            cluster: None,
         }
     }
 }
@@ -364,10 +372,67 @@ fn new_run_id(started_ms: i64) -> String {
 /// Runs the job: reads `config.inputs`, writes and publishes the dataset.
 ///
 /// The phases, each a function with named inputs and outputs: open (inputs, dataset, lock,
-/// recovery) → plan → map and reduce ([`threads::execute`], over [`crate::map`] and
-/// [`crate::reduce`]) → check the counts ([`account`], rejects, the bad-record limit) → the
-/// manifest and history record → publish → the summary.
+/// recovery) and plan ([`plan_phase`]) → map and reduce ([`threads::execute`], over
+/// [`crate::map`] and [`crate::reduce`]) → check the counts ([`account`], rejects, the
+/// bad-record limit), the manifest and history record, publish, the summary ([`finish`]).
+/// A multi-process run ([`distributed`]) has the same phases, the first and last on process 0.
 pub fn run(config: &RunConfig) -> Result<RunSummary> {
+    if config.cluster.is_some() {
+        return Err(Error::Bug(
+            "a multi-process run goes through run::run_any".into(),
+        ));
+    }
+    let t0 = Instant::now();
+    let planned = plan_phase(config, t0, now_ms())?;
+    let stages = map_reduce(
+        config,
+        &planned,
+        planned.splits.clone(),
+        ReduceOn::from(config.exchange),
+    )
+    .map_err(|e| planned.discard(e))?;
+    finish(config, planned, stages, None)
+}
+
+/// Runs the job alone ([`run`]) or as one of several processes ([`distributed`]), as
+/// `config.cluster` says.
+pub fn run_any(config: &RunConfig) -> Result<Ran> {
+    match &config.cluster {
+        Some(cluster) => distributed::run(config, cluster),
+        None => run(config).map(|s| Ran::Published(Box::new(s))),
+    }
+}
+
+/// What the open and plan phases give the rest of a run.
+struct Planned {
+    t0: Instant,
+    started_ms: i64,
+    run_id: String,
+    /// The partition path (`dt=…`) the run writes under, if any.
+    partition: Option<String>,
+    opened: Opened,
+    deletes: Deletes,
+    splits: Vec<Split>,
+    plan: Arc<Plan>,
+    plan_source: PlanSource,
+    predicted: planner::PlanStats,
+    planned_at: Instant,
+    table: Arc<PropertyTable>,
+    /// Where the run stages its files.
+    staging: PathBuf,
+}
+
+impl Planned {
+    /// What a failed run staged goes with it; nothing was published.
+    fn discard(&self, e: Error) -> Error {
+        let _ = std::fs::remove_dir_all(&self.staging);
+        e
+    }
+}
+
+/// The open and plan phases: the inputs found, the dataset opened, locked and recovered, the
+/// splits and the plan made.
+fn plan_phase(config: &RunConfig, t0: Instant, started_ms: i64) -> Result<Planned> {
     if config.delete_objects.is_some() && !config.mode.merges() {
         return Err(Error::Config(
             "--delete-objects removes rows from stored partitions: it needs --mode merge (or \
@@ -375,49 +440,73 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
                 .into(),
         ));
     }
-    let t0 = Instant::now();
-    let started_ms = now_ms();
     let run_id = new_run_id(started_ms);
     let partition = config
         .partition
         .as_deref()
         .map(partition_path)
         .transpose()?;
-    let Opened {
-        stores,
-        files,
-        dataset,
-        lock,
-        recovery,
-    } = open_run(config, &run_id)?;
+    let opened = open_run(config, &run_id)?;
     let deletes = Deletes {
         listed: match &config.delete_objects {
-            Some(location) => crate::merge::read_delete_ids(location, &stores)?,
+            Some(location) => crate::merge::read_delete_ids(location, &opened.stores)?,
             None => Vec::new(),
         },
         all: std::sync::OnceLock::new(),
     };
-    let splits = input::splits(&files, config.split_bytes)?;
-    let (plan, plan_source, predicted) = plan_run(config, &*dataset, &stores, &files, &splits)?;
-    let planned_at = Instant::now();
-    let table = PropertyTable::new(plan.clone());
+    let splits = input::splits(&opened.files, config.split_bytes)?;
+    let (plan, plan_source, predicted) = plan_run(
+        config,
+        &*opened.dataset,
+        &opened.stores,
+        &opened.files,
+        &splits,
+    )?;
+    let table = Arc::new(PropertyTable::new(plan.clone()));
+    let staging = opened.dataset.staging()?.staging(&run_id);
+    Ok(Planned {
+        t0,
+        started_ms,
+        run_id,
+        partition,
+        opened,
+        deletes,
+        splits,
+        plan,
+        plan_source,
+        predicted,
+        planned_at: Instant::now(),
+        table,
+        staging,
+    })
+}
 
-    // What a failed run staged goes with it; nothing was published.
-    let staging = dataset.staging()?.staging(&run_id);
-    let discard = |e: Error| {
-        let _ = std::fs::remove_dir_all(&staging);
-        e
-    };
-    let existing = Existing {
-        folder: config
-            .mode
-            .merges()
-            .then_some(&*dataset as &dyn crate::store::Folder),
-    };
-    let stages = map_reduce(
-        config, existing, &deletes, &run_id, &partition, &files, splits, &table, &staging,
-    )
-    .map_err(discard)?;
+/// The check, record and publish phases, once every reducer has written: `stages` holds
+/// every mapper's and reducer's counts (of every process; `owners` says which process ran
+/// each reducer, in a multi-process run).
+fn finish(
+    config: &RunConfig,
+    planned: Planned,
+    stages: threads::MapReduced,
+    owners: Option<&[usize]>,
+) -> Result<RunSummary> {
+    let discard = |e: Error| planned.discard(e);
+    let Planned {
+        t0,
+        started_ms,
+        ref run_id,
+        ref partition,
+        ref opened,
+        ref deletes,
+        ref plan,
+        ref predicted,
+        planned_at,
+        ref table,
+        ref staging,
+        ..
+    } = planned;
+    let dataset = &*opened.dataset;
+    let files = &opened.files;
     let reduced_at = Instant::now();
     let spilled_bytes = stages.reduced.iter().map(|r| r.spilled_bytes).sum();
     let events_kept = match deletes.all.get() {
@@ -429,33 +518,38 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
 
     let mut counts = check_counts(
         config,
-        &*dataset,
-        &run_id,
-        &files,
+        dataset,
+        run_id,
+        files,
         stages.mapped,
         &stages.reduced,
     )
     .map_err(discard)?;
     counts.objects_to_delete = deletes.all.get().map_or(0, |d| d.len() as u64);
     counts.objects_deleted = objects_deleted(&stages.reduced);
-    let outputs = Outputs::gather(
+    let mut outputs = Outputs::gather(
         &stages.reduced,
         &table.names(),
-        &staging,
-        &predicted,
+        staging,
+        predicted,
         config.mode.merges(),
     );
-    let record = outputs.history_record(&run_id, started_ms, config.output.name(), &partition);
+    if let Some(owners) = owners {
+        for r in &mut outputs.reducers {
+            r.process = owners.get(r.reducer as usize).map(|&p| p as u32);
+        }
+    }
+    let record = outputs.history_record(run_id, started_ms, config.output.name(), partition);
     crate::store::local::stage_history(dataset.staging()?, &record).map_err(discard)?;
-    let prepared = dataset.prepare(&run_id, config.mode).map_err(discard)?;
+    let prepared = dataset.prepare(run_id, config.mode).map_err(discard)?;
     let timings = Timings {
         plan_ms: ms(planned_at - t0),
-        map_ms: ms(stages.mapped_at - planned_at),
-        reduce_ms: ms(reduced_at - stages.mapped_at),
+        map_ms: ms(stages.mapped_at.saturating_duration_since(planned_at)),
+        reduce_ms: ms(reduced_at.saturating_duration_since(stages.mapped_at)),
         publish_ms: 0,
     };
     let mut manifest = manifest(
-        config, &run_id, started_ms, &partition, &files, &plan, counts, timings, &outputs, prepared,
+        config, run_id, started_ms, partition, files, plan, counts, timings, &outputs, prepared,
     );
 
     // From here on, a failure leaves a manifest the next run or `skewer recover` completes.
@@ -465,7 +559,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         replaced = manifest.replaced.len(),
         "publishing"
     );
-    let mut warnings = recovery.warnings.clone();
+    let mut warnings = opened.recovery.warnings.clone();
     warnings.extend(input_warnings(&manifest.counts));
     if events_kept > 0 {
         warnings.push(format!(
@@ -477,11 +571,16 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     }
     warnings.extend(dataset.publish(&mut manifest)?);
     tracing::info!(run = %run_id, publish_ms = ms(publishing.elapsed()), "committed");
-    drop(lock);
     manifest.timings.publish_ms = ms(publishing.elapsed());
+    let Planned {
+        opened,
+        plan_source,
+        ..
+    } = planned;
+    drop(opened.lock);
     Ok(RunSummary {
         bytes_written: manifest.files.iter().map(|f| f.bytes).sum(),
-        input_bytes: files.iter().map(|f| f.size).sum(),
+        input_bytes: opened.files.iter().map(|f| f.size).sum(),
         predicted_max_over_mean: manifest.plan.predicted_max_over_mean,
         actual_max_over_mean: outputs.max_over_mean(),
         properties: outputs.volumes.len(),
@@ -495,7 +594,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
         manifest,
         wall: t0.elapsed(),
         plan_source,
-        recovery,
+        recovery: opened.recovery,
         spilled_bytes,
         warnings,
     })
@@ -506,8 +605,9 @@ struct Opened {
     stores: Stores,
     files: Vec<InputFile>,
     dataset: Box<dyn Dataset>,
-    /// Held until the run has published (or failed).
-    lock: DatasetLock,
+    /// Held until the run has published (or failed); `None` on the processes of a
+    /// multi-process run other than process 0, which holds it for all.
+    lock: Option<DatasetLock>,
     /// What the run found to finish or discard from earlier runs.
     recovery: Recovery,
 }
@@ -535,7 +635,7 @@ fn open_run(config: &RunConfig, run_id: &str) -> Result<Opened> {
         stores,
         files,
         dataset,
-        lock,
+        lock: Some(lock),
         recovery,
     })
 }
@@ -549,22 +649,35 @@ struct Deletes {
 }
 
 /// The map and reduce phase, on this machine's threads ([`threads::execute`]): the run's
-/// files staged under `staging` (and its `partition`), named for `run_id`. A merge reads the
-/// partitions it writes back from `existing`, and drops the objects of `deletes`.
-#[allow(clippy::too_many_arguments)]
+/// files staged under its staging folder (and partition), named for its run id. A merge
+/// reads the partitions it writes back from the dataset, and drops the deleted objects.
+/// Across processes, `splits` are this process's and `on` reaches the others.
 fn map_reduce(
     config: &RunConfig,
-    existing: Existing<'_>,
-    deletes: &Deletes,
-    run_id: &str,
-    partition: &Option<String>,
-    files: &[InputFile],
+    planned: &Planned,
     splits: Vec<Split>,
-    table: &PropertyTable,
-    staging: &std::path::Path,
+    on: ReduceOn,
 ) -> Result<threads::MapReduced> {
+    let Planned {
+        ref run_id,
+        ref partition,
+        ref opened,
+        ref deletes,
+        ref table,
+        ref staging,
+        ..
+    } = *planned;
+    let files = &opened.files[..];
+    let existing = Existing {
+        folder: config
+            .mode
+            .merges()
+            .then_some(&*opened.dataset as &dyn crate::store::Folder),
+    };
     let started = Instant::now();
     let reducers = table.plan().reducers();
+    // Reducers whose rows this process holds (all, unless others hold some).
+    let held = (0..reducers).filter(|&r| on.owns(r)).count();
     let staged_root = match partition {
         Some(p) => staging.join(p),
         None => staging.to_path_buf(),
@@ -589,11 +702,7 @@ fn map_reduce(
     let job = threads::Job {
         files,
         table,
-        memory: MemoryPlan::new(
-            config.memory_limit,
-            config.mappers.max(1),
-            reducers as usize,
-        )?,
+        memory: MemoryPlan::new(config.memory_limit, config.mappers.max(1), held.max(1))?,
         mappers: config.mappers,
         staging: Staging {
             root: &staged_root,
@@ -610,13 +719,10 @@ fn map_reduce(
             .is_some()
             .then_some(&arrange as &threads::Arrange<'_>),
     };
-    tracing::info!(run = %run_id, splits = splits.len(), reducers, "mapping");
-    let bars = crate::progress::start(
-        &progress,
-        files.iter().map(|f| f.size).sum(),
-        config.progress,
-    );
-    let stages = threads::execute(&job, splits, config.exchange)?;
+    tracing::info!(run = %run_id, splits = splits.len(), reducers, held, "mapping");
+    let bytes = threads::split_weights(files, &splits).iter().sum();
+    let bars = crate::progress::start(&progress, bytes, config.progress);
+    let stages = threads::execute(&job, splits, on)?;
     drop(bars);
     tracing::info!(
         map_ms = ms(stages.mapped_at - started),
@@ -776,6 +882,7 @@ impl Outputs {
                 bytes,
                 wall_ms: ms(r.wall),
                 predicted_rows: predicted.reducers.get(r.reducer as usize).map(|l| l.rows),
+                process: None,
             });
         }
         out.files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -823,6 +930,7 @@ impl Outputs {
                     stored_rows: r.stored_rows,
                     bytes: r.bytes,
                     wall_ms: r.wall_ms,
+                    process: r.process,
                 })
                 .collect(),
         }

@@ -41,7 +41,9 @@ pub struct MapReduced {
 /// What a run's stages share: inputs, plan, memory, staging, progress.
 pub struct Job<'a> {
     pub files: &'a [InputFile],
-    pub table: &'a PropertyTable,
+    /// Shared (an `Arc`) with the timely workers, which intern the names other processes'
+    /// batches carry.
+    pub table: &'a std::sync::Arc<PropertyTable>,
     pub memory: MemoryPlan,
     pub mappers: usize,
     pub staging: Staging<'a>,
@@ -82,15 +84,45 @@ pub enum Exchange {
     Timely { workers: usize },
 }
 
+/// Where the reducers run, as [`execute`] is given it: [`Exchange`] with, for timely, the
+/// workers (and, across processes, the sockets to the others).
+#[derive(Debug)]
+pub enum ReduceOn {
+    Channels,
+    Timely(super::dataflow::Workers),
+}
+
+impl From<Exchange> for ReduceOn {
+    fn from(exchange: Exchange) -> ReduceOn {
+        match exchange {
+            Exchange::Channels => ReduceOn::Channels,
+            Exchange::Timely { workers } => {
+                ReduceOn::Timely(super::dataflow::Workers::local(workers))
+            }
+        }
+    }
+}
+
+impl ReduceOn {
+    /// Whether reducer `r`'s rows end on this process.
+    pub fn owns(&self, r: u32) -> bool {
+        match self {
+            ReduceOn::Channels => true,
+            ReduceOn::Timely(w) => w.owns(r),
+        }
+    }
+}
+
 /// The reduce side while the mappers run: a thread per reducer, or the timely workers.
 enum Reducing<'s> {
     Threads(Vec<std::thread::ScopedJoinHandle<'s, Result<Received>>>),
     Timely(std::thread::ScopedJoinHandle<'s, Result<Vec<Received>>>),
 }
 
-/// Runs the mappers and reducers over `splits`, the batches carried by `exchange`; staged
-/// files are under `job.staging` when this returns `Ok`.
-pub fn execute(job: &Job<'_>, splits: Vec<Split>, exchange: Exchange) -> Result<MapReduced> {
+/// Runs the mappers and reducers over `splits`, the batches carried as `on` says; staged
+/// files are under `job.staging` when this returns `Ok`. Across processes, `splits` are this
+/// process's, and what is given back are its mappers and the reducers it owns.
+pub fn execute(job: &Job<'_>, splits: Vec<Split>, on: ReduceOn) -> Result<MapReduced> {
     let reducers = job.table.plan().reducers() as usize;
     let (split_tx, split_rx) = crossbeam_channel::unbounded();
     let weights = split_weights(job.files, &splits);
@@ -108,8 +140,8 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>, exchange: Exchange) -> Result<
             syncer: Some(syncer),
             ..job.staging.clone()
         };
-        let (reducing, outputs): (Reducing<'_>, Vec<Box<dyn Batches + Send>>) = match exchange {
-            Exchange::Channels => {
+        let (reducing, outputs): (Reducing<'_>, Vec<Box<dyn Batches + Send + '_>>) = match on {
+            ReduceOn::Channels => {
                 let (senders, receivers): (Vec<Sender<Rows>>, Vec<Receiver<Rows>>) = (0..reducers)
                     .map(|_| crossbeam_channel::bounded(CHANNEL_BATCHES))
                     .unzip();
@@ -129,12 +161,13 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>, exchange: Exchange) -> Result<
                     })
                     .collect();
                 let outputs = (0..job.mappers.max(1))
-                    .map(|_| Box::new(senders.clone()) as Box<dyn Batches + Send>)
+                    .map(|_| Box::new(senders.clone()) as Box<dyn Batches + Send + '_>)
                     .collect();
                 (Reducing::Threads(handles), outputs)
             }
-            Exchange::Timely { workers } => {
-                let (feed, fed) = crossbeam_channel::bounded(CHANNEL_BATCHES * workers.max(1));
+            ReduceOn::Timely(workers) => {
+                let (feed, fed) = crossbeam_channel::bounded(CHANNEL_BATCHES * workers.threads);
+                let local: Vec<bool> = (0..reducers as u32).map(|r| workers.owns(r)).collect();
                 let (stop, pool) = (&stop, &pool);
                 let handle = scope.spawn(move || {
                     let received = super::dataflow::reduce(job, fed, workers);
@@ -146,7 +179,9 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>, exchange: Exchange) -> Result<
                 });
                 let outputs = (0..job.mappers.max(1))
                     .map(|_| {
-                        Box::new(super::dataflow::Feed(feed.clone())) as Box<dyn Batches + Send>
+                        let feed =
+                            super::dataflow::Feed::new(feed.clone(), job.table, local.clone());
+                        Box::new(feed) as Box<dyn Batches + Send + '_>
                     })
                     .collect();
                 (Reducing::Timely(handle), outputs)
@@ -184,10 +219,11 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>, exchange: Exchange) -> Result<
             }
         };
         if first_error.is_none() {
-            let jobs: Vec<Vec<reduce::Job>> = received
-                .iter_mut()
-                .map(|r| std::mem::take(&mut r.jobs))
-                .collect();
+            // Every reducer's list, in reducer order (empty for those another process owns).
+            let mut jobs: Vec<Vec<reduce::Job>> = (0..reducers).map(|_| Vec::new()).collect();
+            for r in &mut received {
+                jobs[r.reducer as usize] = std::mem::take(&mut r.jobs);
+            }
             let arranged = match job.arrange {
                 Some(arrange) => arrange(&mapped, jobs),
                 None => Ok(jobs),
@@ -196,7 +232,10 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>, exchange: Exchange) -> Result<
                 for (r, jobs) in jobs.into_iter().enumerate() {
                     pool.publish(r, jobs);
                 }
-                let writers: Vec<_> = (0..reducers)
+                // A writer per reducer held here, starting with its own jobs.
+                let writers: Vec<_> = received
+                    .iter()
+                    .map(|r| r.reducer as usize)
                     .map(|r| {
                         let (staging, pool) = (staging.clone(), &pool);
                         scope.spawn(move || write_thread(job, r, &staging, pool))
@@ -225,7 +264,7 @@ pub fn execute(job: &Job<'_>, splits: Vec<Split>, exchange: Exchange) -> Result<
 }
 
 /// Input bytes a split stands for, for progress: its range, or its share of its file.
-fn split_weights(files: &[InputFile], splits: &[Split]) -> Vec<u64> {
+pub(super) fn split_weights(files: &[InputFile], splits: &[Split]) -> Vec<u64> {
     let mut per_file = vec![0u64; files.len()];
     for s in splits {
         if let Split::Whole { file } | Split::RowGroups { file, .. } = *s {

@@ -229,6 +229,9 @@ pub struct ReducerEntry {
     /// Rows the plan predicted for it (manifests before 0.1 lack it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicted_rows: Option<u64>,
+    /// The process it ran on, in a multi-process run (`--hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<u32>,
 }
 
 fn is_zero(x: &u64) -> bool {
