@@ -479,6 +479,8 @@ impl Link {
 const BEAT: u8 = b'B';
 const MESSAGE: u8 = b'M';
 const END: u8 = b'E';
+/// Why the sender stops the run (another process failed): the rest of the line.
+const FAILED: u8 = b'F';
 
 /// What a watched link's reader passes on.
 #[derive(Debug)]
@@ -543,6 +545,9 @@ impl Control {
             (0..n).map(|_| None).collect();
         let mut inbox: Vec<Option<crossbeam_channel::Receiver<Inbound>>> =
             (0..n).map(|_| None).collect();
+        // Every writer, for a reader that finds a failure to tell the other processes.
+        type Writers = Vec<Option<Arc<std::sync::Mutex<TcpStream>>>>;
+        let all_writers: Arc<std::sync::OnceLock<Writers>> = Arc::default();
         for (p, link) in self.links.iter_mut().enumerate() {
             let Some(link) = link.take() else { continue };
             let Link { reader, writer } = link;
@@ -556,16 +561,28 @@ impl Control {
                 failed.clone(),
                 on_failure.clone(),
             );
+            let others = all_writers.clone();
             std::thread::spawn(move || {
                 let gone = read_frames(reader, &tx, hang);
                 if let Some(reason) = gone {
                     let _ = tx.send(Inbound::Gone(reason.clone()));
                     if !stop.load(Relaxed) && !failed.swap(true, Relaxed) {
-                        on_failure(&cluster_error(&hosts, p, reason));
+                        let address = hosts.addresses.get(p).cloned().unwrap_or_default();
+                        let line = format!("process {p} ({address}): {reason}").replace('\n', " ");
+                        let error = cluster_error(&hosts, p, reason);
+                        // The others hear why before this process stops (process 0 is the
+                        // only link most of them have).
+                        for w in others.get().into_iter().flatten().flatten() {
+                            if let Ok(mut w) = w.lock() {
+                                let _ = w.write_all(format!("F{line}\n").as_bytes());
+                            }
+                        }
+                        on_failure(&error);
                     }
                 }
             });
         }
+        let _ = all_writers.set(writers.clone());
         let beating: Vec<_> = writers.iter().flatten().cloned().collect();
         let stop_beats = stop.clone();
         std::thread::spawn(move || {
@@ -693,6 +710,10 @@ fn read_frames(
                 END => return None,
                 MESSAGE => {
                     let _ = tx.send(Inbound::Message(line[1..].to_vec()));
+                }
+                FAILED => {
+                    let why = String::from_utf8_lossy(&line[1..]);
+                    return Some(format!("stops the run: {}", why.trim_end()));
                 }
                 other => return Some(format!("sent a frame of unknown kind {other:#04x}")),
             },

@@ -34,6 +34,10 @@ mod merge;
 /// Seeded mutation fuzzing of the JSON parser and of whole runs over corrupt files.
 mod fuzz;
 
+/// Multi-process runs (`--hosts`) on 127.0.0.1: the one-process bytes, a killed process,
+/// processes that differ.
+mod cluster;
+
 /// S3 in and out against a real S3-compatible server (s3s-fs) on 127.0.0.1.
 #[cfg(feature = "s3")]
 mod s3;

@@ -169,6 +169,7 @@ pub fn run(config: &RunConfig, cluster: &Cluster) -> Result<Ran> {
         serde_json::to_string(&start).map_err(|e| Error::Bug(format!("the start: {e}")))
     })?;
     let mut control = meeting.control;
+    quiet_lost_exchange(index);
     control.watch(
         HEARTBEAT,
         cluster.hang_timeout,
@@ -195,6 +196,7 @@ pub fn run(config: &RunConfig, cluster: &Cluster) -> Result<Ran> {
             .collect();
         let splits = mine.len();
         let mesh = cluster::mesh(&hosts, index, &planned.run_id, cluster.connect_timeout)?;
+        crate::store::meta::fail_point("cluster:meshed");
         let workers = Workers {
             threads: exchange_threads(config),
             process: index,
@@ -203,6 +205,7 @@ pub fn run(config: &RunConfig, cluster: &Cluster) -> Result<Ran> {
         let reducers = planned.table.plan().reducers();
         let owners = (0..reducers).map(|r| workers.owner(r)).collect();
         let stages = super::map_reduce(config, &planned, mine, ReduceOn::Timely(workers))?;
+        crate::store::meta::fail_point("cluster:reduced");
         Ok((stages, owners, splits))
     };
     let worked = work();
@@ -211,6 +214,29 @@ pub fn run(config: &RunConfig, cluster: &Cluster) -> Result<Ran> {
     } else {
         follow(&control, &hosts, &planned, index, worked, t0)
     }
+}
+
+/// Makes a lost exchange link (timely's network threads panic when a peer's socket closes)
+/// end this process with one line instead of a panic's backtrace, after a moment in which
+/// the heartbeats can name the process that went (their message is the better one).
+fn quiet_lost_exchange(index: usize) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let network = thread
+            .name()
+            .is_some_and(|n| n.starts_with("timely:send") || n.starts_with("timely:recv"));
+        if !network {
+            return default(info);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        eprintln!(
+            "error: process {index} lost its exchange link to another process ({}); nothing \
+             was published",
+            crate::error::panic_message(info.payload())
+        );
+        std::process::exit(EXIT_PEER_FAILED);
+    }));
 }
 
 /// What a multi-process run cannot do yet, refused before any process waits for another.

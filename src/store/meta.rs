@@ -43,7 +43,9 @@ impl Mode {
 /// Test hook: `SKEWER_FAIL_AT=<point>` aborts the process at that step of a publish, as a
 /// crash would (no destructors, no cleanup). Points: `staged`, `manifest`, `swap:<n>` (after
 /// the n-th partition swap), `aside:<n>` (between the two renames of the n-th fallback swap
-/// of an existing partition), `history`, `committed`.
+/// of an existing partition), `history`, `committed`; in a multi-process run,
+/// `cluster:meshed` (connected to the others, before mapping) and `cluster:reduced` (its
+/// files written, before reporting them).
 pub(crate) fn fail_point(point: &str) {
     if std::env::var("SKEWER_FAIL_AT").is_ok_and(|p| p == point) {
         eprintln!("SKEWER_FAIL_AT={point}: aborting");
