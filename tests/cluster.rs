@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::util::{gen_dump, repo, skewer};
 
 /// A host file of `n` free ports on 127.0.0.1.
-fn host_file(dir: &Path, n: usize) -> PathBuf {
+pub fn host_file(dir: &Path, n: usize) -> PathBuf {
     // Held together, so that no two are the same; freed for the processes to take.
     let listeners: Vec<_> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())

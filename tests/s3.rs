@@ -1948,3 +1948,96 @@ fn a_merge_into_s3_reads_back_and_writes_what_the_same_merge_on_disk_does() {
         "the merged S3 dataset passes inspect"
     );
 }
+
+/// `run --hosts` with the dataset in S3: each process stages on its own disk and uploads
+/// its files once process 0's intent names them all; the output is the one-process run's,
+/// byte for byte. A process killed after its writes leaves nothing published and nothing the
+/// next run does not clean up; that run succeeds.
+#[test]
+fn two_processes_publish_to_s3_what_one_writes() {
+    let server = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let nd = tmp.path().join("nd");
+    gen_dump(&nd, 2000, 80, &["--files", "2"]);
+    upload_dir(&server, &nd, "raw/nd");
+    let local_out = tmp.path().join("local");
+    let local = ok(&server.skewer(
+        &[
+            "run",
+            "-i",
+            nd.to_str().unwrap(),
+            "-o",
+            local_out.to_str().unwrap(),
+            "-r",
+            "4",
+            "--json",
+        ],
+        &[],
+    ));
+
+    let hosts = crate::cluster::host_file(tmp.path(), 2);
+    let both = |fail: Option<&str>| -> Vec<Run> {
+        let children: Vec<Child> = (0..2)
+            .map(|i| {
+                let mut cmd = server.command(
+                    &[
+                        "run",
+                        "-i",
+                        "s3://bkt/raw/nd/",
+                        "-o",
+                        "s3://bkt/lake",
+                        "-r",
+                        "4",
+                        "--json",
+                        "--hosts",
+                        hosts.to_str().unwrap(),
+                        "--process",
+                        &i.to_string(),
+                        "--connect-timeout",
+                        "60",
+                    ],
+                    &[],
+                );
+                if let (1, Some(point)) = (i, fail) {
+                    cmd.env("SKEWER_FAIL_AT", point);
+                }
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+                cmd.spawn().unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| finished(c.wait_with_output().unwrap()))
+            .collect()
+    };
+
+    let failed = both(Some("cluster:reduced"));
+    assert_ne!(failed[0].code, 0, "{}", failed[0].stdout);
+    assert!(
+        failed[0].stderr.contains("process 1 (127.0.0.1:"),
+        "{}",
+        failed[0].stderr
+    );
+    assert!(manifests(&server.bucket().join("lake")).is_empty());
+    assert!(
+        objects(&server.bucket().join("lake")).is_empty(),
+        "data objects left"
+    );
+
+    let ran = both(None);
+    let published = ok(&ran[0]);
+    assert_eq!(ran[1].code, 0, "{}", ran[1].stderr);
+    let joined: Value = serde_json::from_str(&ran[1].stdout).unwrap();
+    assert_eq!(joined["process"], 1);
+    assert!(joined["files"].as_u64().unwrap() > 0, "{joined}");
+    assert_eq!(local["manifest"]["counts"], published["manifest"]["counts"]);
+    let want = data_files(&local_out, &run_id(&local));
+    let got = data_files(&server.bucket().join("lake"), &run_id(&published));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    assert!(want == got, "the files differ in content");
+    assert!(intents(&server.bucket().join("lake")).is_empty());
+    assert_eq!(manifests(&server.bucket().join("lake")).len(), 1);
+}

@@ -21,7 +21,7 @@
 //! from their owner, each once; files only under the run's staging; property ids of the
 //! plan.
 
-use std::path::PathBuf;
+use std::path::{Component, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -123,10 +123,25 @@ struct Work {
     names: Vec<Arc<str>>,
 }
 
-/// Process 0's last word: the run id published, or why nothing was.
+/// What process 0 tells the others once they have reported.
 #[derive(Serialize, Deserialize)]
-struct Verdict {
-    outcome: std::result::Result<String, String>,
+enum Order {
+    /// Upload the files you staged (a dataset in S3: each process staged on its own disk);
+    /// answered with [`Uploaded`].
+    Upload,
+    /// The last word: the run id published, or why nothing was.
+    Verdict(std::result::Result<String, String>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Uploaded {
+    outcome: std::result::Result<(), String>,
+}
+
+/// Whether every process stages into the one output folder (else each stages on its own
+/// disk and uploads when process 0 asks).
+fn shared_staging(config: &RunConfig) -> bool {
+    matches!(config.output, crate::store::Location::Local(_))
 }
 
 /// Runs this process's part of a multi-process run.
@@ -249,9 +264,6 @@ fn refuse_unsupported(config: &RunConfig) -> Result<()> {
     if config.mode.merges() {
         return refuse("--mode merge and upsert");
     }
-    if !matches!(config.output, crate::store::Location::Local(_)) {
-        return refuse("a dataset in S3");
-    }
     if config.plan.is_some() {
         return refuse("a replay");
     }
@@ -306,9 +318,12 @@ fn joined_plan(
     };
     let dataset = crate::store::open(&config.output, &stores, &options)?;
     let staging = dataset.staging()?.staging(&start.run_id);
+    if !shared_staging(config) {
+        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    }
     let mark = staging.join(SHARED_MARK);
     let seen = std::fs::read_to_string(&mark).unwrap_or_default();
-    if staging != start.staging || seen != start.run_id {
+    if shared_staging(config) && (staging != start.staging || seen != start.run_id) {
         return Err(Error::Config(format!(
             "process {index} cannot see the run's staging folder {} that process 0 made: \
              every process of a run writes into the same output, a folder they all mount at \
@@ -369,17 +384,44 @@ fn lead(
         gather(&planned, &mut stages, &owners, reports, hosts)?;
         Ok((stages, owners))
     });
+    // Asked of the publish once the run's intent names every file (a dataset in S3).
+    let others = || -> Result<()> {
+        if shared_staging(config) {
+            return Ok(());
+        }
+        for p in 1..processes {
+            control.send(p, &Order::Upload)?;
+        }
+        let mut first = None;
+        for p in 1..processes {
+            let answer = control.recv::<Uploaded>(p, PATIENCE).and_then(|u| {
+                u.outcome.map_err(|e| Error::Cluster {
+                    process: p,
+                    address: hosts.addresses[p].clone(),
+                    reason: format!("could not upload its files: {}", e.trim_end_matches('.')),
+                })
+            });
+            if let Err(e) = answer {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    };
     // `finish` removes what was staged if it fails before publishing.
     let outcome = match gathered {
-        Ok((stages, owners)) => super::finish(config, planned, stages, Some(&owners)),
+        Ok((stages, owners)) => {
+            let shared = super::Shared {
+                owners: &owners,
+                others: &others,
+            };
+            super::finish(config, planned, stages, Some(shared))
+        }
         Err(e) => Err(planned.discard(e)),
     };
-    let verdict = Verdict {
-        outcome: match &outcome {
-            Ok(summary) => Ok(summary.manifest.run_id.clone()),
-            Err(e) => Err(e.to_string()),
-        },
-    };
+    let verdict = Order::Verdict(match &outcome {
+        Ok(summary) => Ok(summary.manifest.run_id.clone()),
+        Err(e) => Err(e.to_string()),
+    });
     for p in 1..processes {
         let _ = control.send(p, &verdict);
     }
@@ -430,15 +472,23 @@ fn gather(
                     )));
                 };
                 *property = planned.table.intern(name);
-                if let Some(f) = out
-                    .files
-                    .iter()
-                    .find(|f| !f.path.starts_with(&planned.staging))
-                {
-                    return Err(bad(format!(
-                        "reported a file outside the run's staging: {}",
-                        f.path.display()
-                    )));
+                // Reported relative to the reporter's staging: placed in this one's.
+                for f in &mut out.files {
+                    let plain = f
+                        .path
+                        .components()
+                        .all(|c| matches!(c, Component::Normal(_)));
+                    if !plain || f.path.as_os_str().is_empty() {
+                        return Err(bad(format!(
+                            "reported a file outside the run's staging: {}",
+                            f.path.display()
+                        )));
+                    }
+                    f.path = planned.staging.join(&f.path);
+                    // Its partition folder, for the publish to know it swaps it.
+                    if let Some(dir) = f.path.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                    }
                 }
             }
         }
@@ -498,12 +548,27 @@ fn follow(
                     .sum(),
                 wall_ms: 0,
             };
+            // Files go by their place in the staging: process 0's may be elsewhere.
+            let mut reduced = stages.reduced;
+            let mut keys = Vec::new();
+            let files = reduced.iter_mut().flat_map(|r| &mut r.properties);
+            for f in files.flat_map(|p| &mut p.1.files) {
+                let rel = f.path.strip_prefix(&planned.staging).map_err(|_| {
+                    Error::Bug(format!(
+                        "a file written outside the staging: {}",
+                        f.path.display()
+                    ))
+                })?;
+                let rel = rel.to_path_buf();
+                keys.push(rel.to_string_lossy().into_owned());
+                f.path = rel;
+            }
             let work = Work {
                 mapped: stages.mapped,
-                reduced: stages.reduced,
+                reduced,
                 names: planned.table.names(),
             };
-            (Report { outcome: Ok(work) }, Ok(joined))
+            (Report { outcome: Ok(work) }, Ok((joined, keys)))
         }
         Err(e) => (
             Report {
@@ -513,10 +578,23 @@ fn follow(
         ),
     };
     control.send(0, &report)?;
-    let verdict: Result<Verdict> = control.recv(0, PATIENCE);
+    let verdict = loop {
+        match control.recv::<Order>(0, PATIENCE) {
+            Ok(Order::Upload) => {
+                let keys = joined.as_ref().map_or(&[][..], |(_, keys)| &keys[..]);
+                let uploaded = planned.opened.dataset.upload_staged(&planned.run_id, keys);
+                let answer = Uploaded {
+                    outcome: uploaded.map_err(|e| e.to_string()),
+                };
+                control.send(0, &answer)?;
+            }
+            Ok(Order::Verdict(verdict)) => break Ok(verdict),
+            Err(e) => break Err(e),
+        }
+    };
     control.close();
-    let mut joined = joined?;
-    match verdict?.outcome {
+    let (mut joined, _) = joined?;
+    match verdict? {
         Ok(run) if run == joined.run_id => {
             joined.wall_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
             Ok(Ran::Joined(joined))

@@ -481,14 +481,21 @@ fn plan_phase(config: &RunConfig, t0: Instant, started_ms: i64) -> Result<Planne
     })
 }
 
+/// A multi-process run's part in [`finish`].
+struct Shared<'a> {
+    /// The process that ran each reducer.
+    owners: &'a [usize],
+    /// Has the other processes upload the files they staged, and waits until they have.
+    others: &'a dyn Fn() -> Result<()>,
+}
+
 /// The check, record and publish phases, once every reducer has written: `stages` holds
-/// every mapper's and reducer's counts (of every process; `owners` says which process ran
-/// each reducer, in a multi-process run).
+/// every mapper's and reducer's counts (of every process, in a multi-process run).
 fn finish(
     config: &RunConfig,
     planned: Planned,
     stages: threads::MapReduced,
-    owners: Option<&[usize]>,
+    shared: Option<Shared<'_>>,
 ) -> Result<RunSummary> {
     let discard = |e: Error| planned.discard(e);
     let Planned {
@@ -534,9 +541,9 @@ fn finish(
         predicted,
         config.mode.merges(),
     );
-    if let Some(owners) = owners {
+    if let Some(shared) = &shared {
         for r in &mut outputs.reducers {
-            r.process = owners.get(r.reducer as usize).map(|&p| p as u32);
+            r.process = shared.owners.get(r.reducer as usize).map(|&p| p as u32);
         }
     }
     let record = outputs.history_record(run_id, started_ms, config.output.name(), partition);
@@ -569,7 +576,15 @@ fn finish(
             if events_kept == 1 { "" } else { "s" }
         ));
     }
-    warnings.extend(dataset.publish(&mut manifest)?);
+    warnings.extend(match &shared {
+        None => dataset.publish(&mut manifest)?,
+        Some(shared) => {
+            let mine = |f: &crate::store::meta::FileEntry| {
+                shared.owners.get(f.reducer as usize) == Some(&0)
+            };
+            dataset.publish_shared(&mut manifest, &mine, shared.others)?
+        }
+    });
     tracing::info!(run = %run_id, publish_ms = ms(publishing.elapsed()), "committed");
     manifest.timings.publish_ms = ms(publishing.elapsed());
     let Planned {

@@ -69,6 +69,28 @@ pub trait Dataset: Folder {
     /// Publishes a staged run as `manifest` says: each partition wholly old or wholly new
     /// after a crash. `Ok` with the warnings of steps after the publish completed.
     fn publish(&self, manifest: &mut Manifest) -> Result<Vec<String>>;
+    /// [`Dataset::publish`] for a run staged by several processes (`run --hosts`): this
+    /// process uploads the files `mine` accepts while `others` has the other processes
+    /// upload theirs ([`Dataset::upload_staged`]), once nothing can leave them behind
+    /// unknown. A dataset whose staging every process shares (a local one) has nothing to
+    /// upload.
+    fn publish_shared(
+        &self,
+        manifest: &mut Manifest,
+        mine: &(dyn Fn(&meta::FileEntry) -> bool + Sync),
+        others: &dyn Fn() -> Result<()>,
+    ) -> Result<Vec<String>> {
+        let _ = mine;
+        others()?;
+        self.publish(manifest)
+    }
+    /// Uploads a run's files staged by this process (`keys`, relative to its staging) to
+    /// their place in the dataset, when process 0 of a multi-process run asks; nothing for a
+    /// dataset whose staging every process shares.
+    fn upload_staged(&self, run: &str, keys: &[String]) -> Result<()> {
+        let _ = (run, keys);
+        Ok(())
+    }
     /// Who holds the lock, as far as its note says (for `inspect`; taking the lock is
     /// [`Dataset::lock`]).
     fn lock_state(&self) -> Result<LockState>;

@@ -430,13 +430,21 @@ impl S3Dataset {
     }
 
     /// Publishes a run staged in `work` (its files are `manifest.files`, relative to the
-    /// staging folder), with the lock held.
+    /// staging folder), with the lock held. Of a multi-process run, this process uploads the
+    /// files `mine` accepts while `others` has the other processes upload the rest: after
+    /// the intent names them all, so that a crash anywhere leaves nothing unknown.
     ///
     /// An error before the manifest deletes what was uploaded again: nothing is published.
     /// After it, [`Error::PublishStopped`] says how far the publish got (the next run or
     /// `skewer recover` finishes it). `Ok` once the run is published, with a warning for each
     /// step after that which failed (marking the manifest committed, deleting the intent).
-    pub fn publish(&self, work: &Layout, manifest: &mut Manifest) -> Result<Vec<String>> {
+    pub fn publish(
+        &self,
+        work: &Layout,
+        manifest: &mut Manifest,
+        mine: &(dyn Fn(&crate::store::meta::FileEntry) -> bool + Sync),
+        others: &dyn Fn() -> Result<()>,
+    ) -> Result<Vec<String>> {
         let run = manifest.run_id.clone();
         let intent = Intent {
             run_id: run.clone(),
@@ -445,9 +453,24 @@ impl S3Dataset {
         self.check_lock()?;
         let intent_url = self.meta(&format!("uploading/{run}.json"));
         let staged = work.staging(&run);
+        let own: Vec<String> = manifest
+            .files
+            .iter()
+            .filter(|f| mine(f))
+            .map(|f| f.path.clone())
+            .collect();
         let uploaded = self
             .put_json(&intent_url, &intent)
-            .and_then(|()| self.upload_all(&staged, &intent.keys))
+            .and_then(|()| {
+                std::thread::scope(|scope| {
+                    let ours = scope.spawn(|| self.upload_all(&staged, &own));
+                    let theirs = others();
+                    let ours = ours
+                        .join()
+                        .unwrap_or_else(|_| Err(Error::Bug("an uploading thread panicked".into())));
+                    theirs.and(ours)
+                })
+            })
             .and_then(|()| {
                 let pending = work.pending_history(&run);
                 match std::fs::read(&pending) {
@@ -759,7 +782,22 @@ impl super::Dataset for S3Dataset {
 
     fn publish(&self, manifest: &mut Manifest) -> Result<Vec<String>> {
         let work = self.staging()?;
-        S3Dataset::publish(self, work, manifest)
+        S3Dataset::publish(self, work, manifest, &|_| true, &|| Ok(()))
+    }
+
+    fn publish_shared(
+        &self,
+        manifest: &mut Manifest,
+        mine: &(dyn Fn(&crate::store::meta::FileEntry) -> bool + Sync),
+        others: &dyn Fn() -> Result<()>,
+    ) -> Result<Vec<String>> {
+        let work = self.staging()?;
+        S3Dataset::publish(self, work, manifest, mine, others)
+    }
+
+    fn upload_staged(&self, run: &str, keys: &[String]) -> Result<()> {
+        let staged = self.staging()?.staging(run);
+        self.upload_all(&staged, keys)
     }
 
     fn history(&self) -> Location {
