@@ -466,10 +466,12 @@ impl Link {
         })
     }
 
+    /// Process 0's answer: with an `ok`, the run's start (its plan and splits), which can be
+    /// far longer than a check-in.
     fn read<T: for<'de> Deserialize<'de>>(&mut self) -> std::io::Result<T> {
         let mut line = Vec::new();
         (&mut self.reader)
-            .take(MAX_HELLO_BYTES)
+            .take(MAX_MESSAGE_BYTES)
             .read_until(b'\n', &mut line)?;
         parse_line(&line)
     }
@@ -552,6 +554,10 @@ impl Control {
             let Some(link) = link.take() else { continue };
             let Link { reader, writer } = link;
             let _ = reader.get_ref().set_read_timeout(Some(hang));
+            // A write to a peer that stopped reading (frozen, cut off) fails after `hang`
+            // instead of blocking the writer, and with it the heartbeats and the failure
+            // message, for as long as TCP keeps trying.
+            let _ = writer.set_write_timeout(Some(hang));
             writers[p] = Some(Arc::new(std::sync::Mutex::new(writer)));
             let (tx, rx) = crossbeam_channel::unbounded();
             inbox[p] = Some(rx);
@@ -573,7 +579,9 @@ impl Control {
                         // The others hear why before this process stops (process 0 is the
                         // only link most of them have).
                         for w in others.get().into_iter().flatten().flatten() {
-                            if let Ok(mut w) = w.lock() {
+                            // Never wait on a writer another thread holds (it may be stuck
+                            // on the peer that failed).
+                            if let Ok(mut w) = w.try_lock() {
                                 let _ = w.write_all(format!("F{line}\n").as_bytes());
                             }
                         }
@@ -639,6 +647,21 @@ impl Control {
                 from,
                 format!("sent nothing within {} s", timeout.as_secs()),
             )),
+        }
+    }
+
+    /// Tells every peer that this process stops the run, and why (they fail with it at
+    /// once, naming this process), then stops watching: what a process that fails before it
+    /// can report does.
+    pub fn fail(&self, why: &str) {
+        let Some(w) = &self.watched else { return };
+        w.stop.store(true, Relaxed);
+        let line = why.replace('\n', " ");
+        for writer in w.writers.iter().flatten() {
+            if let Ok(mut writer) = writer.try_lock() {
+                let _ = writer.write_all(format!("F{line}\n").as_bytes());
+                let _ = writer.shutdown(std::net::Shutdown::Write);
+            }
         }
     }
 
@@ -1284,5 +1307,61 @@ mod tests {
             "{err}"
         );
         assert_eq!(failures.lock().unwrap().len(), 1);
+    }
+
+    /// Three processes connect for the exchange, each pair once, while a stranger and a
+    /// process of another run (another token) are refused; the sockets carry bytes both ways.
+    #[test]
+    fn the_mesh_connects_every_pair_and_refuses_strangers() {
+        let h = loopback(3);
+        let start = |i: usize| {
+            let h = h.clone();
+            std::thread::spawn(move || mesh(&h, i, "run-1", Duration::from_secs(20)))
+        };
+        let mut handles = vec![start(0)];
+        // Another run's process 2 knocks on process 0's port before the others start: its
+        // greeting is refused.
+        let mut wrong = MESH_TAG.to_vec();
+        wrong.push(5);
+        wrong.extend_from_slice(b"run-2");
+        wrong.extend_from_slice(&2u64.to_le_bytes());
+        let refused = loop {
+            if let Ok(mut s) = TcpStream::connect(&h.addresses[0]) {
+                s.write_all(&wrong).unwrap();
+                let mut ack = [0u8; 1];
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                break s.read_exact(&mut ack).map(|()| ack[0]);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_ne!(refused.ok(), Some(b'Y'), "another run's process was let in");
+        handles.extend([start(1), start(2)]);
+        let meshes: Vec<Vec<Option<TcpStream>>> = handles
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
+        for (i, m) in meshes.iter().enumerate() {
+            assert_eq!(m.len(), 3);
+            for (j, s) in m.iter().enumerate() {
+                assert_eq!(s.is_some(), i != j, "process {i}'s socket to {j}");
+            }
+        }
+        // Process 2 writes to process 0; process 0 reads it on its socket from 2.
+        let mut to_0 = meshes[2][0].as_ref().unwrap();
+        to_0.write_all(b"rows").unwrap();
+        let mut got = [0u8; 4];
+        let mut from_2 = meshes[0][2].as_ref().unwrap();
+        from_2.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"rows");
+    }
+
+    /// A process that never connects is named once the timeout is out.
+    #[test]
+    fn a_process_missing_from_the_mesh_is_named() {
+        let h = loopback(2);
+        let err = mesh(&h, 0, "run-1", Duration::from_millis(500)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("process 1 (127.0.0.1:"), "{text}");
+        assert!(text.contains("did not connect to process 0"), "{text}");
     }
 }

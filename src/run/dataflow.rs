@@ -199,11 +199,11 @@ impl Batch {
         if cols.len() != n {
             return Err(format!("{n} property ids for {} rows", cols.len()));
         }
-        if !names.is_empty() {
-            let mut ids = property.iter().chain(histories.iter().map(|h| &h.0));
-            if let Some(id) = ids.find(|&&id| id as usize >= names.len()) {
-                return Err(format!("property {id} of a batch naming {}", names.len()));
-            }
+        // Only batches that cross processes are encoded, and those name their properties:
+        // every id must index the names (ids without them would be read as the receiver's).
+        let mut ids = property.iter().chain(histories.iter().map(|h| &h.0));
+        if let Some(id) = ids.find(|&&id| id as usize >= names.len()) {
+            return Err(format!("property {id} of a batch naming {}", names.len()));
         }
         Ok(Batch {
             reducer,
@@ -420,7 +420,9 @@ fn run_worker(
                                 }
                             }
                             // Owned reducers are in reducer order, `peers` apart.
-                            let Some(o) = owned.get_mut(batch.reducer as usize / peers) else {
+                            let mine = batch.reducer as usize % peers == me;
+                            let found = owned.get_mut(batch.reducer as usize / peers);
+                            let Some(o) = found.filter(|_| mine) else {
                                 *error.borrow_mut() = Some(Error::Bug(format!(
                                     "reducer {} reached a worker that does not own it",
                                     batch.reducer
@@ -512,6 +514,18 @@ mod tests {
             );
         }
         rows.histories = vec![(3, 10), (6, 24)];
+        assert!(
+            Batch::decode(
+                &Batch {
+                    reducer: 1,
+                    rows: rows.clone(),
+                    names: Vec::new()
+                }
+                .encode()
+            )
+            .is_err(),
+            "rows that name no properties"
+        );
         let names = (0..7).map(|p| Arc::from(format!("prop_{p}"))).collect();
         let batch = Batch {
             reducer: 7,

@@ -23,6 +23,8 @@
 
 use std::path::{Component, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use planner::Plan;
@@ -184,20 +186,28 @@ pub fn run(config: &RunConfig, cluster: &Cluster) -> Result<Ran> {
         serde_json::to_string(&start).map_err(|e| Error::Bug(format!("the start: {e}")))
     })?;
     let mut control = meeting.control;
-    quiet_lost_exchange(index);
+    // Process 0's lock moves where a stop from another thread can release it.
+    let stopper = Arc::new(Stopper {
+        lock: std::sync::Mutex::new(planned.as_mut().and_then(|p| p.opened.lock.take())),
+        settled: AtomicBool::new(false),
+    });
+    quiet_lost_exchange(index, stopper.clone());
+    let stop = stopper.clone();
     control.watch(
         HEARTBEAT,
         cluster.hang_timeout,
-        Arc::new(|e: &Error| {
-            // The exchange cannot go on without a process: every process stops now rather
-            // than wait on it. What was staged is removed by the next run.
-            eprintln!("error: {e}");
-            std::process::exit(EXIT_PEER_FAILED);
-        }),
+        Arc::new(move |e: &Error| stop.stop(&format!("{e}"))),
     );
     let planned = match planned {
         Some(p) => p,
-        None => joined_plan(config, &hosts, index, &meeting.payload, files, stores, t0)?,
+        None => match joined_plan(config, &hosts, index, &meeting.payload, files, stores, t0) {
+            Ok(p) => p,
+            Err(e) => {
+                // Process 0 is told at once, and why: it stops the run.
+                control.fail(&e.to_string());
+                return Err(e);
+            }
+        },
     };
     let work = || -> Result<(MapReduced, Vec<usize>, usize)> {
         let weights = super::threads::split_weights(&planned.opened.files, &planned.splits);
@@ -225,16 +235,49 @@ pub fn run(config: &RunConfig, cluster: &Cluster) -> Result<Ran> {
     };
     let worked = work();
     if index == 0 {
-        lead(config, &control, &hosts, planned, worked)
+        let ran = lead(config, &control, &hosts, &stopper, planned, worked);
+        drop(stopper.lock.lock().map(|mut l| l.take()));
+        ran
     } else {
-        follow(&control, &hosts, &planned, index, worked, t0)
+        follow(&control, &hosts, &stopper, &planned, index, worked, t0)
+    }
+}
+
+/// What stops this process when another fails: the dataset's lock (process 0's), released
+/// first, so that the next run does not find it held by a process that is gone (a lock in
+/// S3 outlives its process); and whether the run is settled (every report and upload in),
+/// after which the loss of a process changes nothing and stops nothing.
+struct Stopper {
+    lock: std::sync::Mutex<Option<crate::store::DatasetLock>>,
+    settled: AtomicBool,
+}
+
+impl Stopper {
+    /// Ends the process with `why`, unless the run is settled. Called from the thread that
+    /// found the failure while the run may be blocked elsewhere (the exchange waits on the
+    /// process that went), so it exits rather than unwinds; what was staged is removed by
+    /// the next run.
+    fn stop(&self, why: &str) {
+        if self.settled.load(Relaxed) {
+            tracing::warn!("after the run settled: {why}");
+            return;
+        }
+        if let Ok(mut lock) = self.lock.try_lock() {
+            drop(lock.take());
+        }
+        eprintln!("error: {why}");
+        std::process::exit(EXIT_PEER_FAILED);
+    }
+
+    fn settle(&self) {
+        self.settled.store(true, Relaxed);
     }
 }
 
 /// Makes a lost exchange link (timely's network threads panic when a peer's socket closes)
 /// end this process with one line instead of a panic's backtrace, after a moment in which
 /// the heartbeats can name the process that went (their message is the better one).
-fn quiet_lost_exchange(index: usize) {
+fn quiet_lost_exchange(index: usize, stopper: Arc<Stopper>) {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let thread = std::thread::current();
@@ -245,12 +288,11 @@ fn quiet_lost_exchange(index: usize) {
             return default(info);
         }
         std::thread::sleep(Duration::from_millis(500));
-        eprintln!(
-            "error: process {index} lost its exchange link to another process ({}); nothing \
-             was published",
+        stopper.stop(&format!(
+            "process {index} lost its exchange link to another process ({}); nothing was \
+             published",
             crate::error::panic_message(info.payload())
-        );
-        std::process::exit(EXIT_PEER_FAILED);
+        ));
     }));
 }
 
@@ -300,14 +342,14 @@ fn joined_plan(
         .map_err(|e| from_0(format!("sent a start this process cannot read: {e}")))?;
     crate::store::meta::check_run_id(&start.run_id).map_err(from_0)?;
     for s in &start.splits {
-        let file = match *s {
-            Split::Lines { file, .. } | Split::Whole { file } | Split::RowGroups { file, .. } => {
-                file
-            }
+        let (file, ordered) = match *s {
+            Split::Lines { file, start, end } => (file, start <= end),
+            Split::RowGroups { file, start, end } => (file, start <= end),
+            Split::Whole { file } => (file, true),
         };
-        if file >= files.len() {
+        if file >= files.len() || !ordered {
             return Err(from_0(format!(
-                "sent a split of input file {file} of {}",
+                "sent a split this process cannot read ({s:?} of {} input files)",
                 files.len()
             )));
         }
@@ -371,6 +413,7 @@ fn lead(
     config: &RunConfig,
     control: &Control,
     hosts: &Hosts,
+    stopper: &Stopper,
     planned: Planned,
     worked: Result<(MapReduced, Vec<usize>, usize)>,
 ) -> Result<Ran> {
@@ -379,6 +422,10 @@ fn lead(
     let mut reports = Vec::with_capacity(processes);
     for p in 1..processes {
         reports.push((p, control.recv::<Report>(p, PATIENCE)));
+    }
+    if shared_staging(config) {
+        // Every file is in place: from here on only process 0 works.
+        stopper.settle();
     }
     let gathered = worked.and_then(|(mut stages, owners, _)| {
         gather(&planned, &mut stages, &owners, reports, hosts)?;
@@ -389,11 +436,19 @@ fn lead(
         if shared_staging(config) {
             return Ok(());
         }
-        for p in 1..processes {
-            control.send(p, &Order::Upload)?;
-        }
+        // Every process told to upload is waited for, whatever the others do: none may
+        // still be uploading once the publish gives up and deletes what its intent names.
         let mut first = None;
+        let mut told = Vec::new();
         for p in 1..processes {
+            match control.send(p, &Order::Upload) {
+                Ok(()) => told.push(p),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        for p in told {
             let answer = control.recv::<Uploaded>(p, PATIENCE).and_then(|u| {
                 u.outcome.map_err(|e| Error::Cluster {
                     process: p,
@@ -405,6 +460,7 @@ fn lead(
                 first.get_or_insert(e);
             }
         }
+        stopper.settle();
         first.map_or(Ok(()), Err)
     };
     // `finish` removes what was staged if it fails before publishing.
@@ -474,13 +530,10 @@ fn gather(
                 *property = planned.table.intern(name);
                 // Reported relative to the reporter's staging: placed in this one's.
                 for f in &mut out.files {
-                    let plain = f
-                        .path
-                        .components()
-                        .all(|c| matches!(c, Component::Normal(_)));
-                    if !plain || f.path.as_os_str().is_empty() {
+                    if !is_run_file(&f.path, &planned.run_id, name) {
                         return Err(bad(format!(
-                            "reported a file outside the run's staging: {}",
+                            "reported a file that is not one of this run's for property \
+                             {name:?}: {}",
                             f.path.display()
                         )));
                     }
@@ -514,15 +567,42 @@ fn gather(
     Ok(())
 }
 
+/// Whether `rel` (a reported file, relative to the staging) is one a reducer of run `run`
+/// writes for `property`: `[<partition>/]property_name=<escaped property>/part-<run>-
+/// ….parquet`, nothing else (not another run's file, not `_skewer/…`, nothing outside).
+fn is_run_file(rel: &std::path::Path, run: &str, property: &str) -> bool {
+    let parts: Option<Vec<&str>> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(p) => p.to_str(),
+            _ => None,
+        })
+        .collect();
+    let Some(parts) = parts else { return false };
+    let [prefix @ .., folder, file] = &parts[..] else {
+        return false;
+    };
+    let escaped = crate::layout::escape_partition_value(property);
+    *folder == format!("{}={escaped}", crate::layout::PROPERTY_COLUMN)
+        && file.starts_with(&format!("part-{run}-"))
+        && file.ends_with(".parquet")
+        && prefix
+            .iter()
+            .all(|p| p.contains('=') && !p.starts_with(['_', '.']))
+}
+
 /// A process other than 0: reports to process 0, and waits for its verdict.
 fn follow(
     control: &Control,
     hosts: &Hosts,
+    stopper: &Stopper,
     planned: &Planned,
     index: usize,
     worked: Result<(MapReduced, Vec<usize>, usize)>,
     t0: Instant,
 ) -> Result<Ran> {
+    // An input that changed while this process read it was read in part.
+    let worked = worked.and_then(|w| input::check_unchanged(&planned.opened.files).map(|()| w));
     let (report, joined) = match worked {
         Ok((stages, _, splits)) => {
             let joined = Joined {
@@ -588,7 +668,10 @@ fn follow(
                 };
                 control.send(0, &answer)?;
             }
-            Ok(Order::Verdict(verdict)) => break Ok(verdict),
+            Ok(Order::Verdict(verdict)) => {
+                stopper.settle();
+                break Ok(verdict);
+            }
             Err(e) => break Err(e),
         }
     };
@@ -608,5 +691,43 @@ fn follow(
             address: hosts.addresses[0].clone(),
             reason: format!("failed the run: {}", reason.trim_end_matches('.')),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A file another process reports must be one of this run's, for its property, inside
+    /// the staging: nothing it says can name another run's file or skewer's own.
+    #[test]
+    fn only_this_runs_files_for_their_property_are_taken_from_a_report() {
+        let run = "20261202T140000.000Z-abcd";
+        let ok = |rel: &str, property: &str| is_run_file(Path::new(rel), run, property);
+        assert!(ok(
+            &format!("property_name=email/part-{run}-r3.parquet"),
+            "email"
+        ));
+        assert!(ok(
+            &format!("dt=2026-12-01/property_name=email/part-{run}-r3-2.parquet"),
+            "email"
+        ));
+        assert!(ok(
+            &format!("property_name=a%2Fb/part-{run}-r0.parquet"),
+            "a/b"
+        ));
+        for bad in [
+            format!("property_name=email/part-{run}-r3.parquet.tmp"),
+            format!("property_name=phone/part-{run}-r3.parquet"),
+            "property_name=email/part-20250101T000000.000Z-0000-r3.parquet".to_string(),
+            format!("_skewer/property_name=email/part-{run}-r3.parquet"),
+            format!("../property_name=email/part-{run}-r3.parquet"),
+            format!("/tmp/property_name=email/part-{run}-r3.parquet"),
+            format!("part-{run}-r3.parquet"),
+            String::new(),
+        ] {
+            assert!(!ok(&bad, "email"), "{bad:?} was taken");
+        }
     }
 }

@@ -155,6 +155,15 @@ pub fn cluster_job(
             ),
         ),
         ("output", config.output.to_string()),
+        (
+            // Every process must reach the same store (its credentials may differ).
+            "S3 endpoint",
+            config
+                .endpoint
+                .clone()
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+                .unwrap_or_else(|| "the default".into()),
+        ),
         ("history", show(&config.history)),
         ("delete objects", show(&config.delete_objects)),
         ("mode", format!("{:?}", config.mode)),
