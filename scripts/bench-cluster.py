@@ -75,13 +75,17 @@ def digest(dataset):
     return out
 
 
-def run(cmds, env=None):
+def run(cmds, scratch):
     """Starts every command at once; waits; gives wall seconds, CPU seconds of all of them,
-    the largest peak RSS (MiB), loopback bytes sent and process 0's stdout."""
+    the largest process's peak RSS (MiB, from GNU time), loopback bytes sent and process 0's
+    stdout."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     sent = lo_bytes()
+    rss_files = [Path(scratch) / f"rss-{i}" for i in range(len(cmds))]
     t0 = time.monotonic()
-    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for c in cmds]
+    procs = [subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss, *c],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for c, rss in zip(cmds, rss_files)]
     outs = [p.communicate() for p in procs]
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -89,7 +93,8 @@ def run(cmds, env=None):
         if p.returncode != 0:
             sys.exit(f"a run failed ({p.returncode}): {' '.join(map(str, p.args))}\n{err.decode()}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, after.ru_maxrss / 1024, lo_bytes() - sent, outs[0][0].decode()
+    rss = max(int(f.read_text().split()[-1]) for f in rss_files) / 1024
+    return wall, cpu, rss, lo_bytes() - sent, outs[0][0].decode()
 
 
 def main():
@@ -129,7 +134,7 @@ def main():
                 hosts.write_text("".join(f"127.0.0.1:{p}\n" for p in free_ports(2)))
                 cmds = [[skewer, *base, "-o", ds, "--threads", "1", "--hosts", hosts, "--process", str(i)]
                         for i in range(2)]
-            wall, cpu, rss, wire, stdout = run(cmds)
+            wall, cpu, rss, wire, stdout = run(cmds, out)
             summary = json.loads(stdout)
             rows = summary["manifest"]["counts"]["rows_written"]
             results[name].append((wall, cpu, rss, wire))
@@ -146,7 +151,7 @@ def main():
         "B": "2 processes × 1 thread, loopback",
     }
     med = {}
-    print("| run | wall s (min–max) | CPU s | peak RSS MiB | rows/s per core | loopback B/row |")
+    print("| run | wall s (min–max) | CPU s | peak RSS MiB (largest process) | rows/s per core | loopback B/row |")
     print("|---|---|---|---|---|---|")
     for name in ["A", "C", "B"]:
         walls = [r[0] for r in results[name]]

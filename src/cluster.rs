@@ -807,11 +807,10 @@ pub fn mesh(
         while waiting > 0 {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if let Some(p) = accept_from(&stream, token, index, n, deadline) {
-                        if sockets[p].is_none() {
-                            sockets[p] = Some(stream);
-                            waiting -= 1;
-                        }
+                    let from = accept_from(&stream, token, index, n, deadline);
+                    if let Some(p) = from.filter(|&p| sockets[p].is_none()) {
+                        sockets[p] = Some(stream);
+                        waiting -= 1;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

@@ -69,16 +69,14 @@ impl<'a> Feed<'a> {
     }
 
     /// Rewrites `rows`' property ids as places in the names it returns.
-    fn to_names(&mut self, rows: &mut Rows) -> Vec<Arc<str>> {
+    fn name_ids(&mut self, rows: &mut Rows) -> Vec<Arc<str>> {
         let top = rows
             .property
             .iter()
             .chain(rows.histories.iter().map(|h| &h.0))
             .max();
-        if let Some(&top) = top {
-            if top as usize >= self.names.len() {
-                self.names = self.table.names();
-            }
+        if top.is_some_and(|&top| top as usize >= self.names.len()) {
+            self.names = self.table.names();
         }
         self.place.resize(self.names.len(), u32::MAX);
         let mut carried: Vec<Arc<str>> = Vec::new();
@@ -106,7 +104,7 @@ impl Batches for Feed<'_> {
     fn send(&mut self, reducer: usize, mut rows: Rows) -> bool {
         let names = match self.local.get(reducer) {
             Some(true) => Vec::new(),
-            _ => self.to_names(&mut rows),
+            _ => self.name_ids(&mut rows),
         };
         let reducer = u32::try_from(reducer).expect("reducer indices fit u32");
         self.sender
