@@ -571,11 +571,12 @@ impl Control {
             std::thread::spawn(move || {
                 let gone = read_frames(reader, &tx, hang);
                 if let Some(reason) = gone {
-                    let _ = tx.send(Inbound::Gone(reason.clone()));
+                    // The failure is handled before a waiting `recv` hears of it: a driver
+                    // stops the run from `on_failure`, with the better message.
                     if !stop.load(Relaxed) && !failed.swap(true, Relaxed) {
                         let address = hosts.addresses.get(p).cloned().unwrap_or_default();
                         let line = format!("process {p} ({address}): {reason}").replace('\n', " ");
-                        let error = cluster_error(&hosts, p, reason);
+                        let error = cluster_error(&hosts, p, reason.clone());
                         // The others hear why before this process stops (process 0 is the
                         // only link most of them have).
                         for w in others.get().into_iter().flatten().flatten() {
@@ -587,6 +588,7 @@ impl Control {
                         }
                         on_failure(&error);
                     }
+                    let _ = tx.send(Inbound::Gone(reason));
                 }
             });
         }
@@ -764,7 +766,7 @@ const MAX_TOKEN_BYTES: usize = 256;
 
 /// Connects every pair of processes for the exchange (timely's sockets, in process order,
 /// this process's own place empty): each process listens on its own address and connects to
-/// every lower one. A connection opens with [`MESH_TAG`], the run's `token` (what process 0
+/// every lower one. A connection opens with `MESH_TAG`, the run's `token` (what process 0
 /// sent at the rendezvous) and the caller's index, and is acknowledged with one byte, so a
 /// stranger, or a process of another run on a reused port, is refused instead of joined.
 /// Fails after `timeout`, naming a process that did not connect.

@@ -381,10 +381,10 @@ fn new_run_id(started_ms: i64) -> String {
 /// Runs the job: reads `config.inputs`, writes and publishes the dataset.
 ///
 /// The phases, each a function with named inputs and outputs: open (inputs, dataset, lock,
-/// recovery) and plan ([`plan_phase`]) → map and reduce ([`threads::execute`], over
+/// recovery) and plan (`plan_phase`) → map and reduce ([`threads::execute`], over
 /// [`crate::map`] and [`crate::reduce`]) → check the counts ([`account`], rejects, the
-/// bad-record limit), the manifest and history record, publish, the summary ([`finish`]).
-/// A multi-process run ([`distributed`]) has the same phases, the first and last on process 0.
+/// bad-record limit), the manifest and history record, publish, the summary (`finish`).
+/// A multi-process run (`distributed`) has the same phases, the first and last on process 0.
 pub fn run(config: &RunConfig) -> Result<RunSummary> {
     if config.cluster.is_some() {
         return Err(Error::Bug(
@@ -403,7 +403,7 @@ pub fn run(config: &RunConfig) -> Result<RunSummary> {
     finish(config, planned, stages, None)
 }
 
-/// Runs the job alone ([`run`]) or as one of several processes ([`distributed`]), as
+/// Runs the job alone ([`run`]) or as one of several processes (`distributed`), as
 /// `config.cluster` says.
 pub fn run_any(config: &RunConfig) -> Result<Ran> {
     match &config.cluster {

@@ -80,7 +80,7 @@ pub enum Exchange {
     /// A bounded channel per reducer, a thread per reducer.
     Channels,
     /// Through timely dataflow's exchange, to reducers owned by `workers` timely workers
-    /// ([`super::dataflow`]): what multi-process runs build on.
+    /// (`run::dataflow`): what multi-process runs build on.
     Timely { workers: usize },
 }
 
