@@ -2024,6 +2024,21 @@ fn two_processes_publish_to_s3_what_one_writes() {
         "data objects left"
     );
 
+    // Process 1 says it uploaded but did not: process 0 finds its files missing before its
+    // manifest would name them, and takes back its own.
+    let lied = both(Some("cluster:no-upload"));
+    assert_ne!(lied[0].code, 0, "{}", lied[0].stdout);
+    assert!(
+        lied[0].stderr.contains("did not upload it there"),
+        "{}",
+        lied[0].stderr
+    );
+    assert!(manifests(&server.bucket().join("lake")).is_empty());
+    assert!(
+        objects(&server.bucket().join("lake")).is_empty(),
+        "data objects left"
+    );
+
     let ran = both(None);
     let published = ok(&ran[0]);
     assert_eq!(ran[1].code, 0, "{}", ran[1].stderr);

@@ -662,7 +662,12 @@ fn follow(
         match control.recv::<Order>(0, PATIENCE) {
             Ok(Order::Upload) => {
                 let keys = joined.as_ref().map_or(&[][..], |(_, keys)| &keys[..]);
-                let uploaded = planned.opened.dataset.upload_staged(&planned.run_id, keys);
+                // Test hook: a process that says it uploaded what it did not.
+                let lie = std::env::var("SKEWER_FAIL_AT").is_ok_and(|p| p == "cluster:no-upload");
+                let uploaded = match lie {
+                    true => Ok(()),
+                    false => planned.opened.dataset.upload_staged(&planned.run_id, keys),
+                };
                 let answer = Uploaded {
                     outcome: uploaded.map_err(|e| e.to_string()),
                 };

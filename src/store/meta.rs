@@ -45,7 +45,8 @@ impl Mode {
 /// the n-th partition swap), `aside:<n>` (between the two renames of the n-th fallback swap
 /// of an existing partition), `history`, `committed`; in a multi-process run,
 /// `cluster:meshed` (connected to the others, before mapping) and `cluster:reduced` (its
-/// files written, before reporting them).
+/// files written, before reporting them); and `cluster:no-upload`, a process that answers
+/// process 0's order to upload without uploading.
 pub(crate) fn fail_point(point: &str) {
     if std::env::var("SKEWER_FAIL_AT").is_ok_and(|p| p == point) {
         eprintln!("SKEWER_FAIL_AT={point}: aborting");

@@ -472,6 +472,12 @@ impl S3Dataset {
                 })
             })
             .and_then(|()| {
+                if own.len() == manifest.files.len() {
+                    return Ok(());
+                }
+                self.check_uploaded(manifest)
+            })
+            .and_then(|()| {
                 let pending = work.pending_history(&run);
                 match std::fs::read(&pending) {
                     Ok(bytes) => self
@@ -500,6 +506,35 @@ impl S3Dataset {
         fail_point("manifest");
         self.finish(manifest)
             .map_err(|(progress, e)| self.stopped(&run, progress, e))
+    }
+
+    /// Checks that every file of `manifest` is in the dataset with its size, before the
+    /// manifest names them: other processes uploaded some of them, and one that reached
+    /// another store (or uploaded less than it wrote) must not make a partial run look
+    /// published. One listing of the run's partition prefix (or of the dataset).
+    fn check_uploaded(&self, manifest: &Manifest) -> Result<()> {
+        let under = match &manifest.partition {
+            Some(p) => format!("{}/", p.trim_end_matches('/')),
+            None => String::new(),
+        };
+        let listed: std::collections::HashMap<String, u64> =
+            Folder::list(self, &under)?.into_iter().collect();
+        for f in &manifest.files {
+            let found = listed.get(&f.path);
+            if found != Some(&f.bytes) {
+                return Err(Error::Mismatch(format!(
+                    "{} should now be in {} with {} bytes, but {}: the process that wrote it \
+                     did not upload it there",
+                    f.path,
+                    self.location,
+                    f.bytes,
+                    found.map_or("it is not there".to_string(), |size| format!(
+                        "it has {size}"
+                    ))
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Uploads `keys` (relative paths) from `staged`, [`UPLOADERS`] at a time.
