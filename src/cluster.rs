@@ -187,6 +187,23 @@ impl Answer {
     }
 }
 
+/// Listens on `address`, retrying until `deadline` while its name does not resolve yet (a
+/// pod's own name in a headless service appears in DNS moments after the pod starts);
+/// other errors (the port taken, an address not this machine's) fail at once.
+fn bind(address: &str, deadline: Instant) -> std::io::Result<TcpListener> {
+    loop {
+        let resolved = address.to_socket_addrs().map(|a| a.collect::<Vec<_>>());
+        match resolved {
+            Ok(addrs) if !addrs.is_empty() => return TcpListener::bind(&addrs[..]),
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(_) => return Err(std::io::Error::other("the name resolves to no address")),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// How long process 0 waits for a connection's check-in line.
 const HELLO_WAIT: Duration = Duration::from_secs(5);
 
@@ -250,7 +267,7 @@ fn coordinate(
     timeout: Duration,
     payload: &mut dyn FnMut() -> Result<String>,
 ) -> Result<(Vec<Option<Link>>, String)> {
-    let listener = TcpListener::bind(&hosts.addresses[0]).map_err(|e| {
+    let listener = bind(&hosts.addresses[0], deadline).map_err(|e| {
         cluster_error(
             hosts,
             0,
@@ -781,7 +798,7 @@ pub fn mesh(
         return Err(Error::Bug(format!("a mesh token of {} bytes", token.len())));
     }
     let deadline = Instant::now() + timeout;
-    let listener = TcpListener::bind(&hosts.addresses[index]).map_err(|e| {
+    let listener = bind(&hosts.addresses[index], deadline).map_err(|e| {
         cluster_error(
             hosts,
             index,
