@@ -477,10 +477,11 @@ fn summary_work(out: &mut String, s: &crate::run::RunSummary) -> std::fmt::Resul
             }
         }
         let rows: Vec<String> = rows.iter().map(|&n| format_count(n)).collect();
+        let processes = last + 1;
         writeln!(
             out,
-            "cluster  {} processes; rows reduced by each: {}",
-            last + 1,
+            "cluster  {processes} process{}; rows reduced by each: {}",
+            if processes == 1 { "" } else { "es" },
             rows.join(", ")
         )?;
     }
