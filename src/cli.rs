@@ -463,6 +463,12 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub timely_workers: Option<u32>,
 
+    /// ZSTD level of the Parquet files written, 1 to 22: 1 favours speed; most tools write
+    /// 3 by default.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub zstd_level: i32,
+
     /// Run on several processes (machines): a file of `host:port` lines, one a process, the
     /// same file on every one; each is started with its own --process. The output must be a
     /// folder every process sees at the same path.
@@ -591,6 +597,7 @@ impl RunArgs {
             },
             sink: SinkOptions {
                 target_file_bytes: params.target_file_bytes,
+                zstd_level: self.zstd_level,
                 ..SinkOptions::default()
             },
             split_bytes: skewer::input::SPLIT_BYTES,
