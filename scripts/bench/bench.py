@@ -9,12 +9,21 @@ checksum; every peer's rows against skewer's, through one DuckDB hash over all o
 Every tool does the same job: one row per version (object_id, timestamp, value, and the source
 columns the input has), sorted by (object_id, timestamp, value), ZSTD Parquet partitioned by
 property_name.
+
+Fair by construction: every peer writes ZSTD at --level (default 3, their own default), and
+skewer is shown at its default (1) and at that level; NDJSON peers are given the schema (a
+MAP for DuckDB; for Polars the property list, found before any timing, as a user would have
+it from the CRM's properties API), so none scans the input to infer it; every output is
+checked for the same rows, source columns included, and for (object_id, timestamp) order
+within each file; the tools' runs are interleaved (A B C, A B C, ...) and the table shows the
+median and the spread; tool versions are printed.
 """
 
 import argparse
 import json
 import os
 import resource
+import statistics
 import shutil
 import subprocess
 import sys
@@ -25,7 +34,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-SKEWER = REPO / "target" / "release" / "skewer"
+# As the other scripts find it: $SKEWER_BIN, else release/skewer under $CARGO_TARGET_DIR.
+SKEWER = Path(os.environ.get("SKEWER_BIN")
+              or Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release" / "skewer")
+SOURCES = ("source_type", "source_id", "source_label", "updated_by_user_id")
 
 
 def tree_usage(root_pid):
@@ -160,15 +172,55 @@ def dataset_figures(path):
 
 
 def row_hash(path):
-    """Rows and an order-independent hash of (property, object, ms, value), via DuckDB."""
+    """Rows, an order-independent hash of (property, object, ms, value, source columns; a
+    column a tool did not write counts as null), and the rows out of (object_id, timestamp)
+    order within their file, via DuckDB."""
     import duckdb
     con = duckdb.connect()
     con.execute("SET threads=2")
-    return con.execute(f"""
+    files = f"read_parquet('{path}/**/*.parquet', hive_partitioning = true, union_by_name = true"
+    have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {files})").fetchall()}
+    sources = ", ".join(f"CAST({c} AS VARCHAR)" if c in have else "NULL::VARCHAR" for c in SOURCES)
+    rows, digest = con.execute(f"""
         SELECT count(*), sum(hash(property_name, object_id::BIGINT,
-                                  epoch_ms(timestamp::TIMESTAMPTZ), value)::HUGEINT)
-        FROM read_parquet('{path}/**/*.parquet', hive_partitioning = true)
+                                  epoch_ms(timestamp::TIMESTAMPTZ), value, {sources})::HUGEINT)
+        FROM {files})
     """).fetchone()
+    unsorted = con.execute(f"""
+        SELECT count(*) FROM (
+            SELECT object_id::BIGINT AS o, epoch_ms(timestamp::TIMESTAMPTZ) AS t,
+                   lag(object_id::BIGINT) OVER w AS po,
+                   lag(epoch_ms(timestamp::TIMESTAMPTZ)) OVER w AS pt
+            FROM {files}, filename = true, file_row_number = true)
+            WINDOW w AS (PARTITION BY filename ORDER BY file_row_number))
+        WHERE po > o OR (po = o AND pt > t)
+    """).fetchone()[0]
+    return rows, digest, unsorted
+
+
+def versions(peers):
+    out = [subprocess.run([str(SKEWER), "--version"], capture_output=True, text=True).stdout.strip()]
+    for peer in peers:
+        module = {"duckdb": "duckdb", "polars": "polars", "spark": "pyspark"}[peer]
+        try:
+            out.append(f"{peer} {__import__(module).__version__}")
+        except ImportError:
+            out.append(f"{peer} (not installed)")
+    return ", ".join(out)
+
+
+def ndjson_schema(dump, work):
+    """The property names of an NDJSON dump, written for the peers to declare (untimed)."""
+    import duckdb
+    path = work / f"schema-{dump.name}.json"
+    if not path.exists():
+        con = duckdb.connect()
+        names = [r[0] for r in con.execute(f"""
+            SELECT DISTINCT unnest(map_keys(properties)) AS name
+            FROM read_ndjson('{dump}/*.ndjson', columns = {{'properties': 'MAP(VARCHAR, JSON)'}})
+            ORDER BY name""").fetchall()]
+        path.write_text(json.dumps(names))
+    return path
 
 
 def main():
@@ -180,19 +232,23 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--peers", default="duckdb,polars")
     ap.add_argument("--skewer-args", default="")
+    ap.add_argument("--level", type=int, default=3,
+                    help="ZSTD level every peer writes (skewer is also shown at it)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per tool before it is killed")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="runs per tool; the table shows the median wall time and the highest peak")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="rounds; each round runs every tool once, in turn")
     args = ap.parse_args()
 
-    work = Path(args.work or (REPO / "target" / "bench"))
+    work = Path(args.work or (Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "bench"))
     work.mkdir(parents=True, exist_ok=True)
     objects = int(200_000 * args.scale)
     peers = [p for p in args.peers.split(",") if p] + (["spark"] if args.with_spark else [])
     python = sys.executable
     results = []
     print(f"# {objects:,} objects x 1,280 properties, scale {args.scale}; "
-          f"{os.cpu_count()} cores; skewer {SKEWER}", flush=True)
+          f"{os.cpu_count()} cores; {SKEWER}", flush=True)
+    print(f"# {versions(peers)}; peers at ZSTD level {args.level}; {args.repeat} rounds, "
+          "interleaved", flush=True)
 
     for fmt in args.formats.split(","):
         dump = work / f"dump-{fmt}-{objects}"
@@ -206,64 +262,86 @@ def main():
         in_size = sum(p.stat().st_size for p in dump.iterdir() if not p.name.startswith("_"))
         print(f"\n## {fmt}: {in_size / 2**20:,.0f} MiB, {expected['rows']:,} rows", flush=True)
 
-        tools = [("skewer", [str(SKEWER), "run", "--input", str(dump), "--output", "{out}",
-                             "--json"] + args.skewer_args.split())]
+        skewer = [str(SKEWER), "run", "--input", str(dump), "--output", "{out}", "--json"]
+        skewer += args.skewer_args.split()
+        tools = [("skewer", skewer)]
+        if args.level != 1:
+            tools.append((f"skewer level {args.level}", skewer + ["--zstd-level", str(args.level)]))
+        declared = ["--schema", str(ndjson_schema(dump, work))] if fmt == "ndjson" else []
         for peer in peers:
-            tools.append((peer, [python, str(HERE / "peers.py"), peer, fmt, str(dump), "{out}"]))
-        skewer_hash = None
-        for name, cmd in tools:
-            out = work / f"out-{fmt}-{name}"
-            cmd = [c.replace("{out}", str(out)) for c in cmd]
-            try:
-                # The run with the median wall time of --repeat runs (each on a fresh output),
-                # so that one disturbed run on a shared machine does not decide a ratio.
-                runs = []
-                for _ in range(args.repeat):
+            tools.append((peer, [python, str(HERE / "peers.py"), peer, fmt, str(dump), "{out}",
+                                 "--level", str(args.level)] + declared))
+        runs = {name: [] for name, _ in tools}
+        failed = {}
+        # Rounds outermost: a slow spell on a shared machine falls on every tool alike.
+        for rnd in range(args.repeat):
+            for name, cmd in tools:
+                if name in failed:
+                    continue
+                out = work / f"out-{fmt}-{name.replace(' ', '-')}-{rnd}"
+                shutil.rmtree(out, ignore_errors=True)
+                try:
+                    runs[name].append((measure([c.replace("{out}", str(out)) for c in cmd],
+                                               args.timeout), out))
+                except RuntimeError as e:
+                    print(f"{name}: {e}", flush=True)
+                    failed[name] = str(e)[:200]
+                    continue
+                # The first round's outputs are checked; the others go at once.
+                if rnd > 0 and not args.keep:
                     shutil.rmtree(out, ignore_errors=True)
-                    runs.append(measure(cmd, args.timeout))
-                wall, cpu, rss, stdout, _ = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
-                rss = max(r[2] for r in runs)
-            except RuntimeError as e:
-                print(f"{name}: {e}", flush=True)
-                results.append(dict(format=fmt, tool=name, error=str(e)[:200]))
+
+        skewer_hash = None
+        for name, _ in tools:
+            if name in failed:
+                results.append(dict(format=fmt, tool=name, error=failed[name]))
                 continue
+            walls = sorted(r[0][0] for r in runs[name])
+            wall = statistics.median(walls)
+            cpu = statistics.median(r[0][1] for r in runs[name])
+            rss = max(r[0][2] for r in runs[name])
+            stdout, out = runs[name][0][0][3], runs[name][0][1]
             nfiles, mean_files, max_files, size = dataset_figures(out)
-            rows, digest = row_hash(out)
+            rows, digest, unsorted = row_hash(out)
             load = None
-            if name == "skewer":
+            if name.startswith("skewer"):
                 load = json.loads(stdout)["actual_max_over_mean"]
                 check = subprocess.run([str(SKEWER), "checksum", str(out), "--expected", str(dump)],
                                        capture_output=True, text=True)
                 ok = check.returncode == 0
-                skewer_hash = (rows, digest)
+                skewer_hash = skewer_hash or (rows, digest)
             else:
                 ok = skewer_hash is not None and (rows, digest) == skewer_hash
-            row = dict(format=fmt, tool=name, wall_s=round(wall, 1), cpu_s=round(cpu, 1),
+            row = dict(format=fmt, tool=name, wall_s=round(wall, 2),
+                       wall_spread=f"{walls[0]:.2f}-{walls[-1]:.2f}", cpu_s=round(cpu, 1),
                        peak_rss_mib=round(rss / 2**20), files=nfiles,
                        files_per_property=round(mean_files, 3), max_files_per_property=max_files,
                        output_mib=round(size / 2**20, 1), rows=rows, rows_match=ok,
-                       reducer_load_max_over_mean=load)
+                       unsorted_rows=unsorted, reducer_load_max_over_mean=load)
             results.append(row)
             print(json.dumps(row), flush=True)
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)
 
-    print("\n| input | tool | wall s | user+sys s | peak RSS MiB | files | files/property (mean, max) "
-          "| output MiB | rows | rows match | reducer load max/mean | skewer speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| input | tool | wall s, median (min-max) | user+sys s | peak RSS MiB | files "
+          "| files/property (mean, max) | output MiB | rows | rows match | sorted in each file "
+          "| reducer load max/mean | skewer speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         if "error" in r:
-            print(f"| {r['format']} | {r['tool']} | failed: {r['error']} ||||||||||")
+            print(f"| {r['format']} | {r['tool']} | failed: {r['error']} |||||||||||")
             continue
         ours = next((x for x in results if x["format"] == r["format"] and x["tool"] == "skewer"
                      and "error" not in x), None)
-        ratio = f"{r['wall_s'] / ours['wall_s']:.1f}x" if ours and r["tool"] != "skewer" else ""
+        ratio = (f"{r['wall_s'] / ours['wall_s']:.1f}x"
+                 if ours and not r["tool"].startswith("skewer") else "")
         load = r.get("reducer_load_max_over_mean")
         load = f"{load:.3f}" if load is not None else ""
-        print(f"| {r['format']} | {r['tool']} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mib']:,} "
-              f"| {r['files']:,} | {r['files_per_property']}, {r['max_files_per_property']} "
-              f"| {r['output_mib']:,} | {r['rows']:,} | {'yes' if r['rows_match'] else 'NO'} | {load} "
-              f"| {ratio} |")
+        order = "yes" if r["unsorted_rows"] == 0 else f"NO ({r['unsorted_rows']:,} rows out of order)"
+        print(f"| {r['format']} | {r['tool']} | {r['wall_s']} ({r['wall_spread']}) | {r['cpu_s']} "
+              f"| {r['peak_rss_mib']:,} | {r['files']:,} | {r['files_per_property']}, "
+              f"{r['max_files_per_property']} | {r['output_mib']:,} | {r['rows']:,} "
+              f"| {'yes' if r['rows_match'] else 'NO'} | {order} | {load} | {ratio} |")
     (work / "results.json").write_text(json.dumps(results, indent=1))
 
 

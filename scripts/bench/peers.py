@@ -1,17 +1,28 @@
 """The peers: the same job done with DuckDB, Polars (streaming) and Spark, each at its best
 settings for these machines (threads = cores, ZSTD, partitioned by property_name).
 
-    python peers.py duckdb|polars|spark parquet|ndjson INPUT_DIR OUTPUT_DIR
+    python peers.py duckdb|polars|spark parquet|ndjson INPUT_DIR OUTPUT_DIR [--level N]
+        [--schema NAMES.json]
 
 The job: one row per property version (object_id, timestamp, value and the source columns the
 input has), sorted by (object_id, timestamp, value) within each property, written as ZSTD
-Parquet under OUTPUT_DIR/property_name=<name>/.
+Parquet (at --level, default 3) under OUTPUT_DIR/property_name=<name>/. With --schema (a
+JSON list of the property names) NDJSON is read with its schema declared, as a user who
+knows the dump's shape would: no pass over the input to infer it.
 """
 
+import json
 import os
 import sys
 
 THREADS = os.cpu_count() or 2
+LEVEL = 3
+NAMES = None
+
+# One version of a property in a v1 NDJSON dump.
+VERSION_FIELDS = [("value", "VARCHAR"), ("timestamp", "BIGINT"), ("source-type", "VARCHAR"),
+                  ("source-id", "VARCHAR"), ("source-label", "VARCHAR"),
+                  ("updated-by-user-id", "BIGINT")]
 
 
 def duckdb_job(fmt, src, out):
@@ -28,17 +39,24 @@ def duckdb_job(fmt, src, out):
                   ON COLUMNS(* EXCLUDE (vid)) INTO NAME property_name VALUE prop)"""
         columns = "object_id, property_name, make_timestamptz(v.timestamp * 1000) AS timestamp, v.value AS value"
     else:
-        # 1,280 keys: inferred as a MAP, read over the whole input so no property is missed.
+        if NAMES is not None:
+            # Declared: properties as a MAP of {value, versions[]}; nothing inferred.
+            version = ", ".join(f'"{k}" {t}' for k, t in VERSION_FIELDS)
+            read = (f"read_ndjson('{src}/*.ndjson', columns = {{'vid': 'BIGINT', 'properties': "
+                    f"'MAP(VARCHAR, STRUCT(value VARCHAR, versions STRUCT({version})[]))'}})")
+        else:
+            # 1,280 keys: inferred as a MAP, read over the whole input so no property is missed.
+            read = f"read_ndjson('{src}/*.ndjson', map_inference_threshold = 200, sample_size = -1)"
         rows = f"""
             SELECT vid AS object_id, prop.key AS property_name, UNNEST(prop.value.versions) AS v
-            FROM (SELECT vid, UNNEST(map_entries(properties)) AS prop
-                  FROM read_ndjson('{src}/*.ndjson', map_inference_threshold = 200, sample_size = -1))"""
+            FROM (SELECT vid, UNNEST(map_entries(properties)) AS prop FROM {read})"""
         columns = """object_id, property_name, make_timestamptz(v.timestamp * 1000) AS timestamp,
                      v.value AS value, v."source-type" AS source_type, v."source-id" AS source_id,
                      v."source-label" AS source_label, v."updated-by-user-id" AS updated_by_user_id"""
     con.execute(f"""
         COPY (SELECT {columns} FROM ({rows}) ORDER BY property_name, object_id, timestamp, value)
-        TO '{out}' (FORMAT parquet, PARTITION_BY (property_name), COMPRESSION zstd)
+        TO '{out}' (FORMAT parquet, PARTITION_BY (property_name), COMPRESSION zstd,
+                    COMPRESSION_LEVEL {LEVEL})
     """)
 
 
@@ -49,11 +67,20 @@ def polars_job(fmt, src, out):
         lf = pl.scan_parquet(f"{src}/*.parquet")
         fields = ["value", "timestamp"]
     else:
-        # Every line of every file is scanned for the schema (a glob would take the first
-        # file's), and the files' schemas are united: rare properties would be lost otherwise.
         import glob
         files = sorted(glob.glob(f"{src}/*.ndjson"))
-        lf = pl.concat([pl.scan_ndjson(f, infer_schema_length=None) for f in files], how="diagonal_relaxed")
+        if NAMES is not None:
+            # Declared: every property a struct of {value, versions[]}; nothing inferred.
+            types = {"VARCHAR": pl.String, "BIGINT": pl.Int64}
+            version = pl.Struct({k: types[t] for k, t in VERSION_FIELDS})
+            prop = pl.Struct({"value": pl.String, "versions": pl.List(version)})
+            schema = {"vid": pl.Int64, "properties": pl.Struct({n: prop for n in NAMES})}
+            lf = pl.scan_ndjson(files, schema=schema)
+        else:
+            # Every line of every file is scanned for the schema (a glob would take the first
+            # file's), and the files' schemas are united: rare properties would be lost otherwise.
+            lf = pl.concat([pl.scan_ndjson(f, infer_schema_length=None) for f in files],
+                           how="diagonal_relaxed")
         fields = ["value", "timestamp", "source-type", "source-id", "source-label", "updated-by-user-id"]
     # LazyFrame.unnest, not the struct.unnest() expression: on a 1,280-field struct the
     # expression is ~700x slower (84 s against 0.12 s at a tenth of the default size).
@@ -69,7 +96,8 @@ def polars_job(fmt, src, out):
                     + [pl.col("versions").struct.field(f).alias(names.get(f, f)) for f in fields])
             .with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
             .sort(["property_name", "object_id", "timestamp", "value"]))
-    lf.sink_parquet(pl.PartitionBy(out, key="property_name"), compression="zstd", mkdir=True)
+    lf.sink_parquet(pl.PartitionBy(out, key="property_name"), compression="zstd",
+                    compression_level=LEVEL, mkdir=True)
 
 
 def spark_job(fmt, src, out):
@@ -79,6 +107,7 @@ def spark_job(fmt, src, out):
              .config("spark.driver.memory", "16g")
              .config("spark.sql.shuffle.partitions", str(THREADS * 4))
              .config("spark.sql.parquet.compression.codec", "zstd")
+             .config("spark.hadoop.parquet.compression.codec.zstd.level", str(LEVEL))
              .config("spark.ui.enabled", "false")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
@@ -106,7 +135,17 @@ def spark_job(fmt, src, out):
 
 
 def main():
+    global LEVEL, NAMES
     tool, fmt, src, out = sys.argv[1:5]
+    rest = sys.argv[5:]
+    for flag, value in zip(rest[::2], rest[1::2]):
+        if flag == "--level":
+            LEVEL = int(value)
+        elif flag == "--schema":
+            with open(value) as f:
+                NAMES = json.load(f)
+        else:
+            sys.exit(f"unknown option {flag}")
     {"duckdb": duckdb_job, "polars": polars_job, "spark": spark_job}[tool](fmt, src, out)
 
 
