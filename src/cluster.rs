@@ -592,17 +592,12 @@ impl Control {
                     // stops the run from `on_failure`, with the better message.
                     if !stop.load(Relaxed) && !failed.swap(true, Relaxed) {
                         let address = hosts.addresses.get(p).cloned().unwrap_or_default();
-                        let line = format!("process {p} ({address}): {reason}").replace('\n', " ");
+                        let line = format!("process {p} ({address}): {reason}");
                         let error = cluster_error(&hosts, p, reason.clone());
                         // The others hear why before this process stops (process 0 is the
                         // only link most of them have).
-                        for w in others.get().into_iter().flatten().flatten() {
-                            // Never wait on a writer another thread holds (it may be stuck
-                            // on the peer that failed).
-                            if let Ok(mut w) = w.try_lock() {
-                                let _ = w.write_all(format!("F{line}\n").as_bytes());
-                            }
-                        }
+                        let writers = others.get().into_iter().flatten().flatten();
+                        tell_failed(writers, &line, false);
                         on_failure(&error);
                     }
                     let _ = tx.send(Inbound::Gone(reason));
@@ -675,13 +670,7 @@ impl Control {
     pub fn fail(&self, why: &str) {
         let Some(w) = &self.watched else { return };
         w.stop.store(true, Relaxed);
-        let line = why.replace('\n', " ");
-        for writer in w.writers.iter().flatten() {
-            if let Ok(mut writer) = writer.try_lock() {
-                let _ = writer.write_all(format!("F{line}\n").as_bytes());
-                let _ = writer.shutdown(std::net::Shutdown::Write);
-            }
-        }
+        tell_failed(w.writers.iter().flatten(), why, true);
     }
 
     /// Ends every link cleanly (peers then take its close for the end, not a failure) and
@@ -719,6 +708,25 @@ impl Drop for Control {
         for writer in w.writers.iter().flatten() {
             if let Ok(writer) = writer.lock() {
                 let _ = writer.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Sends every link a [`FAILED`] frame saying `why`, never waiting on a writer another
+/// thread holds (it may be stuck on the peer that failed); `end`: and closes the links'
+/// writing side.
+fn tell_failed<'a>(
+    writers: impl Iterator<Item = &'a Arc<std::sync::Mutex<TcpStream>>>,
+    why: &str,
+    end: bool,
+) {
+    let frame = format!("F{}\n", why.replace('\n', " "));
+    for writer in writers {
+        if let Ok(mut writer) = writer.try_lock() {
+            let _ = writer.write_all(frame.as_bytes());
+            if end {
+                let _ = writer.shutdown(std::net::Shutdown::Write);
             }
         }
     }

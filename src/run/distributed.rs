@@ -21,7 +21,7 @@
 //! from their owner, each once; files only under the run's staging; property ids of the
 //! plan.
 
-use std::path::{Component, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -172,9 +172,12 @@ pub fn run(config: &RunConfig, cluster: &Cluster) -> Result<Ran> {
                     .into(),
             )));
         }
-        std::fs::create_dir_all(&p.staging).map_err(|e| Error::io(&p.staging, e))?;
-        let mark = p.staging.join(SHARED_MARK);
-        std::fs::write(&mark, &p.run_id).map_err(|e| Error::io(&mark, e))?;
+        if shared_staging(config) {
+            // The others prove they see this folder by reading the mark back.
+            std::fs::create_dir_all(&p.staging).map_err(|e| Error::io(&p.staging, e))?;
+            let mark = p.staging.join(SHARED_MARK);
+            std::fs::write(&mark, &p.run_id).map_err(|e| Error::io(&mark, e))?;
+        }
         let start = Start {
             run_id: p.run_id.clone(),
             started_ms,
@@ -530,7 +533,8 @@ fn gather(
                 *property = planned.table.intern(name);
                 // Reported relative to the reporter's staging: placed in this one's.
                 for f in &mut out.files {
-                    if !is_run_file(&f.path, &planned.run_id, name) {
+                    let partition = planned.partition.as_deref();
+                    if !is_run_file(&f.path, &planned.run_id, partition, name) {
                         return Err(bad(format!(
                             "reported a file that is not one of this run's for property \
                              {name:?}: {}",
@@ -568,27 +572,22 @@ fn gather(
 }
 
 /// Whether `rel` (a reported file, relative to the staging) is one a reducer of run `run`
-/// writes for `property`: `[<partition>/]property_name=<escaped property>/part-<run>-
-/// ….parquet`, nothing else (not another run's file, not `_skewer/…`, nothing outside).
-fn is_run_file(rel: &std::path::Path, run: &str, property: &str) -> bool {
-    let parts: Option<Vec<&str>> = rel
-        .components()
-        .map(|c| match c {
-            Component::Normal(p) => p.to_str(),
-            _ => None,
-        })
-        .collect();
-    let Some(parts) = parts else { return false };
-    let [prefix @ .., folder, file] = &parts[..] else {
+/// writes for `property` under the run's `partition`: exactly
+/// `[<partition>/]<layout::property_dir>/part-<run>-….parquet`, so that nothing a report
+/// says can name another run's file, skewer's own or anything outside.
+fn is_run_file(rel: &std::path::Path, run: &str, partition: Option<&str>, property: &str) -> bool {
+    let folder = crate::layout::property_dir(property);
+    let folder = match partition {
+        Some(p) => format!("{p}/{folder}"),
+        None => folder,
+    };
+    let Some((dir, file)) = rel.to_str().and_then(|r| r.rsplit_once('/')) else {
         return false;
     };
-    let escaped = crate::layout::escape_partition_value(property);
-    *folder == format!("{}={escaped}", crate::layout::PROPERTY_COLUMN)
+    dir == folder
         && file.starts_with(&format!("part-{run}-"))
         && file.ends_with(".parquet")
-        && prefix
-            .iter()
-            .all(|p| p.contains('=') && !p.starts_with(['_', '.']))
+        && !file.contains(['\\', '\0'])
 }
 
 /// A process other than 0: reports to process 0, and waits for its verdict.
@@ -709,13 +708,25 @@ mod tests {
     #[test]
     fn only_this_runs_files_for_their_property_are_taken_from_a_report() {
         let run = "20261202T140000.000Z-abcd";
-        let ok = |rel: &str, property: &str| is_run_file(Path::new(rel), run, property);
+        let ok = |rel: &str, property: &str| is_run_file(Path::new(rel), run, None, property);
+        let ok_in = |rel: &str, property: &str| {
+            is_run_file(Path::new(rel), run, Some("dt=2026-12-01"), property)
+        };
         assert!(ok(
             &format!("property_name=email/part-{run}-r3.parquet"),
             "email"
         ));
-        assert!(ok(
+        assert!(ok_in(
             &format!("dt=2026-12-01/property_name=email/part-{run}-r3-2.parquet"),
+            "email"
+        ));
+        // Not the run's partition.
+        assert!(!ok(
+            &format!("dt=2026-12-01/property_name=email/part-{run}-r3-2.parquet"),
+            "email"
+        ));
+        assert!(!ok_in(
+            &format!("property_name=email/part-{run}-r3.parquet"),
             "email"
         ));
         assert!(ok(
