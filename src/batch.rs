@@ -160,13 +160,27 @@ impl StrColumn {
             return;
         }
         self.materialize_ends();
-        let bytes: usize = idx.iter().map(|&i| src.span(i as usize).len()).sum();
-        self.data.reserve(bytes);
         self.ends.reserve(idx.len());
-        for &i in idx {
-            let span = src.span(i as usize);
-            self.data.extend_from_slice(&src.data[span]);
-            self.ends.push(self.end());
+        // A record's versions of one property are neighbours in a batch, and their values
+        // neighbours in its arena: each run of consecutive rows is one copy, not a copy per
+        // value (most values are a few bytes, where the call costs more than the bytes).
+        let mut k = 0;
+        while k < idx.len() {
+            let first = idx[k] as usize;
+            let mut last = first;
+            k += 1;
+            while k < idx.len() && idx[k] as usize == last + 1 {
+                last += 1;
+                k += 1;
+            }
+            let from = src.span(first).start;
+            let base = self.data.len();
+            self.data
+                .extend_from_slice(&src.data[from..src.ends[last] as usize]);
+            self.ends.extend(src.ends[first..=last].iter().map(|&e| {
+                u32::try_from(base + (e as usize - from))
+                    .expect("a batch holds under 4 GiB of one string column")
+            }));
         }
         let nulls = !src.valid.is_empty() && idx.iter().any(|&i| !src.valid[i as usize]);
         if nulls {
@@ -781,9 +795,18 @@ mod tests {
                         n_ref[i] = v;
                     }
                     2 if !s_ref.is_empty() => {
-                        let idx: Vec<u32> = (0..next() % 5)
-                            .map(|_| (next() % s_ref.len() as u64) as u32)
-                            .collect();
+                        let len = s_ref.len() as u64;
+                        // Scattered rows, or runs of neighbours (copied a run at a time).
+                        let idx: Vec<u32> = if next() % 2 == 0 {
+                            (0..next() % 5).map(|_| (next() % len) as u32).collect()
+                        } else {
+                            let from = next() % len;
+                            let mut run: Vec<u32> = (from..from + next() % (len - from + 1))
+                                .map(|i| i as u32)
+                                .collect();
+                            run.extend((from..len).take((next() % 3) as usize).map(|i| i as u32));
+                            run
+                        };
                         let (s2, n2) = (s.clone(), n.clone());
                         s.append_indices(&s2, &idx);
                         n.append_indices(&n2, &idx);

@@ -212,7 +212,9 @@ fn sample_split(
     sink: &mut Counting,
 ) -> Result<u64> {
     let (file, start) = match *split {
-        Split::Lines { file, start, .. } => (&files[file], start),
+        Split::Lines { file, start, end } => {
+            return sample_lines(&files[file], start, end, scratch, ids, sink);
+        }
         Split::Whole { file } => (&files[file], 0),
         Split::RowGroups { .. } => return Ok(0),
     };
@@ -255,4 +257,48 @@ fn sample_split(
     // serde_json reads a byte at a time: from a buffer, which fills from the guard in bulk.
     let _ = explode_reader(BufReader::with_capacity(64 << 10, guarded), &mut ctx);
     Ok(count.get())
+}
+
+/// [`sample_split`] for an NDJSON range: whole lines by positioned reads, each parsed from a
+/// slice as the run parses it (three times the speed of a byte-at-a-time stream, which made
+/// the sample a tenth of a one-file run).
+fn sample_lines(
+    file: &InputFile,
+    start: u64,
+    end: u64,
+    scratch: &mut JsonScratch,
+    ids: &mut LocalIds,
+    sink: &mut Counting,
+) -> Result<u64> {
+    use crate::input::Line;
+    let f = file.open()?;
+    let mut buf = Vec::new();
+    let mut lines = crate::input::LineReader::new(f.as_ref(), &mut buf, start.saturating_sub(1));
+    // A read error only ends this split's sample early; the run reports it.
+    if start > 0 && !matches!(lines.next_line(), Ok(Some(_))) {
+        return Ok(0);
+    }
+    let first = sink.records;
+    let mut read_to = start;
+    while let Ok(Some((offset, line))) = lines.next_line() {
+        let left = SAMPLE_RECORDS.saturating_sub(sink.records - first);
+        if offset >= end || left == 0 {
+            break;
+        }
+        let Line::Text(text) = line else {
+            // A line too long to hold: the run rejects it; the sample goes on past it.
+            continue;
+        };
+        read_to = offset + text.len() as u64 + 1;
+        let text = if offset == 0 {
+            text.strip_prefix(crate::input::BOM).unwrap_or(text)
+        } else {
+            text
+        };
+        let mut ctx = JsonContext::new(scratch, ids, sink);
+        ctx.limit = Some(left);
+        // A line that is not JSON is the run's to reject; it adds nothing here.
+        let _ = crate::explode::json::explode_slice(text, &mut ctx);
+    }
+    Ok(read_to.saturating_sub(start))
 }
