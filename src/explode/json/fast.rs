@@ -351,7 +351,8 @@ fn record(s: &mut Scanner<'_>, ctx: &mut JsonContext<'_>) -> Fast<ObjectIds> {
 /// Whether a record key is one the general parser ignores too (not an id, a page, a
 /// webhook field or a record keyed by its id).
 fn other_record_key(key: &[u8]) -> bool {
-    !matches!(
+    let keyed = !key.is_empty() && key.iter().all(u8::is_ascii_digit);
+    let named = matches!(
         key,
         b"results"
             | b"contacts"
@@ -373,7 +374,8 @@ fn other_record_key(key: &[u8]) -> bool {
             | b"primaryObjectId"
             | b"newObjectId"
             | b"objectTypeId"
-    ) && !(!key.is_empty() && key.iter().all(u8::is_ascii_digit))
+    );
+    !(keyed || named)
 }
 
 /// An object id as the visitors read it (from its raw text); ids they would reject are not
