@@ -10,8 +10,13 @@ work=target/bench-s3
 mkdir -p "$work"
 scripts/s3-server.sh install >/dev/null
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-cargo build --release --quiet
-skewer=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/skewer
+# $SKEWER_BIN: another binary to measure (an A/B against an older build), as bench.py takes.
+if [ -n "${SKEWER_BIN:-}" ]; then
+    skewer=$SKEWER_BIN
+else
+    cargo build --release --quiet
+    skewer=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/skewer
+fi
 
 dump="${1:-$work/dump}"
 if [ ! -d "$dump" ]; then
