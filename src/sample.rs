@@ -272,33 +272,23 @@ fn sample_lines(
 ) -> Result<u64> {
     use crate::input::Line;
     let f = file.open()?;
-    let mut buf = Vec::new();
-    let mut lines = crate::input::LineReader::new(f.as_ref(), &mut buf, start.saturating_sub(1));
-    // A read error only ends this split's sample early; the run reports it.
-    if start > 0 && !matches!(lines.next_line(), Ok(Some(_))) {
-        return Ok(0);
-    }
     let first = sink.records;
     let mut read_to = start;
-    while let Ok(Some((offset, line))) = lines.next_line() {
+    // A read error only ends this split's sample early; the run reports it.
+    let _ = crate::input::range_lines(f.as_ref(), &mut Vec::new(), start, end, |offset, line| {
         let left = SAMPLE_RECORDS.saturating_sub(sink.records - first);
-        if offset >= end || left == 0 {
-            break;
+        if left == 0 {
+            return false;
         }
-        let Line::Text(text) = line else {
-            // A line too long to hold: the run rejects it; the sample goes on past it.
-            continue;
-        };
-        read_to = offset + text.len() as u64 + 1;
-        let text = if offset == 0 {
-            text.strip_prefix(crate::input::BOM).unwrap_or(text)
-        } else {
-            text
-        };
-        let mut ctx = JsonContext::new(scratch, ids, sink);
-        ctx.limit = Some(left);
-        // A line that is not JSON is the run's to reject; it adds nothing here.
-        let _ = crate::explode::json::explode_slice(text, &mut ctx);
-    }
+        // A line too long to hold is the run's to reject; the sample goes on past it.
+        if let Line::Text(text) = line {
+            read_to = offset + text.len() as u64 + 1;
+            let mut ctx = JsonContext::new(scratch, ids, sink);
+            ctx.limit = Some(left);
+            // A line that is not JSON is the run's to reject; it adds nothing here.
+            let _ = crate::explode::json::explode_slice(text, &mut ctx);
+        }
+        true
+    });
     Ok(read_to.saturating_sub(start))
 }

@@ -130,6 +130,35 @@ impl<'f> LineReader<'f> {
     }
 }
 
+/// Hands `each` the lines of `file` that start in `[start, end)` with their offsets (a line
+/// belongs to the range its first byte is in: the one a range starts inside is the previous
+/// range's), the file's first without its byte-order mark, until `each` says `false`.
+pub(crate) fn range_lines(
+    file: &dyn RandomAccess,
+    buf: &mut Vec<u8>,
+    start: u64,
+    end: u64,
+    mut each: impl FnMut(u64, Line<'_>) -> bool,
+) -> io::Result<()> {
+    let mut lines = LineReader::new(file, buf, start.saturating_sub(1));
+    if start > 0 && lines.next_line()?.is_none() {
+        return Ok(());
+    }
+    while let Some((offset, line)) = lines.next_line()? {
+        if offset >= end {
+            break;
+        }
+        let line = match line {
+            Line::Text(text) if offset == 0 => Line::Text(text.strip_prefix(BOM).unwrap_or(text)),
+            line => line,
+        };
+        if !each(offset, line) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// The next line of a stream into `buf` (without its `\n`), at most [`MAX_RECORD_BYTES`]; a
 /// longer one is skipped to its end. `None` at the end of the stream.
 pub(crate) fn read_line<'b>(

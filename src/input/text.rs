@@ -16,7 +16,7 @@ use std::io::{self, BufRead, Read};
 use std::rc::Rc;
 
 use super::decode::{Counted, Guarded, GzMembers};
-use super::lines::{BOM, Line, LineReader, read_line};
+use super::lines::{BOM, Line, range_lines, read_line};
 use super::{Format, InputFile, MapperScratch, locate};
 use crate::error::{Error, Result};
 use crate::explode::json::{JsonContext, JsonScratch, StreamMark, explode_reader, explode_slice};
@@ -114,39 +114,24 @@ pub(super) fn read_lines(
     router: &mut Router<'_>,
 ) -> Result<()> {
     let f = file.open()?;
-    let io = |e| read_error(file, e);
-    let mut lines = LineReader::new(f.as_ref(), &mut scratch.buf, start.saturating_sub(1));
-    if start > 0 {
-        // Skip the line that began in the previous split.
-        if lines.next_line().map_err(io)?.is_none() {
-            return Ok(());
-        }
-    }
-    while let Some((offset, line)) = lines.next_line().map_err(io)? {
-        if offset >= end || router.disconnected {
-            break;
+    let json = &mut scratch.json;
+    range_lines(f.as_ref(), &mut scratch.buf, start, end, |offset, line| {
+        if router.disconnected {
+            return false;
         }
         // Line numbers are resolved from offsets only for rejects, after the run.
-        let text = match line {
-            Line::Text(text) if offset == 0 => text.strip_prefix(BOM).unwrap_or(text),
-            Line::Text(text) => text,
+        match line {
+            Line::Text(text) => {
+                explode_line(file, text, None, Some(offset), json, ids, router);
+            }
             Line::TooLong(len) => {
                 locate(router, file, None, Some(offset));
                 too_long(router, len);
-                continue;
             }
-        };
-        explode_line(
-            file,
-            text,
-            None,
-            Some(offset),
-            &mut scratch.json,
-            ids,
-            router,
-        );
-    }
-    Ok(())
+        }
+        true
+    })
+    .map_err(|e| read_error(file, e))
 }
 
 /// A whole JSON text (array, page, pretty-printed or concatenated objects), or any compressed

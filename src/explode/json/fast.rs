@@ -37,8 +37,9 @@ pub(super) fn explode_text(text: &str, ctx: &mut JsonContext<'_>) -> bool {
         b: text.as_bytes(),
         i: 0,
     };
+    // The webhook state is left as it was: the scanner takes no webhook field, and the
+    // visitors clear it for every record they read.
     ctx.builder.begin();
-    ctx.webhook.clear();
     let Some(ids) = record(&mut s, ctx) else {
         return false;
     };
@@ -162,13 +163,13 @@ impl<'t> Scanner<'t> {
 
     /// A key and its `:`; keys with escapes are not taken.
     #[inline]
-    fn key(&mut self) -> Fast<&'t [u8]> {
+    fn key(&mut self) -> Fast<&'t str> {
         let (key, escaped) = self.string()?;
         if escaped {
             return None;
         }
         self.eat(b':')?;
-        Some(key.as_bytes())
+        Some(key)
     }
 
     /// A number at the cursor, in JSON's grammar: its text, and whether it is an integer.
@@ -333,7 +334,7 @@ fn record(s: &mut Scanner<'_>, ctx: &mut JsonContext<'_>) -> Fast<ObjectIds> {
         return Some(ids);
     }
     loop {
-        match s.key()? {
+        match s.key()?.as_bytes() {
             b"vid" => ids.offer(0, object_id(s)?),
             b"canonical-vid" => ids.offer(1, object_id(s)?),
             b"dealId" => ids.offer(2, object_id(s)?),
@@ -390,11 +391,7 @@ fn properties(s: &mut Scanner<'_>, ctx: &mut JsonContext<'_>, ids: &mut ObjectId
         return Some(());
     }
     loop {
-        let (name, escaped) = s.string()?;
-        s.eat(b':')?;
-        if escaped {
-            return None;
-        }
+        let name = s.key()?;
         let is_id = name == "hs_object_id";
         let property = ctx.ids.id(name);
         if let Some(id) = property_value(s, ctx, property, is_id)? {
@@ -419,7 +416,7 @@ fn property_value(
     let (mut value, mut versions) = (false, false);
     if !s.empty(b'}')? {
         loop {
-            match s.key()? {
+            match s.key()?.as_bytes() {
                 b"versions" => {
                     versions = true;
                     version_array(s, ctx, property)?;
@@ -472,7 +469,7 @@ fn version(s: &mut Scanner<'_>, ctx: &mut JsonContext<'_>, property: u32) -> Fas
     b.begin_version(property);
     if !s.empty(b'}')? {
         loop {
-            let field = match s.key()? {
+            let field = match s.key()?.as_bytes() {
                 b"value" => {
                     text_into(s.raw_scalar()?, b.str_column(StrField::Value)).ok()?;
                     None
