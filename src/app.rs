@@ -26,6 +26,8 @@ pub struct PlanConfig {
     /// A history directory (a dataset's `_skewer/history`) or a file of run records, local or
     /// `s3://`.
     pub history: crate::store::Location,
+    /// Tonight's input to check the history against (none: plan from the history alone).
+    pub inputs: Vec<String>,
     /// An S3-compatible endpoint for an `s3://` history.
     pub endpoint: Option<String>,
     /// Draw the predicted loads into these files.
@@ -37,11 +39,20 @@ pub struct PlanConfig {
     pub format: OutputFormat,
 }
 
-/// Reads the history, plans, and writes the table or JSON to `out`.
+/// Reads the history, plans (checked against the input, if given, as a run would), and writes
+/// the table or JSON to `out`.
 pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
     let stores = crate::store::Stores::with_endpoint(config.endpoint.clone());
     let loaded = history::load_from(&config.history, &stores)?;
-    let plan = planner::plan(&loaded.history, &config.params).map_err(crate::run::plan_error)?;
+    let (plan, drift) = if config.inputs.is_empty() {
+        let plan =
+            planner::plan(&loaded.history, &config.params).map_err(crate::run::plan_error)?;
+        (plan, None)
+    } else {
+        let files = crate::input::discover(&config.inputs, &stores)?;
+        let splits = crate::input::splits(&files, crate::input::SPLIT_BYTES)?;
+        crate::run::plan_checked(&loaded.history, &files, &splits, &config.params)?
+    };
     let stats = plan.stats();
     draw(
         || crate::report::svg::plan(&plan),
@@ -50,8 +61,10 @@ pub fn plan(config: &PlanConfig, out: &mut dyn Write) -> Result<()> {
         config.html.as_deref(),
     )?;
     let text = match config.format {
-        OutputFormat::Table => report::plan_table(&plan, &stats, &loaded, config.top),
-        OutputFormat::Json => report::plan_json(&plan, &stats)?,
+        OutputFormat::Table => {
+            report::plan_table(&plan, &stats, drift.as_ref(), &loaded, config.top)
+        }
+        OutputFormat::Json => report::plan_json(&plan, &stats, drift.as_ref())?,
     };
     out.write_all(text.as_bytes()).map_err(Error::Output)?;
     out.flush().map_err(Error::Output)

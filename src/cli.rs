@@ -332,6 +332,12 @@ pub struct PlanArgs {
     #[arg(long, value_name = "DIR|FILE|S3", value_parser = location)]
     pub history: Location,
 
+    /// Check the history against tonight's input before planning, as a run does: exact
+    /// counts from nested Parquet footers, a sample of JSON; the drifted properties are
+    /// planned from them and named (files, directories or globs, local or s3://).
+    #[arg(long, short = 'i', value_name = "PATH", num_args = 1..)]
+    pub input: Vec<String>,
+
     #[command(flatten)]
     pub s3: S3Args,
 
@@ -383,6 +389,12 @@ pub struct PlanningArgs {
     /// How a property spanning several reducers divides its rows among them.
     #[arg(long, value_enum, default_value_t = SplitArg::Weighted)]
     pub split: SplitArg,
+
+    /// Load, in reducers' mean loads, a property must move between the history's prediction
+    /// and the input's counts to be planned from the counts (and named as drifted).
+    #[arg(long, value_name = "F", default_value_t = planner::DEFAULT_DRIFT_THRESHOLD,
+          value_parser = parse_drift)]
+    pub drift_threshold: f64,
 }
 
 /// Object-store options, shared by every command that reads or writes `s3://`.
@@ -546,6 +558,8 @@ impl PlanningArgs {
                 SplitArg::Weighted => Split::Weighted,
                 SplitArg::Uniform => Split::Uniform,
             },
+            drift_threshold: self.drift_threshold,
+            ..PlanParams::new(1)
         }
     }
 }
@@ -554,6 +568,7 @@ impl PlanArgs {
     pub fn into_config(self) -> PlanConfig {
         PlanConfig {
             history: self.history,
+            inputs: self.input,
             endpoint: self.s3.endpoint,
             svg: self.svg,
             html: self.html,
@@ -660,6 +675,10 @@ fn parse_hot_share(s: &str) -> Result<f64, String> {
 
 fn parse_decay(s: &str) -> Result<f64, String> {
     parse_fraction(s, "the decay", false, 1.0)
+}
+
+fn parse_drift(s: &str) -> Result<f64, String> {
+    parse_fraction(s, "the drift threshold", false, f64::from(MAX_REDUCERS))
 }
 
 fn parse_spare(s: &str) -> Result<f64, String> {

@@ -248,13 +248,14 @@ fn plan_for(
             "outside the replayed dates".to_string(),
         ),
     };
+    let splits = crate::input::splits(files, config.run.split_bytes)?;
     if kept.is_empty() {
-        let splits = crate::input::splits(files, config.run.split_bytes)?;
         return crate::run::plan_from_sample(files, &splits, &config.run.params);
     }
     let n = kept.len();
     let history = History::new(kept).map_err(|e| Error::Bug(format!("validated history: {e}")))?;
-    let plan = planner::plan(&history, &config.run.params).map_err(crate::run::plan_error)?;
+    // The old dump's own counts correct the history where it drifted from them.
+    let (plan, _) = crate::run::plan_checked(&history, files, &splits, &config.run.params)?;
     Ok((
         plan,
         PlanSource::Given {

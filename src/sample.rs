@@ -1,11 +1,15 @@
-//! Cold start: per-property volumes estimated from a sample of the input, for a dataset that
-//! has no history yet (as Spark's range partitioner and Hadoop's `InputSampler` do).
+//! Tonight's input counted before the run: exact per-property counts from nested Parquet
+//! footers, a bounded sample of JSON. Every run plans from these (checked against the history
+//! by [`planner::plan_checked`]; alone for a dataset without one, as Spark's range
+//! partitioner and Hadoop's `InputSampler` do).
 //!
-//! Takes up to [`SAMPLE_SPLITS`] splits spread over the input and reads the first
-//! [`SAMPLE_RECORDS`] records of each, counting rows and value bytes per property. The total
-//! is scaled by input bytes read against input bytes in all: the plan needs the properties'
-//! relative volumes above all, and those a few thousand records give well. Properties too rare
-//! to be sampled are unseen to the plan and go whole to its spare share.
+//! JSON: [`PROBES`] probes of at most [`PROBE_RECORDS`] records each, spread over the whole
+//! input by bytes, not only the heads of files (a night's dump is often ordered: by object
+//! id, by creation, by export batch). An NDJSON split is cut into equal ranges, one probe
+//! each; a compressed file or a JSON array can only be read from its start, so its probes
+//! read its first records. The counts are scaled by input bytes read against input bytes in
+//! all. Properties too rare to be sampled are unseen to the plan and go whole to its spare
+//! share. The probes are placed by the input's sizes alone: the same input, the same sample.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -13,7 +17,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::rc::Rc;
 
 use parquet::file::reader::FileReader;
-use planner::{Sample, Volume};
+use planner::{Observed, Sample, Volume};
 
 use crate::batch::Rows;
 use crate::error::Result;
@@ -21,11 +25,12 @@ use crate::explode::json::{JsonContext, JsonScratch, explode_reader};
 use crate::explode::{LocalIds, PropertyIds, RecordSink};
 use crate::input::{Format, InputFile, Split};
 
-pub const SAMPLE_SPLITS: usize = 8;
-/// Records read per sampled split: 4,000 records in all place the heavy properties (the ones
-/// that decide the balance) within a few per cent, and cost a fraction of a second where
-/// 16,000 cost two (an eighth of a whole NDJSON run at the default size).
-pub const SAMPLE_RECORDS: u64 = 500;
+/// Probes over the JSON input.
+pub const PROBES: usize = 32;
+/// Records read per probe: 4,096 records in all place the heavy properties (the ones that
+/// decide the balance) within a few per cent, and cost a fraction of a second where 16,000
+/// cost two (an eighth of a whole NDJSON run at the default size).
+pub const PROBE_RECORDS: u64 = 128;
 /// Rough bytes per row beyond the value, for a first guess at output size.
 const ROW_OVERHEAD: u64 = 12;
 
@@ -62,12 +67,15 @@ impl RecordSink for Counting {
     fn record_without_history(&mut self) {}
 }
 
-/// Estimates per-property volumes for the whole input: JSON from samples of its splits,
-/// nested Parquet from footers (exact) or, for the MAP form, from its first row group. The
-/// volumes are already scaled to the whole input, so `sampled_records == estimated_records`
-/// in the [`Sample`]; the records actually read are returned beside it.
-pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
+/// Counts tonight's per-property volumes for the whole input: JSON from probes over its
+/// splits, nested Parquet from footers (exact) or, for the MAP form, from its first row
+/// group. The volumes are already scaled to the whole input, so `sampled_records ==
+/// estimated_records` in the [`Sample`]; exact when every file was counted whole. The records
+/// actually read are returned beside it.
+pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Observed, u64)> {
     let json = sample_json(files, splits)?;
+    let mut exact = !files.iter().any(|f| f.format != Format::Parquet);
+    let mut counted_rows: u64 = json.properties.values().map(|v| v.rows).sum();
     let scale = |x: u64, num: u64, den: u64| {
         u64::try_from(u128::from(x) * u128::from(num) / u128::from(den.max(1))).unwrap_or(u64::MAX)
     };
@@ -106,6 +114,7 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
                 v.rows += versions;
                 v.bytes += bytes;
                 v.objects += versions.min(rows);
+                counted_rows += versions;
             }
         } else if opened.reader.metadata().num_row_groups() > 0 {
             let mut ids = LocalIds::default();
@@ -123,7 +132,9 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
             })
             .is_ok_and(|r| r.is_ok())
             {
+                exact &= group_rows >= rows;
                 for (p, v) in counting.0.volumes.iter().enumerate() {
+                    counted_rows += v.rows;
                     let e = volumes.entry(ids.name(p as u32)).or_default();
                     e.rows += scale(v.rows, rows, group_rows);
                     e.bytes += scale(v.bytes, rows, group_rows);
@@ -138,7 +149,12 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Sample, u64)> {
         estimated_records: records,
         properties: volumes,
     };
-    Ok((sample, read))
+    let observed = Observed {
+        sample,
+        exact,
+        counted_rows,
+    };
+    Ok((observed, read))
 }
 
 /// Counts a Parquet row group's rows per property.
@@ -163,19 +179,22 @@ impl crate::explode::parquet::ParquetSink for ParquetCounting {
     fn reject_versions(&mut self, _: u64, _: u64, _: &str) {}
 }
 
-/// Samples the JSON splits: counts from their first records, and the input bytes that took.
+/// Samples the JSON splits by [`probes`]: counts from the records read, and the input bytes
+/// that took.
 fn sample_json(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
-    let json: Vec<&Split> = splits
-        .iter()
-        .filter(|s| !matches!(s, Split::RowGroups { .. }))
-        .collect();
-    let step = json.len().div_ceil(SAMPLE_SPLITS).max(1);
     let mut ids = LocalIds::default();
     let mut sink = Counting::default();
     let mut scratch = JsonScratch::default();
     let mut bytes_read = 0u64;
-    for split in json.iter().step_by(step) {
-        bytes_read += sample_split(files, split, &mut scratch, &mut ids, &mut sink)?;
+    for probe in probes(files, splits) {
+        bytes_read += match probe {
+            Probe::Range { file, start, end } => {
+                sample_lines(&files[file], start, end, &mut scratch, &mut ids, &mut sink)?
+            }
+            Probe::Head { split, records } => {
+                sample_split(files, split, records, &mut scratch, &mut ids, &mut sink)?
+            }
+        };
     }
     let total_bytes: u64 = files
         .iter()
@@ -202,11 +221,66 @@ fn sample_json(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
     })
 }
 
+/// Where one probe reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe<'a> {
+    /// Up to [`PROBE_RECORDS`] NDJSON lines starting in `[start, end)` of file `file`.
+    Range { file: usize, start: u64, end: u64 },
+    /// The first `records` records of a split read as one stream (compressed, arrays).
+    Head { split: &'a Split, records: u64 },
+}
+
+/// The probes over the JSON splits: [`PROBES`] shared by bytes (at least one per split);
+/// past [`PROBES`] splits, one each on splits picked evenly. Disjoint, so no record is counted
+/// twice however small the input.
+fn probes<'a>(files: &[InputFile], splits: &'a [Split]) -> Vec<Probe<'a>> {
+    let json: Vec<(&Split, u64)> = splits
+        .iter()
+        .filter_map(|s| match *s {
+            Split::Lines { start, end, .. } => Some((s, end - start)),
+            Split::Whole { file } => Some((s, files[file].size)),
+            Split::RowGroups { .. } => None,
+        })
+        .collect();
+    let step = json.len().div_ceil(PROBES).max(1);
+    let picked: Vec<(&Split, u64)> = json.into_iter().step_by(step).collect();
+    let total: u128 = picked
+        .iter()
+        .map(|&(_, len)| u128::from(len))
+        .sum::<u128>()
+        .max(1);
+    let mut out = Vec::new();
+    for (split, len) in picked {
+        let share = (u128::from(len) * PROBES as u128 / total) as u64;
+        let n = share.max(1);
+        match *split {
+            Split::Lines { file, start, end } => {
+                let n = n.min(len.max(1));
+                for i in 0..n {
+                    let at =
+                        |k: u64| start + (u128::from(len) * u128::from(k) / u128::from(n)) as u64;
+                    out.push(Probe::Range {
+                        file,
+                        start: at(i),
+                        end: if i + 1 == n { end } else { at(i + 1) },
+                    });
+                }
+            }
+            _ => out.push(Probe::Head {
+                split,
+                records: n * PROBE_RECORDS,
+            }),
+        }
+    }
+    out
+}
+
 /// Reads the first records of one split as one stream of JSON values (NDJSON lines, an array
 /// or pages alike); returns the input bytes that took.
 fn sample_split(
     files: &[InputFile],
     split: &Split,
+    records: u64,
     scratch: &mut JsonScratch,
     ids: &mut LocalIds,
     sink: &mut Counting,
@@ -251,7 +325,7 @@ fn sample_split(
         mark: &mark,
     };
     let mut ctx = JsonContext::new(scratch, ids, sink);
-    ctx.limit = Some(SAMPLE_RECORDS);
+    ctx.limit = Some(records);
     ctx.mark = Some(&mark);
     // A syntax error only ends this split's sample early; the run reports it.
     // serde_json reads a byte at a time: from a buffer, which fills from the guard in bulk.
@@ -259,9 +333,9 @@ fn sample_split(
     Ok(count.get())
 }
 
-/// [`sample_split`] for an NDJSON range: whole lines by positioned reads, each parsed from a
-/// slice as the run parses it (three times the speed of a byte-at-a-time stream, which made
-/// the sample a tenth of a one-file run).
+/// One probe of an NDJSON range: up to [`PROBE_RECORDS`] whole lines by positioned reads, each
+/// parsed from a slice as the run parses it (three times the speed of a byte-at-a-time
+/// stream, which made the sample a tenth of a one-file run); returns the bytes it covered.
 fn sample_lines(
     file: &InputFile,
     start: u64,
@@ -274,10 +348,12 @@ fn sample_lines(
     let f = file.open()?;
     let first = sink.records;
     let mut read_to = start;
-    // A read error only ends this split's sample early; the run reports it.
+    let mut whole = true;
+    // A read error only ends this probe early; the run reports it.
     let _ = crate::input::range_lines(f.as_ref(), &mut Vec::new(), start, end, |offset, line| {
-        let left = SAMPLE_RECORDS.saturating_sub(sink.records - first);
+        let left = PROBE_RECORDS.saturating_sub(sink.records - first);
         if left == 0 {
+            whole = false;
             return false;
         }
         // A line too long to hold is the run's to reject; the sample goes on past it.
@@ -290,5 +366,6 @@ fn sample_lines(
         }
         true
     });
-    Ok(read_to.saturating_sub(start))
+    // A range read to its end was sampled whole, including any line too long to count.
+    Ok(if whole { end } else { read_to }.saturating_sub(start))
 }

@@ -29,10 +29,10 @@ struct Process {
     child: Child,
 }
 
-struct Ended {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub struct Ended {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Starts process `index` of a run: `skewer run <args> --hosts <hosts> --process <index>`.
@@ -94,7 +94,7 @@ impl Process {
 }
 
 /// Runs `n` processes to their end; `env[i]` is process i's extra environment.
-fn run_all(n: usize, hosts: &Path, args: &[&str], env: &[Vec<(&str, &str)>]) -> Vec<Ended> {
+pub fn run_all(n: usize, hosts: &Path, args: &[&str], env: &[Vec<(&str, &str)>]) -> Vec<Ended> {
     let none = Vec::new();
     let started: Vec<Process> = (0..n)
         .map(|i| start(i, hosts, args, env.get(i).unwrap_or(&none)))

@@ -132,7 +132,7 @@ fn a_replay_commits_each_date_skips_missing_ones_and_reports_failures() {
             .unwrap();
     assert_eq!(last["partition"], "dt=2026-10-05");
     assert_eq!(
-        last["plan"]["basis"]["history"]["runs"]
+        last["plan"]["basis"]["checked"]["runs"]
             .as_array()
             .unwrap()
             .len(),

@@ -496,7 +496,12 @@ fn a_crash_at_any_publish_step_leaves_old_or_new_and_both_run_and_recover_comple
     let after_ab = snapshot(&reference);
     ok(&run("reference", "s3://bkt/raw/b", &[]));
     let after_abb = snapshot(&reference);
-    assert!(after_ab != after_a && after_abb.len() > 40);
+    // Many files, so that each crash point leaves some written and some not.
+    assert!(
+        after_ab != after_a && after_abb.len() > 20,
+        "{} files",
+        after_abb.len()
+    );
 
     let cases: Vec<(&str, &str)> = ["uploaded", "manifest", "deleted", "history", "committed"]
         .into_iter()

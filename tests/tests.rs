@@ -38,6 +38,9 @@ mod fuzz;
 /// processes that differ.
 mod cluster;
 
+/// Plans that see tonight's input: drifted histories, one process and two.
+mod drift;
+
 /// S3 in and out against a real S3-compatible server (s3s-fs) on 127.0.0.1.
 #[cfg(feature = "s3")]
 mod s3;

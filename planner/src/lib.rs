@@ -7,6 +7,7 @@
 //!            decay)                       end to end)  └─► PlanStats           └─ reducer(object_hash)
 //!                                                          (loads, files)
 //!  Sample ─────scale─────┘  (cold start: no history yet)
+//!  Observed ──drift check─┘  (tonight's counts against the window: plan_checked)
 //! ```
 //!
 //! Pure: no I/O, no clock, no randomness, no Arrow. Same inputs, same plan bytes
@@ -34,6 +35,7 @@
 //! assert!(plan.stats().max_over_mean < 1.06);
 //! ```
 
+mod drift;
 mod error;
 mod history;
 mod partition;
@@ -41,14 +43,16 @@ mod plan;
 mod stats;
 mod time;
 
+pub use drift::{BAND, Drift, DriftKind, DriftReport, Observed, plan_checked};
 pub use error::PlanError;
 pub use history::{
     Expectation, HISTORY_SCHEMA_VERSION, History, ReducerVolume, RunRecord, Volume, Window,
 };
 pub use partition::{Route, UNIT, fmix64, name_hash, object_hash};
 pub use plan::{
-    Basis, DEFAULT_SPARE, DEFAULT_TARGET_FILE_BYTES, MAX_REDUCERS, MAX_SPARE, PLAN_FORMAT_VERSION,
-    Plan, PlanParams, PropertySlot, Sample, Split, plan, plan_from_sample, reducer,
+    Basis, DEFAULT_DRIFT_THRESHOLD, DEFAULT_MIN_SPLIT_ROWS, DEFAULT_SPARE,
+    DEFAULT_TARGET_FILE_BYTES, MAX_REDUCERS, MAX_SPARE, PLAN_FORMAT_VERSION, Plan, PlanParams,
+    PropertySlot, Sample, Split, WHOLE_BELOW, plan, plan_from_sample, reducer,
 };
 pub use stats::{PlanStats, ReducerLoad, max_over_mean};
 pub use time::{days_from_civil, parse_iso8601_ms};

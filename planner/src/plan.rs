@@ -10,7 +10,12 @@
 //!
 //! Each property's share of the seen capacity `R × (1 − spare)` is proportional to its
 //! expected rows; shares are laid end to end, so every reducer's predicted load is the mean
-//! (up to the spare share), however skewed the volumes. The interval gives the property's
+//! (up to the spare share), however skewed the volumes. Small stays whole: a property below
+//! [`WHOLE_BELOW`] of a reducer, or [`PlanParams::min_split_rows`] rows, that would straddle
+//! two reducers starts on the next one instead, so all its rows meet in one reducer and one
+//! file. The reducer before keeps the gap empty (it ends under its share, never over), and
+//! every later interval moves up by the gap, into the spare share; where the spare share has
+//! no room left, the property keeps only its larger part. The interval gives the property's
 //! `offset` (first reducer) and `slots` (reducers touched). Properties the plan has never seen
 //! are placed by [`crate::name_hash`] at one point of the spare range: all their rows meet in
 //! one reducer and one file, on the reducers that hold the least seen load.
@@ -44,6 +49,14 @@ pub const DEFAULT_SPARE: f64 = 0.05;
 pub const MAX_SPARE: f64 = 0.5;
 /// Default size past which a reducer starts a new file for the same property.
 pub const DEFAULT_TARGET_FILE_BYTES: u64 = 512 << 20;
+/// Default load, in reducers' mean loads, a property must move to count as drifted.
+pub const DEFAULT_DRIFT_THRESHOLD: f64 = 0.1;
+/// Default rows below which a property is never cut over two reducers.
+pub const DEFAULT_MIN_SPLIT_ROWS: u64 = 1_000;
+/// A property expected to fill at most this much of one reducer (in [`UNIT`]s) is never cut
+/// over two: cutting it would gain at most half of it (1/64 of a reducer) in balance, and
+/// cost a second file.
+pub const WHOLE_BELOW: u64 = UNIT / 32;
 
 /// How a property's rows divide among the reducers its interval touches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +81,12 @@ pub struct PlanParams {
     /// Which history runs predict this one.
     pub window: Window,
     pub split: Split,
+    /// Load, in reducers' mean loads, a property must move between the history's prediction
+    /// and tonight's counts to be planned from the counts (see [`crate::plan_checked`]).
+    pub drift_threshold: f64,
+    /// A property with fewer expected rows than this stays whole on one reducer: nothing to
+    /// balance is worth a second file (a nightly increment's properties are mostly this).
+    pub min_split_rows: u64,
 }
 
 impl PlanParams {
@@ -79,11 +98,19 @@ impl PlanParams {
             target_file_bytes: DEFAULT_TARGET_FILE_BYTES,
             window: Window::default(),
             split: Split::default(),
+            drift_threshold: DEFAULT_DRIFT_THRESHOLD,
+            min_split_rows: DEFAULT_MIN_SPLIT_ROWS,
         }
     }
 
     pub fn validate(&self) -> Result<(), PlanError> {
         check_common(self.reducers, self.spare, self.target_file_bytes)?;
+        if !(self.drift_threshold.is_finite() && self.drift_threshold > 0.0) {
+            return Err(PlanError::InvalidParams(format!(
+                "the drift threshold must be a positive share of a reducer's load, got {}",
+                self.drift_threshold
+            )));
+        }
         self.window.validate()
     }
 }
@@ -119,6 +146,15 @@ pub enum Basis {
     Sample {
         sampled_records: u64,
         estimated_records: u64,
+    },
+    /// A window of past runs checked against tonight's counts ([`crate::plan_checked`]):
+    /// `planned_from_input` properties took tonight's volumes (all of them when `exact`).
+    Checked {
+        runs: Vec<String>,
+        window: Window,
+        estimated_records: u64,
+        exact: bool,
+        planned_from_input: u64,
     },
 }
 
@@ -240,8 +276,9 @@ pub fn plan_from_sample(sample: &Sample, params: &PlanParams) -> Result<Plan, Pl
     Ok(layout(volumes, basis, params))
 }
 
-/// Lays the properties end to end over the seen capacity. `params` is valid.
-fn layout(volumes: BTreeMap<String, Volume>, basis: Basis, params: &PlanParams) -> Plan {
+/// Lays the properties end to end over the seen capacity; a small one that would straddle
+/// two reducers is kept whole ([`keep_whole`]). `params` is valid.
+pub(crate) fn layout(volumes: BTreeMap<String, Volume>, basis: Basis, params: &PlanParams) -> Plan {
     let mut props: Vec<(String, Volume)> = volumes.into_iter().collect();
     // Heaviest first; the sort is stable, so equal volumes stay in name order. A merge's
     // work is its input rows and the stored rows it reads back: both are laid out.
@@ -260,17 +297,26 @@ fn layout(volumes: BTreeMap<String, Volume>, basis: Basis, params: &PlanParams) 
     let total: u128 = props.iter().map(|(_, v)| weight(v)).sum();
 
     let mut cumulative = 0u128;
-    let properties = props
+    // Positions left empty so far by small properties moved off a boundary: every later
+    // interval moves up by it, and the seen range ends there.
+    let mut shift = 0u64;
+    let properties: Vec<PropertySlot> = props
         .into_iter()
         .map(|(name, v)| {
             let start = (cumulative * u128::from(capacity) / total) as u64;
             cumulative += weight(&v);
             let end = (cumulative * u128::from(capacity) / total) as u64;
             let (start, len) = if end > start {
-                (start, end - start)
+                (start + shift, end - start)
             } else {
-                // No rows expected: a point, kept inside the seen capacity.
-                (start.min(capacity - 1), 0)
+                // No rows expected: a point, kept inside the seen range.
+                (start.min(capacity - 1) + shift, 0)
+            };
+            let small = len <= WHOLE_BELOW || v.work() < params.min_split_rows;
+            let (start, len) = if small && len > 0 {
+                keep_whole(start, len, &mut shift, line_end - capacity)
+            } else {
+                (start, len)
             };
             let touched = Route::new(start, len).reducers();
             PropertySlot {
@@ -291,13 +337,51 @@ fn layout(volumes: BTreeMap<String, Volume>, basis: Basis, params: &PlanParams) 
         version: PLAN_FORMAT_VERSION,
         reducers: params.reducers,
         spare: params.spare,
-        spare_start: capacity,
+        spare_start: capacity + shift,
         split: params.split,
         target_file_bytes: params.target_file_bytes,
         basis,
         properties,
     };
     Plan::from_data(data).expect("layout produces a valid plan")
+}
+
+/// Where a small property's interval `[start, start + len)` goes so that it touches one
+/// reducer. Inside one already: where it is. Else, when it fits in a reducer and the room
+/// beyond the seen capacity (`room`, the spare share) still holds the gap, it starts on the
+/// next reducer and `shift` grows by the gap: the reducer before ends under its share rather
+/// than over it. Else it keeps its larger part ([`whole`]).
+fn keep_whole(start: u64, len: u64, shift: &mut u64, room: u64) -> (u64, u64) {
+    let next = (start / UNIT + 1) * UNIT;
+    if start + len <= next {
+        return (start, len);
+    }
+    let gap = next - start;
+    if len <= UNIT && *shift + gap <= room {
+        *shift += gap;
+        return (next, len);
+    }
+    whole(start, len)
+}
+
+/// The part of `[start, start + len)` on the reducer it overlaps most (the first of equals):
+/// the whole property goes there. The rest of the interval stays empty, so no other
+/// property moves; the predicted loads ([`Plan::stats`]) follow the rows, not the lengths.
+fn whole(start: u64, len: u64) -> (u64, u64) {
+    let end = start + len;
+    let (first, last) = (start / UNIT, end.saturating_sub(1) / UNIT);
+    if len == 0 || first == last {
+        return (start, len);
+    }
+    (first..=last)
+        .map(|r| {
+            let lo = start.max(r * UNIT);
+            (lo, end.min((r + 1) * UNIT) - lo)
+        })
+        .fold(
+            (start, 0),
+            |best, part| if part.1 > best.1 { part } else { best },
+        )
 }
 
 fn line_end(reducers: u32) -> u64 {
@@ -529,6 +613,7 @@ mod tests {
         .unwrap();
         let mut params = PlanParams::new(3);
         params.spare = 0.0;
+        params.min_split_rows = 0;
         let p = plan(&history, &params).unwrap();
         let names: Vec<_> = p.properties().iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["big_store", "many_new"]);
@@ -544,6 +629,7 @@ mod tests {
         let h = history(&[("heavy", 600), ("mid", 300), ("a", 50), ("b", 50)]);
         let mut params = PlanParams::new(4);
         params.spare = 0.0;
+        params.min_split_rows = 0;
         let p = plan(&h, &params).unwrap();
         let names: Vec<_> = p.properties().iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["heavy", "mid", "a", "b"]);
@@ -570,6 +656,7 @@ mod tests {
         // No spare: unseen names spread over the whole line, still one reducer each.
         let mut params = PlanParams::new(10);
         params.spare = 0.0;
+        params.min_split_rows = 0;
         let p = plan(&history(&[("x", 1000)]), &params).unwrap();
         let mut hit: Vec<u32> = (0..200)
             .map(|i| p.route(&format!("new_{i}")).reducers())
@@ -593,14 +680,71 @@ mod tests {
     #[test]
     fn zero_row_properties_stay_in_range() {
         let p = plan(&history(&[("a", 0), ("b", 0)]), &PlanParams::new(2)).unwrap();
-        // No rows anywhere: spread by count.
+        // No rows anywhere: spread by count, and each stays whole.
         assert_eq!(p.get("a").unwrap().offset, 0);
-        assert_eq!(p.get("b").unwrap().offset, 0); // [0.95, 1.9)
-        assert_eq!(p.get("b").unwrap().slots, 2);
+        let b = p.get("b").unwrap(); // [0.95, 1.9): its larger part, [1, 1.9)
+        assert_eq!((b.start, b.offset, b.slots), (UNIT, 1, 1));
         let p = plan(&history(&[("a", 10), ("z", 0)]), &PlanParams::new(2)).unwrap();
         let z = p.get("z").unwrap();
         assert_eq!((z.len, z.offset, z.slots), (0, 1, 1));
         assert!(p.route("z").reducer(u64::MAX) < 2);
+    }
+
+    /// Small stays whole: a property too small to be worth two files keeps the larger part
+    /// of its interval, on one reducer, and nothing else moves; a large one still spreads.
+    #[test]
+    fn small_properties_are_never_cut_in_two() {
+        let h = history(&[
+            ("heavy", 1_000_000),
+            ("mid", 500_000),
+            ("small", 40_000),
+            ("tiny", 3),
+        ]);
+        let mut params = PlanParams::new(3);
+        params.spare = 0.0;
+        let p = plan(&h, &params).unwrap();
+        // heavy [0, 1.93), mid [1.93, 2.90) spread; small [2.90, 2.9997) is under a
+        // 32nd of a reducer and straddles nothing; nothing is cut below min_split_rows.
+        assert_eq!(p.get("heavy").unwrap().slots, 2);
+        assert_eq!(p.get("mid").unwrap().slots, 2);
+        for slot in p.properties() {
+            if slot.len <= WHOLE_BELOW || slot.rows < params.min_split_rows {
+                assert_eq!(slot.slots, 1, "{}", slot.name);
+            }
+        }
+        // Three contacts' worth: every property under min_split_rows, all whole, however the
+        // shares fall; the predicted loads still count every row.
+        let h = history(&[("a", 5), ("b", 3), ("c", 3), ("d", 2)]);
+        let p = plan(&h, &PlanParams::new(4)).unwrap();
+        assert!(p.properties().iter().all(|s| s.slots == 1));
+        assert_eq!(p.stats().rows, 13);
+        assert_eq!(p.stats().files_per_property, 1.0);
+        // The same volumes with the floor off spread as before.
+        params.reducers = 4;
+        params.min_split_rows = 0;
+        let p = plan(&h, &params).unwrap();
+        assert!(p.properties().iter().any(|s| s.slots > 1));
+        // A small property straddling a boundary starts on the next reducer while the spare
+        // share has room for the gap, and keeps its larger side after that.
+        let mut shift = 0;
+        assert_eq!(keep_whole(UNIT - 10, 30, &mut shift, 25), (UNIT, 30));
+        assert_eq!(shift, 10);
+        assert_eq!(
+            keep_whole(2 * UNIT - 20, 30, &mut shift, 25),
+            (2 * UNIT - 20, 20)
+        );
+        assert_eq!(shift, 10);
+        assert_eq!(keep_whole(5, 10, &mut shift, 25), (5, 10));
+        assert_eq!(
+            keep_whole(UNIT - 1, UNIT + 2, &mut shift, u64::MAX),
+            (UNIT, UNIT)
+        );
+        assert_eq!(shift, 10);
+        assert_eq!(whole(UNIT - 10, 30), (UNIT, 20));
+        assert_eq!(whole(UNIT - 20, 30), (UNIT - 20, 20));
+        assert_eq!(whole(UNIT - 15, 30), (UNIT - 15, 15));
+        assert_eq!(whole(5, 10), (5, 10));
+        assert_eq!(whole(UNIT - 1, UNIT + 2), (UNIT, UNIT));
     }
 
     #[test]
@@ -608,6 +752,7 @@ mod tests {
         let h = history(&[("heavy", 600), ("mid", 300), ("a", 100)]);
         let mut params = PlanParams::new(4);
         params.spare = 0.0;
+        params.min_split_rows = 0;
         params.split = Split::Uniform;
         let p = plan(&h, &params).unwrap();
         let mid = p.get("mid").unwrap(); // [2.4, 3.6): reducers 2 and 3, 50/50

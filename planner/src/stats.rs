@@ -174,6 +174,7 @@ mod tests {
         ];
         let mut params = PlanParams::new(4);
         params.spare = 0.0;
+        params.min_split_rows = 0;
         let s = exact(&rows, &params).stats();
         let loads: Vec<u64> = s.reducers.iter().map(|l| l.rows).collect();
         assert_eq!(loads, [450, 450, 450, 450]);
@@ -197,6 +198,7 @@ mod tests {
         let mut params = PlanParams::new(2);
         params.target_file_bytes = 100;
         params.spare = 0.25;
+        params.min_split_rows = 0;
         let s = exact(&[("big", 10, 1000), ("small", 1, 10)], &params).stats();
         // big: [0, 1.36): ~733 bytes on reducer 0 (8 files), ~267 on reducer 1 (3 files).
         assert_eq!(s.files, [11, 1]);

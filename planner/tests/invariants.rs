@@ -96,9 +96,17 @@ fn invariants_hold_on_random_histories() {
             .max()
             .unwrap_or(0);
         let spare_bound = (1.0 / (1.0 - params.spare)).max(1.0);
-        let max_allowed = mean * spare_bound + f64::from(rounding) + 1.0;
+        // Small stays whole: once the spare share has no room left for the gaps, a reducer
+        // may take the larger half of the small property at each of its two boundaries.
+        let whole = 2.0 * (mean * spare_bound / 32.0).max(params.min_split_rows as f64);
+        let max_allowed = mean * spare_bound + f64::from(rounding) + 1.0 + whole;
         assert!(stats.max_rows as f64 <= max_allowed, "{ctx}: {stats:?}");
-        if heaviest <= 0.5 * mean {
+        for slot in plan.properties() {
+            if slot.len <= planner::WHOLE_BELOW || slot.rows < params.min_split_rows {
+                assert_eq!(slot.slots, 1, "{ctx}: {} is small but cut", slot.name);
+            }
+        }
+        if heaviest <= 0.5 * mean && params.min_split_rows as f64 * 64.0 <= mean {
             assert!(
                 stats.max_over_mean <= 1.10,
                 "{ctx}: {}",
@@ -165,14 +173,35 @@ fn reference_loads(volumes: &BTreeMap<String, u64>, params: &PlanParams) -> Vec<
         return loads;
     }
     let capacity = r as f64 * (1.0 - params.spare);
+    let room = r as f64 - capacity;
     let mut pos = 0.0;
+    let mut shift = 0.0;
     for (_, &rows) in order {
         let share = rows as f64 / total * capacity;
-        let (a, b) = (pos, pos + share);
-        pos = b;
+        let (mut a, mut b) = (pos + shift, pos + share + shift);
+        pos += share;
         if rows == 0 {
             continue;
         }
+        let small = share <= 1.0 / 32.0 || rows < params.min_split_rows;
+        // Small stays whole: moved to start on the next reducer while the spare share holds
+        // the gaps, else all of it on the reducer holding the larger part.
+        let gap = a.floor() + 1.0 - a;
+        if small && b.ceil() - a.floor() > 1.0 && share <= 1.0 && shift + gap <= room {
+            shift += gap;
+            (a, b) = (a + gap, b + gap);
+        } else if small && b.ceil() - a.floor() > 1.0 {
+            let (first, last) = (a.floor(), b.ceil() - 1.0);
+            let mut best = (a, first + 1.0);
+            for j in (first as usize)..=(last as usize) {
+                let (lo, hi) = (a.max(j as f64), b.min(j as f64 + 1.0));
+                if hi - lo > best.1 - best.0 {
+                    best = (lo, hi);
+                }
+            }
+            (a, b) = best;
+        }
+        let share = b - a;
         let first = a.floor() as usize;
         let last = ((b.ceil() as usize).max(first + 1)).min(r);
         for (j, load) in loads.iter_mut().enumerate().take(last).skip(first) {
@@ -239,7 +268,10 @@ fn weighted_split_beats_plumbee_on_zipf() {
             let (weighted, uniform) = (ratio(Split::Weighted), ratio(Split::Uniform));
             report += &format!("s={s} R={r}: weighted {weighted:.3}, uniform {uniform:.3}\n");
             assert!(weighted <= uniform + 1e-9, "{report}");
-            assert!(weighted <= 1.06, "{report}");
+            // The spare share's 1/0.95: small properties kept whole move off a boundary
+            // into the spare share's room (at most a 32nd of a reducer per boundary, under
+            // the 0.05 kept), so no reducer ends over its share.
+            assert!(weighted <= 1.0527, "{report}");
         }
     }
     eprintln!("predicted max/mean load, 1,280 Zipf properties, spare 0.05:\n{report}");

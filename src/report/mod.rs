@@ -25,10 +25,19 @@ const MAX_LISTED_REDUCERS: u32 = 32;
 const BAR_WIDTH: f64 = 32.0;
 
 /// The plan as a table for a terminal. `top` properties are listed (0: all), the rest summed.
-pub fn plan_table(plan: &Plan, stats: &PlanStats, history: &LoadedHistory, top: usize) -> String {
+pub fn plan_table(
+    plan: &Plan,
+    stats: &PlanStats,
+    drift: Option<&planner::DriftReport>,
+    history: &LoadedHistory,
+    top: usize,
+) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = write_table(&mut out, plan, stats, history, top);
+    if let Some(drift) = drift {
+        let _ = write!(out, "\ndrift: {}", drift_lines(drift, top, ""));
+    }
     out
 }
 
@@ -177,26 +186,29 @@ fn describe_basis(basis: &Basis, history: &LoadedHistory) -> String {
     let source = history.source.display();
     match basis {
         Basis::Empty => format!("no runs in {source}: every property is unseen"),
-        Basis::History { runs, window } => {
-            let used = &history.history.runs()[history.history.runs().len() - runs.len()..];
-            let (first, last) = (&used[0].started_at, &used[used.len() - 1].started_at);
-            let weights = if runs.len() == 1 {
-                String::new()
-            } else if window.decay == 1.0 {
-                ", equally weighted".to_string()
-            } else {
-                format!(", each run weighted {} of the next newer", window.decay)
-            };
-            let of = history.history.runs().len();
-            if runs.len() == 1 {
-                format!("the last of {of} runs in {source} ({last})")
+        Basis::History { runs, window } => describe_window(runs, window, history),
+        Basis::Checked {
+            runs,
+            window,
+            estimated_records,
+            exact,
+            planned_from_input,
+        } => format!(
+            "{}, checked against {} ({} properties planned from them)",
+            describe_window(runs, window, history),
+            if *exact {
+                format!(
+                    "the input's exact counts ({} records)",
+                    format_count(*estimated_records)
+                )
             } else {
                 format!(
-                    "the last {} of {of} runs in {source} ({first} to {last}){weights}",
-                    runs.len()
+                    "a sample of the input (~{} records)",
+                    format_count(*estimated_records)
                 )
-            }
-        }
+            },
+            format_count(*planned_from_input)
+        ),
         Basis::Sample {
             sampled_records,
             estimated_records,
@@ -206,6 +218,98 @@ fn describe_basis(basis: &Basis, history: &LoadedHistory) -> String {
             format_count(*estimated_records)
         ),
     }
+}
+
+/// The history runs a plan used, for people.
+fn describe_window(runs: &[String], window: &planner::Window, history: &LoadedHistory) -> String {
+    let source = history.source.display();
+    let all = history.history.runs();
+    let used = &all[all.len() - runs.len().min(all.len())..];
+    let (Some(first), Some(last)) = (used.first(), used.last()) else {
+        return format!("no runs in {source}");
+    };
+    let (first, last) = (&first.started_at, &last.started_at);
+    let weights = if runs.len() == 1 {
+        String::new()
+    } else if window.decay == 1.0 {
+        ", equally weighted".to_string()
+    } else {
+        format!(", each run weighted {} of the next newer", window.decay)
+    };
+    let of = all.len();
+    if runs.len() == 1 {
+        format!("the last of {of} runs in {source} ({last})")
+    } else {
+        format!(
+            "the last {} of {of} runs in {source} ({first} to {last}){weights}",
+            runs.len()
+        )
+    }
+}
+
+/// What the check of the input against the history found: a headline, the `top` largest
+/// moves (0: all), and the new and vanished properties in sum. Each line starts with
+/// `indent`.
+pub fn drift_lines(report: &planner::DriftReport, top: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let counted = if report.exact {
+        format!(
+            "the input's exact counts ({} records)",
+            format_count(report.records)
+        )
+    } else {
+        format!(
+            "a sample of the input ({} rows counted of ~{} records)",
+            format_count(report.counted_rows),
+            format_count(report.records)
+        )
+    };
+    let n = report.drifted.len();
+    let _ = writeln!(
+        out,
+        "{} propert{} drifted past {} of a reducer's load, against {counted}; the input is {:.2}× \
+         the history for the typical property",
+        format_count(n as u64),
+        if n == 1 { "y" } else { "ies" },
+        report.threshold,
+        report.scale,
+    );
+    let shown = if top == 0 { n } else { top.min(n) };
+    let width = report.drifted[..shown]
+        .iter()
+        .map(|d| clip(&d.property, usize::MAX).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, 48);
+    for d in &report.drifted[..shown] {
+        let _ = writeln!(
+            out,
+            "{indent}  {:<width$}  {:<8}  expected {:>14}  now {:>15}  moves {:.2} reducers",
+            clip(&d.property, width),
+            d.kind.to_string(),
+            format_count(d.expected_rows),
+            format!(
+                "{}{}",
+                if report.exact { "" } else { "~" },
+                format_count(d.observed_rows)
+            ),
+            d.load_moved,
+        );
+    }
+    if shown < n {
+        let _ = writeln!(out, "{indent}  … {} more", format_count((n - shown) as u64));
+    }
+    if report.new_properties + report.vanished_properties > 0 {
+        let _ = writeln!(
+            out,
+            "{indent}{} new properties ({} rows), {} vanished ({} rows expected)",
+            format_count(report.new_properties),
+            format_count(report.new_rows),
+            format_count(report.vanished_properties),
+            format_count(report.vanished_rows),
+        );
+    }
+    out
 }
 
 fn write_reducer_bars(out: &mut String, stats: &PlanStats) -> std::fmt::Result {
@@ -289,7 +393,11 @@ fn span(first: u32, last: u32) -> String {
 }
 
 /// The plan and its predicted figures as JSON (see the module docs), newline-terminated.
-pub fn plan_json(plan: &Plan, stats: &PlanStats) -> Result<String> {
+pub fn plan_json(
+    plan: &Plan,
+    stats: &PlanStats,
+    drift: Option<&planner::DriftReport>,
+) -> Result<String> {
     let mut plan_value =
         serde_json::to_value(plan).map_err(|e| Error::Bug(format!("plan to JSON: {e}")))?;
     let entries = plan_value
@@ -318,6 +426,15 @@ pub fn plan_json(plan: &Plan, stats: &PlanStats) -> Result<String> {
             "reducers": stats.reducers,
         },
     });
+    let report = match (report, drift) {
+        (Value::Object(mut map), Some(drift)) => {
+            let drift = serde_json::to_value(drift)
+                .map_err(|e| Error::Bug(format!("drift to JSON: {e}")))?;
+            map.insert("drift".into(), drift);
+            Value::Object(map)
+        }
+        (report, _) => report,
+    };
     Ok(crate::jsonfmt::to_lines(&report))
 }
 
@@ -463,6 +580,9 @@ fn summary_work(out: &mut String, s: &crate::run::RunSummary) -> std::fmt::Resul
         &m.plan.digest[..12],
         m.plan.reducers
     )?;
+    if let Some(drift) = &s.drift {
+        write!(out, "drift    {}", drift_lines(drift, 5, "        "))?;
+    }
     writeln!(
         out,
         "balance  max/mean reducer load {:.3} predicted, {:.3} actual",
@@ -575,6 +695,7 @@ pub fn run_json(s: &crate::run::RunSummary) -> Result<String> {
         "actual_max_over_mean": s.actual_max_over_mean,
         "files_per_property": s.files_per_property,
         "max_files_per_property": s.max_files_per_property,
+        "drift": s.drift,
         "warnings": s.warnings,
     });
     Ok(crate::jsonfmt::to_lines(&report))

@@ -404,6 +404,7 @@ fn joined_plan(
         plan_source: PlanSource::Given {
             what: "process 0".into(),
         },
+        drift: None,
         predicted,
         planned_at: Instant::now(),
         staging,

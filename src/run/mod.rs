@@ -345,6 +345,8 @@ pub struct RunSummary {
     pub spilled_bytes: u64,
     pub wall: Duration,
     pub plan_source: PlanSource,
+    /// What the check of the input against the history found (a plan from a history).
+    pub drift: Option<planner::DriftReport>,
     pub properties: usize,
     pub bytes_written: u64,
     pub input_bytes: u64,
@@ -424,6 +426,7 @@ struct Planned {
     splits: Vec<Split>,
     plan: Arc<Plan>,
     plan_source: PlanSource,
+    drift: Option<planner::DriftReport>,
     predicted: planner::PlanStats,
     planned_at: Instant,
     table: Arc<PropertyTable>,
@@ -464,7 +467,7 @@ fn plan_phase(config: &RunConfig, t0: Instant, started_ms: i64) -> Result<Planne
         all: std::sync::OnceLock::new(),
     };
     let splits = input::splits(&opened.files, config.split_bytes)?;
-    let (plan, plan_source, predicted) = plan_run(
+    let (plan, plan_source, drift, predicted) = plan_run(
         config,
         &*opened.dataset,
         &opened.stores,
@@ -483,6 +486,7 @@ fn plan_phase(config: &RunConfig, t0: Instant, started_ms: i64) -> Result<Planne
         splits,
         plan,
         plan_source,
+        drift,
         predicted,
         planned_at: Instant::now(),
         table,
@@ -599,6 +603,7 @@ fn finish(
     let Planned {
         opened,
         plan_source,
+        drift,
         ..
     } = planned;
     drop(opened.lock);
@@ -618,6 +623,7 @@ fn finish(
         manifest,
         wall: t0.elapsed(),
         plan_source,
+        drift,
         recovery: opened.recovery,
         spilled_bytes,
         warnings,
@@ -777,18 +783,23 @@ fn plan_run(
     stores: &Stores,
     files: &[InputFile],
     splits: &[Split],
-) -> Result<(Arc<Plan>, PlanSource, planner::PlanStats)> {
-    let (plan, source) = match &config.plan {
-        Some((plan, source)) => (plan.clone(), source.clone()),
+) -> Result<(
+    Arc<Plan>,
+    PlanSource,
+    Option<planner::DriftReport>,
+    planner::PlanStats,
+)> {
+    let (plan, source, drift) = match &config.plan {
+        Some((plan, source)) => (plan.clone(), source.clone(), None),
         None => {
-            let (plan, source) = make_plan(config, dataset, stores, files, splits)?;
-            (Arc::new(plan), source)
+            let (plan, source, drift) = make_plan(config, dataset, stores, files, splits)?;
+            (Arc::new(plan), source, drift)
         }
     };
     // The predicted loads, computed once: logged here, recorded per reducer in the manifest.
     let stats = plan.stats();
     tracing::info!(digest = %plan.digest(), source = ?source, predicted_max_over_mean = stats.max_over_mean, "plan");
-    Ok((plan, source, stats))
+    Ok((plan, source, drift, stats))
 }
 
 /// The check phase, before anything is published: the stages' counts add up ([`account`]),
@@ -1012,11 +1023,11 @@ fn make_plan(
     stores: &Stores,
     files: &[InputFile],
     splits: &[Split],
-) -> Result<(Plan, PlanSource)> {
+) -> Result<(Plan, PlanSource, Option<planner::DriftReport>)> {
     let dir = config.history.clone().unwrap_or_else(|| dataset.history());
     let loaded = match crate::history::load_from(&dir, stores) {
         Ok(loaded) => Some(loaded),
-        // No history yet (a new dataset): plan from a sample of the input instead.
+        // No history yet (a new dataset): plan from tonight's counts alone.
         Err(Error::Io { source, .. })
             if source.kind() == std::io::ErrorKind::NotFound && config.history.is_none() =>
         {
@@ -1028,11 +1039,26 @@ fn make_plan(
     match loaded {
         Some(loaded) => {
             let runs = loaded.history.runs().len();
-            let plan = planner::plan(&loaded.history, &config.params).map_err(plan_error)?;
-            Ok((plan, PlanSource::History { dir, runs }))
+            let (plan, drift) = plan_checked(&loaded.history, files, splits, &config.params)?;
+            Ok((plan, PlanSource::History { dir, runs }, drift))
         }
-        None => plan_from_sample(files, splits, &config.params),
+        None => {
+            let (plan, source) = plan_from_sample(files, splits, &config.params)?;
+            Ok((plan, source, None))
+        }
     }
+}
+
+/// A plan from `history` checked against tonight's counts of the input (exact from Parquet
+/// footers, a sample of JSON): the drifted properties planned from the counts.
+pub fn plan_checked(
+    history: &planner::History,
+    files: &[InputFile],
+    splits: &[Split],
+    params: &PlanParams,
+) -> Result<(Plan, Option<planner::DriftReport>)> {
+    let (observed, _) = crate::sample::sample(files, splits)?;
+    planner::plan_checked(history, &observed, params).map_err(plan_error)
 }
 
 /// A plan for input no history knows: from a sample of it (footers, for nested Parquet).
@@ -1041,9 +1067,9 @@ pub fn plan_from_sample(
     splits: &[Split],
     params: &PlanParams,
 ) -> Result<(Plan, PlanSource)> {
-    let (sample, sampled) = crate::sample::sample(files, splits)?;
-    let estimated = sample.estimated_records;
-    let plan = planner::plan_from_sample(&sample, params).map_err(plan_error)?;
+    let (observed, sampled) = crate::sample::sample(files, splits)?;
+    let estimated = observed.sample.estimated_records;
+    let plan = planner::plan_from_sample(&observed.sample, params).map_err(plan_error)?;
     Ok((plan, PlanSource::Sample { sampled, estimated }))
 }
 
