@@ -9,7 +9,9 @@
 //! each; a compressed file or a JSON array can only be read from its start, so its probes
 //! read its first records. The counts are scaled by input bytes read against input bytes in
 //! all. Properties too rare to be sampled are unseen to the plan and go whole to its spare
-//! share. The probes are placed by the input's sizes alone: the same input, the same sample.
+//! share. NDJSON small enough for the probes to read every line (a night's increment often
+//! is) is counted exactly. The probes are placed by the input's sizes alone: the same input,
+//! the same sample.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -73,8 +75,7 @@ impl RecordSink for Counting {
 /// estimated_records` in the [`Sample`]; exact when every file was counted whole. The records
 /// actually read are returned beside it.
 pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Observed, u64)> {
-    let json = sample_json(files, splits)?;
-    let mut exact = !files.iter().any(|f| f.format != Format::Parquet);
+    let (json, mut exact) = sample_json(files, splits)?;
     let mut counted_rows: u64 = json.properties.values().map(|v| v.rows).sum();
     let scale = |x: u64, num: u64, den: u64| {
         u64::try_from(u128::from(x) * u128::from(num) / u128::from(den.max(1))).unwrap_or(u64::MAX)
@@ -95,52 +96,55 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Observed, u64)> 
             (name, v)
         })
         .collect();
-    for file in files.iter().filter(|f| f.format == Format::Parquet) {
-        let Ok(handle) = file.open() else {
-            continue;
-        };
-        // Unreadable files are rejected by the run itself; they add nothing to the plan.
-        let Ok(Ok(opened)) =
-            crate::explode::parquet::contain_panic(|| crate::explode::parquet::open(handle))
-        else {
-            continue;
-        };
-        let rows = u64::try_from(opened.reader.metadata().file_metadata().num_rows()).unwrap_or(0);
-        records += rows;
-        read += rows;
-        if let Some(footer) = crate::explode::parquet::footer_volumes(&opened) {
-            for (name, versions, bytes) in footer {
-                let v = volumes.entry(name).or_default();
-                v.rows += versions;
-                v.bytes += bytes;
-                v.objects += versions.min(rows);
-                counted_rows += versions;
+    // A footer is a round trip each from S3: several files at once, merged in file order.
+    let parquet: Vec<&InputFile> = files
+        .iter()
+        .filter(|f| f.format == Format::Parquet)
+        .collect();
+    for counted in crate::par::par_map(&parquet, FOOTER_LOOKS, |f| count_parquet(f)) {
+        let (rows, counts) = match counted {
+            ParquetCount::Counted { rows, counts } => {
+                counted_rows = counts
+                    .iter()
+                    .fold(counted_rows, |n, (_, v)| n.saturating_add(v.rows));
+                (rows, counts)
             }
-        } else if opened.reader.metadata().num_row_groups() > 0 {
-            let mut ids = LocalIds::default();
-            let mut counting = ParquetCounting::default();
-            let mut scratch = crate::explode::parquet::ParquetScratch::default();
-            let group_rows = opened.reader.metadata().row_group(0).num_rows().max(1) as u64;
-            if crate::explode::parquet::contain_panic(|| {
-                crate::explode::parquet::explode_row_group(
-                    &opened,
-                    0,
-                    &mut ids,
-                    &mut counting,
-                    &mut scratch,
-                )
-            })
-            .is_ok_and(|r| r.is_ok())
-            {
+            ParquetCount::Scaled {
+                rows,
+                group_rows,
+                counts,
+            } => {
+                // The first row group stands for the file: an estimate.
                 exact &= group_rows >= rows;
-                for (p, v) in counting.0.volumes.iter().enumerate() {
-                    counted_rows += v.rows;
-                    let e = volumes.entry(ids.name(p as u32)).or_default();
-                    e.rows += scale(v.rows, rows, group_rows);
-                    e.bytes += scale(v.bytes, rows, group_rows);
-                    e.objects += scale(v.objects, rows, group_rows);
-                }
+                let counts = counts
+                    .into_iter()
+                    .map(|(name, v)| {
+                        counted_rows = counted_rows.saturating_add(v.rows);
+                        let v = Volume {
+                            rows: scale(v.rows, rows, group_rows),
+                            bytes: scale(v.bytes, rows, group_rows),
+                            objects: scale(v.objects, rows, group_rows),
+                            ..Default::default()
+                        };
+                        (name, v)
+                    })
+                    .collect();
+                (rows, counts)
             }
+            // The run rejects what it cannot read; the counts of the rest are no longer the
+            // whole input's.
+            ParquetCount::Unread { rows } => {
+                exact = false;
+                (rows, Vec::new())
+            }
+        };
+        records = records.saturating_add(rows);
+        read = read.saturating_add(rows);
+        for (name, v) in counts {
+            let e = volumes.entry(name).or_default();
+            e.rows = e.rows.saturating_add(v.rows);
+            e.bytes = e.bytes.saturating_add(v.bytes);
+            e.objects = e.objects.saturating_add(v.objects);
         }
     }
     volumes.retain(|_, v| v.rows > 0);
@@ -155,6 +159,82 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Observed, u64)> 
         counted_rows,
     };
     Ok((observed, read))
+}
+
+/// Parquet footers read at once.
+const FOOTER_LOOKS: usize = 8;
+
+/// What one Parquet file says about its volumes before the run.
+enum ParquetCount {
+    /// From the footer (STRUCT form): every property's versions.
+    Counted {
+        rows: u64,
+        counts: Vec<(String, Volume)>,
+    },
+    /// From the first row group (MAP form), to be scaled to the file's `rows`.
+    Scaled {
+        rows: u64,
+        group_rows: u64,
+        counts: Vec<(String, Volume)>,
+    },
+    /// Unreadable here (the run rejects it, or fails on it).
+    Unread { rows: u64 },
+}
+
+fn count_parquet(file: &InputFile) -> ParquetCount {
+    use crate::explode::parquet::{
+        ParquetScratch, contain_panic, explode_row_group, footer_volumes, open,
+    };
+    let Ok(handle) = file.open() else {
+        return ParquetCount::Unread { rows: 0 };
+    };
+    let Ok(Ok(opened)) = contain_panic(|| open(handle)) else {
+        return ParquetCount::Unread { rows: 0 };
+    };
+    let meta = opened.reader.metadata();
+    let rows = u64::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+    if let Some(footer) = footer_volumes(&opened) {
+        let counts = footer
+            .into_iter()
+            .map(|(name, versions, bytes)| {
+                let v = Volume {
+                    rows: versions,
+                    bytes,
+                    objects: versions.min(rows),
+                    ..Default::default()
+                };
+                (name, v)
+            })
+            .collect();
+        return ParquetCount::Counted { rows, counts };
+    }
+    if meta.num_row_groups() == 0 {
+        return ParquetCount::Counted {
+            rows,
+            counts: Vec::new(),
+        };
+    }
+    let group_rows = meta.row_group(0).num_rows().max(1) as u64;
+    let mut ids = LocalIds::default();
+    let mut counting = ParquetCounting::default();
+    let mut scratch = ParquetScratch::default();
+    let counted =
+        contain_panic(|| explode_row_group(&opened, 0, &mut ids, &mut counting, &mut scratch));
+    if !counted.is_ok_and(|r| r.is_ok()) {
+        return ParquetCount::Unread { rows };
+    }
+    let counts = counting
+        .0
+        .volumes
+        .iter()
+        .enumerate()
+        .map(|(p, v)| (ids.name(p as u32), *v))
+        .collect();
+    ParquetCount::Scaled {
+        rows,
+        group_rows,
+        counts,
+    }
 }
 
 /// Counts a Parquet row group's rows per property.
@@ -179,14 +259,17 @@ impl crate::explode::parquet::ParquetSink for ParquetCounting {
     fn reject_versions(&mut self, _: u64, _: u64, _: &str) {}
 }
 
-/// Samples the JSON splits by [`probes`]: counts from the records read, and the input bytes
-/// that took.
-fn sample_json(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
+/// Samples the JSON splits by [`probes`]: counts from the records read, scaled by the input
+/// bytes that took. Exact when the probes read every line of the JSON input (a small night's
+/// NDJSON often fits in them whole): only NDJSON ranges say so, a stream's probe cannot.
+fn sample_json(files: &[InputFile], splits: &[Split]) -> Result<(Sample, bool)> {
     let mut ids = LocalIds::default();
     let mut sink = Counting::default();
     let mut scratch = JsonScratch::default();
     let mut bytes_read = 0u64;
-    for probe in probes(files, splits) {
+    let probes = probes(files, splits);
+    let only_ranges = probes.iter().all(|p| matches!(p, Probe::Range { .. }));
+    for probe in probes {
         bytes_read += match probe {
             Probe::Range { file, start, end } => {
                 sample_lines(&files[file], start, end, &mut scratch, &mut ids, &mut sink)?
@@ -214,11 +297,12 @@ fn sample_json(files: &[InputFile], splits: &[Split]) -> Result<Sample> {
         .filter(|(_, v)| v.rows > 0)
         .map(|(p, v)| (ids.name(p as u32), *v))
         .collect();
-    Ok(Sample {
+    let sample = Sample {
         sampled_records: sink.records,
         estimated_records: estimated,
         properties,
-    })
+    };
+    Ok((sample, only_ranges && bytes_read == total_bytes))
 }
 
 /// Where one probe reads.
@@ -238,8 +322,11 @@ fn probes<'a>(files: &[InputFile], splits: &'a [Split]) -> Vec<Probe<'a>> {
         .iter()
         .filter_map(|s| match *s {
             Split::Lines { start, end, .. } => Some((s, end - start)),
-            Split::Whole { file } => Some((s, files[file].size)),
-            Split::RowGroups { .. } => None,
+            // A Parquet file whose footer cannot be read is one split too: not JSON.
+            Split::Whole { file } if files[file].format != Format::Parquet => {
+                Some((s, files[file].size))
+            }
+            Split::Whole { .. } | Split::RowGroups { .. } => None,
         })
         .collect();
     let step = json.len().div_ceil(PROBES).max(1);

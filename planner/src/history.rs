@@ -60,6 +60,11 @@ pub struct ReducerVolume {
     pub process: Option<u32>,
 }
 
+/// Largest volume a run record may claim for one property (2⁴⁸, some 2.8 × 10¹⁴ rows or
+/// bytes): far past any real night, and small enough that sums over many properties and
+/// runs stay exact in the planner's arithmetic.
+pub const MAX_VOLUME: u64 = 1 << 48;
+
 /// One run's actual volumes: the unit of history (one JSON file per run).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -98,6 +103,19 @@ impl RunRecord {
         }
         if self.properties.contains_key("") {
             return Err(bad("a property has an empty name".into()));
+        }
+        for (name, v) in &self.properties {
+            let fields = [
+                ("rows", v.rows),
+                ("bytes", v.bytes),
+                ("objects", v.objects),
+                ("stored_rows", v.stored_rows),
+            ];
+            if let Some((field, n)) = fields.into_iter().find(|&(_, n)| n > MAX_VOLUME) {
+                return Err(bad(format!(
+                    "property {name:?} has {field} {n}, beyond any real run (at most {MAX_VOLUME})"
+                )));
+            }
         }
         parse_iso8601_ms(self.started_at.as_bytes()).ok_or_else(|| {
             bad(format!(

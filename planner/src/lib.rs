@@ -46,7 +46,8 @@ mod time;
 pub use drift::{BAND, Drift, DriftKind, DriftReport, Observed, plan_checked};
 pub use error::PlanError;
 pub use history::{
-    Expectation, HISTORY_SCHEMA_VERSION, History, ReducerVolume, RunRecord, Volume, Window,
+    Expectation, HISTORY_SCHEMA_VERSION, History, MAX_VOLUME, ReducerVolume, RunRecord, Volume,
+    Window,
 };
 pub use partition::{Route, UNIT, fmix64, name_hash, object_hash};
 pub use plan::{

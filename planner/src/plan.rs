@@ -14,8 +14,8 @@
 //! [`WHOLE_BELOW`] of a reducer, or [`PlanParams::min_split_rows`] rows, that would straddle
 //! two reducers starts on the next one instead, so all its rows meet in one reducer and one
 //! file. The reducer before keeps the gap empty (it ends under its share, never over), and
-//! every later interval moves up by the gap, into the spare share; where the spare share has
-//! no room left, the property keeps only its larger part. The interval gives the property's
+//! every later interval moves up by the gap, into the spare share (at most half of it); once
+//! that room is used, a property keeps only its larger part. The interval gives the property's
 //! `offset` (first reducer) and `slots` (reducers touched). Properties the plan has never seen
 //! are placed by [`crate::name_hash`] at one point of the spare range: all their rows meet in
 //! one reducer and one file, on the reducers that hold the least seen load.
@@ -314,7 +314,8 @@ pub(crate) fn layout(volumes: BTreeMap<String, Volume>, basis: Basis, params: &P
             };
             let small = len <= WHOLE_BELOW || v.work() < params.min_split_rows;
             let (start, len) = if small && len > 0 {
-                keep_whole(start, len, &mut shift, line_end - capacity)
+                // At most half the spare share: the rest stays for unseen properties.
+                keep_whole(start, len, &mut shift, (line_end - capacity) / 2)
             } else {
                 (start, len)
             };
@@ -347,8 +348,8 @@ pub(crate) fn layout(volumes: BTreeMap<String, Volume>, basis: Basis, params: &P
 }
 
 /// Where a small property's interval `[start, start + len)` goes so that it touches one
-/// reducer. Inside one already: where it is. Else, when it fits in a reducer and the room
-/// beyond the seen capacity (`room`, the spare share) still holds the gap, it starts on the
+/// reducer. Inside one already: where it is. Else, when it fits in a reducer and `room` (the
+/// part of the spare share the layout may take) still holds the gap, it starts on the
 /// next reducer and `shift` grows by the gap: the reducer before ends under its share rather
 /// than over it. Else it keeps its larger part ([`whole`]).
 fn keep_whole(start: u64, len: u64, shift: &mut u64, room: u64) -> (u64, u64) {
@@ -682,7 +683,7 @@ mod tests {
         let p = plan(&history(&[("a", 0), ("b", 0)]), &PlanParams::new(2)).unwrap();
         // No rows anywhere: spread by count, and each stays whole.
         assert_eq!(p.get("a").unwrap().offset, 0);
-        let b = p.get("b").unwrap(); // [0.95, 1.9): its larger part, [1, 1.9)
+        let b = p.get("b").unwrap(); // [0.95, 1.9): moved to the next reducer, [1, 1.95)
         assert_eq!((b.start, b.offset, b.slots), (UNIT, 1, 1));
         let p = plan(&history(&[("a", 10), ("z", 0)]), &PlanParams::new(2)).unwrap();
         let z = p.get("z").unwrap();
@@ -690,8 +691,8 @@ mod tests {
         assert!(p.route("z").reducer(u64::MAX) < 2);
     }
 
-    /// Small stays whole: a property too small to be worth two files keeps the larger part
-    /// of its interval, on one reducer, and nothing else moves; a large one still spreads.
+    /// Small stays whole: a property too small to be worth two files touches one reducer
+    /// (moved past the boundary, or its larger part kept); a large one still spreads.
     #[test]
     fn small_properties_are_never_cut_in_two() {
         let h = history(&[

@@ -90,8 +90,9 @@ impl Plan {
                         continue;
                     }
                     let load = &mut reducers[reducer as usize];
-                    load.rows += rows;
-                    load.bytes += bytes as u64;
+                    // Saturating: a hand-edited history may claim any volume.
+                    load.rows = load.rows.saturating_add(rows);
+                    load.bytes = load.bytes.saturating_add(bytes as u64);
                     load.properties += 1;
                     property_files += bytes.div_ceil(target).max(1) as u32;
                 }
@@ -99,8 +100,8 @@ impl Plan {
             files.push(property_files);
         }
 
-        let rows: u64 = reducers.iter().map(|l| l.rows).sum();
-        let bytes: u64 = reducers.iter().map(|l| l.bytes).sum();
+        let rows = reducers.iter().fold(0u64, |a, l| a.saturating_add(l.rows));
+        let bytes = reducers.iter().fold(0u64, |a, l| a.saturating_add(l.bytes));
         let max_rows = reducers.iter().map(|l| l.rows).max().unwrap_or(0);
         let mean_rows = rows as f64 / f64::from(r);
         let loads: Vec<u64> = reducers.iter().map(|l| l.rows).collect();

@@ -173,7 +173,7 @@ fn reference_loads(volumes: &BTreeMap<String, u64>, params: &PlanParams) -> Vec<
         return loads;
     }
     let capacity = r as f64 * (1.0 - params.spare);
-    let room = r as f64 - capacity;
+    let room = (r as f64 - capacity) / 2.0;
     let mut pos = 0.0;
     let mut shift = 0.0;
     for (_, &rows) in order {

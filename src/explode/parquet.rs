@@ -1024,7 +1024,8 @@ fn walk_chunk(
 }
 
 /// Versions and bytes per property from the footer alone (STRUCT form): the planner's exact
-/// input for this file, read in microseconds. `None` for the MAP form, whose
+/// input for this file (exact from level histograms; from value and null counts where a
+/// writer left them out, close), read in microseconds. `None` for the MAP form, whose
 /// properties share their leaves.
 pub fn footer_volumes(opened: &Opened) -> Option<Vec<(String, u64, u64)>> {
     let (reader, layout) = (&opened.reader, &opened.layout);
@@ -1040,14 +1041,14 @@ pub fn footer_volumes(opened: &Opened) -> Option<Vec<(String, u64, u64)>> {
         let (mut versions, mut bytes) = (0u64, 0u64);
         for g in meta.row_groups() {
             let chunk = g.column(ts.column);
-            versions += match chunk.definition_level_histogram() {
+            // Saturating: a footer is untrusted input like the rest of the file.
+            let n = match chunk.definition_level_histogram() {
                 // Exact: slots whose level reaches the version struct.
                 Some(h) => h
                     .values()
                     .iter()
                     .skip(ts.element_def as usize)
-                    .sum::<i64>()
-                    .max(0) as u64,
+                    .fold(0u64, |n, &c| n.saturating_add(c.max(0) as u64)),
                 // Close: slots with a non-null timestamp.
                 None => {
                     let nulls = chunk
@@ -1057,8 +1058,10 @@ pub fn footer_volumes(opened: &Opened) -> Option<Vec<(String, u64, u64)>> {
                     (chunk.num_values().max(0) as u64).saturating_sub(nulls)
                 }
             };
+            versions = versions.saturating_add(n);
             for (_, leaf) in &leaves.fields {
-                bytes += g.column(leaf.column).uncompressed_size().max(0) as u64;
+                let size = g.column(leaf.column).uncompressed_size().max(0) as u64;
+                bytes = bytes.saturating_add(size);
             }
         }
         out.push((name.clone(), versions, bytes));

@@ -565,7 +565,8 @@ fn summary_work(out: &mut String, s: &crate::run::RunSummary) -> std::fmt::Resul
     )?;
     let source = match &s.plan_source {
         crate::run::PlanSource::History { dir, runs } => {
-            format!("{runs} history runs in {}", dir)
+            let noun = if *runs == 1 { "run" } else { "runs" };
+            format!("{runs} history {noun} in {dir}")
         }
         crate::run::PlanSource::Sample { sampled, estimated } => format!(
             "a sample of {} of ~{} input records (no history yet)",
