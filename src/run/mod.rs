@@ -1057,7 +1057,15 @@ pub fn plan_checked(
     splits: &[Split],
     params: &PlanParams,
 ) -> Result<(Plan, Option<planner::DriftReport>)> {
-    let (observed, _) = crate::sample::sample(files, splits)?;
+    let started = std::time::Instant::now();
+    let (observed, read) = crate::sample::sample(files, splits)?;
+    tracing::info!(
+        count_ms = started.elapsed().as_millis() as u64,
+        records_read = read,
+        rows_counted = observed.counted_rows,
+        exact = observed.exact,
+        "counted tonight's input"
+    );
     planner::plan_checked(history, &observed, params).map_err(plan_error)
 }
 
