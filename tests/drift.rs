@@ -214,6 +214,21 @@ fn plans_follow_tonight_from_ndjson_and_parquet() {
             if !want.is_empty() {
                 assert!(table.stdout.contains(want[0].0), "{}", table.stdout);
             }
+            // Deterministic: the same night, history and options again, the same bytes.
+            if name == "new heavy" {
+                let again_dir = dumps.dir.path().join(format!("again-{format}"));
+                let mut again_args = args.to_vec();
+                again_args[3] = path(&again_dir);
+                let again = run(&again_args);
+                let id = |r: &Value| r["manifest"]["run_id"].as_str().unwrap().to_string();
+                assert_eq!(
+                    again["manifest"]["plan"], report["manifest"]["plan"],
+                    "{ctx}"
+                );
+                let a = crate::run::files_by_content_name(&out_dir, Some(&id(&report)));
+                let b = crate::run::files_by_content_name(&again_dir, Some(&id(&again)));
+                assert!(a.len() > 50 && a == b, "{ctx}: the files differ");
+            }
         }
     }
     // The same doubling with the check made blind (a threshold no property can reach):

@@ -326,7 +326,7 @@ fn output_files_have_the_schema_sorted_rows_and_one_property_each() {
 }
 
 /// Files by dataset-relative path (with `run_id`, if given, replaced by `RUN`), and contents.
-fn files_by_content_name(dir: &Path, run_id: Option<&str>) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn files_by_content_name(dir: &Path, run_id: Option<&str>) -> BTreeMap<String, Vec<u8>> {
     skewer::dataset::files(dir)
         .unwrap()
         .into_iter()
