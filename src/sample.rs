@@ -77,22 +77,13 @@ impl RecordSink for Counting {
 pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Observed, u64)> {
     let (json, mut exact) = sample_json(files, splits)?;
     let mut counted_rows: u64 = json.properties.values().map(|v| v.rows).sum();
-    let scale = |x: u64, num: u64, den: u64| {
-        u64::try_from(u128::from(x) * u128::from(num) / u128::from(den.max(1))).unwrap_or(u64::MAX)
-    };
     let mut records = json.estimated_records;
     let mut read = json.sampled_records;
     let mut volumes: BTreeMap<String, Volume> = json
         .properties
         .into_iter()
         .map(|(name, v)| {
-            let (n, d) = (json.estimated_records, json.sampled_records);
-            let v = Volume {
-                rows: scale(v.rows, n, d),
-                bytes: scale(v.bytes, n, d),
-                objects: scale(v.objects, n, d),
-                ..Default::default()
-            };
+            let v = scaled(&v, json.estimated_records, json.sampled_records);
             (name, v)
         })
         .collect();
@@ -120,13 +111,7 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Observed, u64)> 
                     .into_iter()
                     .map(|(name, v)| {
                         counted_rows = counted_rows.saturating_add(v.rows);
-                        let v = Volume {
-                            rows: scale(v.rows, rows, group_rows),
-                            bytes: scale(v.bytes, rows, group_rows),
-                            objects: scale(v.objects, rows, group_rows),
-                            ..Default::default()
-                        };
-                        (name, v)
+                        (name, scaled(&v, rows, group_rows))
                     })
                     .collect();
                 (rows, counts)
@@ -159,6 +144,19 @@ pub fn sample(files: &[InputFile], splits: &[Split]) -> Result<(Observed, u64)> 
         counted_rows,
     };
     Ok((observed, read))
+}
+
+/// `v`'s rows, bytes and objects × `num / den`: a part's counts scaled up to its whole.
+fn scaled(v: &Volume, num: u64, den: u64) -> Volume {
+    let scale = |x: u64| {
+        u64::try_from(u128::from(x) * u128::from(num) / u128::from(den.max(1))).unwrap_or(u64::MAX)
+    };
+    Volume {
+        rows: scale(v.rows),
+        bytes: scale(v.bytes),
+        objects: scale(v.objects),
+        ..Default::default()
+    }
 }
 
 /// Parquet footers read at once.
