@@ -61,6 +61,27 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A night's run arguments: `input` into `out` with 8 reducers, planned from `history`.
+fn night<'a>(input: &'a Path, out: &'a Path, history: &'a Path) -> Vec<&'a str> {
+    let (i, o, h) = (path(input), path(out), path(history));
+    vec!["-i", i, "-o", o, "-r", REDUCERS, "--history", h]
+}
+
+/// `skewer plan` of `history` checked against `input`, with `extra` options.
+fn plan_of(history: &Path, input: &Path, extra: &[&str]) -> crate::util::Run {
+    let mut args = vec![
+        "plan",
+        "-r",
+        REDUCERS,
+        "--history",
+        path(history),
+        "-i",
+        path(input),
+    ];
+    args.extend_from_slice(extra);
+    skewer(args)
+}
+
 /// `skewer run … --json`, which must succeed; its report.
 fn run(args: &[&str]) -> Value {
     let mut all = vec!["run", "--json"];
@@ -147,16 +168,7 @@ fn plans_follow_tonight_from_ndjson_and_parquet() {
             );
             let input = dumps.input(tonight, format);
             let out_dir = dumps.dir.path().join(format!("out-{name}-{format}"));
-            let args = [
-                "-i",
-                path(&input),
-                "-o",
-                path(&out_dir),
-                "-r",
-                REDUCERS,
-                "--history",
-                path(&history),
-            ];
+            let args = night(&input, &out_dir, &history);
             let report = run(&args);
             let ctx = format!("{name}, {format}: {report:#}");
             let actual = report["actual_max_over_mean"].as_f64().unwrap();
@@ -187,29 +199,12 @@ fn plans_follow_tonight_from_ndjson_and_parquet() {
                 assert!(new > 2000, "{ctx}");
             }
             // `plan --input` makes the plan the run made.
-            let plan = skewer([
-                "plan",
-                "--json",
-                "-r",
-                REDUCERS,
-                "--history",
-                path(&history),
-                "-i",
-                path(&input),
-            ]);
+            let plan = plan_of(&history, &input, &["--json"]);
             assert_eq!(plan.code, 0, "{}", plan.stderr);
             let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
             assert_eq!(plan["drift"], report["drift"], "{ctx}");
             let digest = report["manifest"]["plan"]["digest"].as_str().unwrap();
-            let table = skewer([
-                "plan",
-                "-r",
-                REDUCERS,
-                "--history",
-                path(&history),
-                "-i",
-                path(&input),
-            ]);
+            let table = plan_of(&history, &input, &[]);
             assert!(table.stdout.contains(&digest[..12]), "{}", table.stdout);
             if !want.is_empty() {
                 assert!(table.stdout.contains(want[0].0), "{}", table.stdout);
@@ -217,9 +212,7 @@ fn plans_follow_tonight_from_ndjson_and_parquet() {
             // Deterministic: the same night, history and options again, the same bytes.
             if name == "new heavy" {
                 let again_dir = dumps.dir.path().join(format!("again-{format}"));
-                let mut again_args = args.to_vec();
-                again_args[3] = path(&again_dir);
-                let again = run(&again_args);
+                let again = run(&night(&input, &again_dir, &history));
                 let id = |r: &Value| r["manifest"]["run_id"].as_str().unwrap().to_string();
                 assert_eq!(
                     again["manifest"]["plan"], report["manifest"]["plan"],
@@ -237,18 +230,9 @@ fn plans_follow_tonight_from_ndjson_and_parquet() {
     let (_, _, _, edit) = nights().remove(2);
     let history = dumps.history(&input, "blind", edit);
     let out_dir = dumps.dir.path().join("out-blind");
-    let report = run(&[
-        "-i",
-        path(&input),
-        "-o",
-        path(&out_dir),
-        "-r",
-        REDUCERS,
-        "--history",
-        path(&history),
-        "--drift-threshold",
-        "65536",
-    ]);
+    let mut args = night(&input, &out_dir, &history);
+    args.extend(["--drift-threshold", "65536"]);
+    let report = run(&args);
     let actual = report["actual_max_over_mean"].as_f64().unwrap();
     assert!(actual > MAX_OVER_MEAN, "{report:#}");
     assert!(report["drift"]["drifted"].as_array().unwrap().is_empty());
@@ -292,17 +276,8 @@ fn a_new_heavy_property_stays_balanced_across_processes() {
         let input = dumps.input(tonight, format);
         let out_dir = dumps.dir.path().join(format!("cluster-{format}"));
         let hosts = host_file(dumps.dir.path(), 2);
-        let args = [
-            "-i",
-            path(&input),
-            "-o",
-            path(&out_dir),
-            "-r",
-            REDUCERS,
-            "--history",
-            path(&history),
-            "--json",
-        ];
+        let mut args = night(&input, &out_dir, &history);
+        args.push("--json");
         let ended = run_all(2, &hosts, &args, &[]);
         for (i, e) in ended.iter().enumerate() {
             assert_eq!(e.code, Some(0), "process {i}: {}{}", e.stdout, e.stderr);
