@@ -272,8 +272,8 @@ fn sample_json(files: &[InputFile], splits: &[Split]) -> Result<(Sample, bool)> 
             Probe::Range { file, start, end } => {
                 sample_lines(&files[file], start, end, &mut scratch, &mut ids, &mut sink)?
             }
-            Probe::Head { split, records } => {
-                sample_split(files, split, records, &mut scratch, &mut ids, &mut sink)?
+            Probe::Head { file, records } => {
+                sample_head(&files[file], records, &mut scratch, &mut ids, &mut sink)?
             }
         };
     }
@@ -305,17 +305,17 @@ fn sample_json(files: &[InputFile], splits: &[Split]) -> Result<(Sample, bool)> 
 
 /// Where one probe reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Probe<'a> {
+enum Probe {
     /// Up to [`PROBE_RECORDS`] NDJSON lines starting in `[start, end)` of file `file`.
     Range { file: usize, start: u64, end: u64 },
-    /// The first `records` records of a split read as one stream (compressed, arrays).
-    Head { split: &'a Split, records: u64 },
+    /// The first `records` records of file `file` read as one stream (compressed, arrays).
+    Head { file: usize, records: u64 },
 }
 
 /// The probes over the JSON splits: [`PROBES`] shared by bytes (at least one per split);
 /// past [`PROBES`] splits, one each on splits picked evenly. Disjoint, so no record is counted
 /// twice however small the input.
-fn probes<'a>(files: &[InputFile], splits: &'a [Split]) -> Vec<Probe<'a>> {
+fn probes(files: &[InputFile], splits: &[Split]) -> Vec<Probe> {
     let json: Vec<(&Split, u64)> = splits
         .iter()
         .filter_map(|s| match *s {
@@ -351,33 +351,27 @@ fn probes<'a>(files: &[InputFile], splits: &'a [Split]) -> Vec<Probe<'a>> {
                     });
                 }
             }
-            _ => out.push(Probe::Head {
-                split,
+            Split::Whole { file } => out.push(Probe::Head {
+                file,
                 records: n * PROBE_RECORDS,
             }),
+            Split::RowGroups { .. } => unreachable!("only JSON splits are picked"),
         }
     }
     out
 }
 
-/// Reads the first records of one split as one stream of JSON values (NDJSON lines, an array
-/// or pages alike); returns the input bytes that took.
-fn sample_split(
-    files: &[InputFile],
-    split: &Split,
+/// Reads the first `records` records of a file that can only be read from its start (a
+/// compressed file, a JSON array or pages) as one stream of JSON values; returns the input
+/// bytes that took.
+fn sample_head(
+    file: &InputFile,
     records: u64,
     scratch: &mut JsonScratch,
     ids: &mut LocalIds,
     sink: &mut Counting,
 ) -> Result<u64> {
-    let (file, start) = match *split {
-        Split::Lines { file, start, end } => {
-            return sample_lines(&files[file], start, end, scratch, ids, sink);
-        }
-        Split::Whole { file } => (&files[file], 0),
-        Split::RowGroups { .. } => return Ok(0),
-    };
-    let f = crate::source::Reader::buffered(file.open()?, start);
+    let f = crate::source::Reader::buffered(file.open()?, 0);
     let count = Rc::new(Cell::new(0));
     let raw = crate::input::Counted {
         inner: f,
@@ -393,11 +387,7 @@ fn sample_split(
         _ => Box::new(raw),
     };
     let mut reader = BufReader::with_capacity(64 << 10, decoded);
-    if start > 0 {
-        // The line this split starts in belongs to the previous split (however long it is).
-        let mut partial = Vec::new();
-        let _ = crate::input::read_line(&mut reader, &mut partial);
-    } else if reader
+    if reader
         .fill_buf()
         .is_ok_and(|b| b.starts_with(crate::input::BOM))
     {
@@ -412,7 +402,7 @@ fn sample_split(
     let mut ctx = JsonContext::new(scratch, ids, sink);
     ctx.limit = Some(records);
     ctx.mark = Some(&mark);
-    // A syntax error only ends this split's sample early; the run reports it.
+    // A syntax error only ends this file's sample early; the run reports it.
     // serde_json reads a byte at a time: from a buffer, which fills from the guard in bulk.
     let _ = explode_reader(BufReader::with_capacity(64 << 10, guarded), &mut ctx);
     Ok(count.get())

@@ -38,7 +38,7 @@ use crate::store::Stores;
 use parquet::file::reader::FileReader;
 
 pub(crate) use decode::{Counted, Guarded, GzMembers};
-pub(crate) use lines::{BOM, Line, range_lines, read_line};
+pub(crate) use lines::{BOM, Line, range_lines};
 
 /// Default bytes of NDJSON per split.
 pub const SPLIT_BYTES: u64 = 64 << 20;

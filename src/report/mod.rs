@@ -196,17 +196,7 @@ fn describe_basis(basis: &Basis, history: &LoadedHistory) -> String {
         } => format!(
             "{}, checked against {} ({} properties planned from them)",
             describe_window(runs, window, history),
-            if *exact {
-                format!(
-                    "the input's exact counts ({} records)",
-                    format_count(*estimated_records)
-                )
-            } else {
-                format!(
-                    "a sample of the input (~{} records)",
-                    format_count(*estimated_records)
-                )
-            },
+            counts_phrase(*exact, *estimated_records, None),
             format_count(*planned_from_input)
         ),
         Basis::Sample {
@@ -247,23 +237,25 @@ fn describe_window(runs: &[String], window: &planner::Window, history: &LoadedHi
     }
 }
 
+/// What tonight's counts were: exact, or a sample (with the rows it counted, if given).
+fn counts_phrase(exact: bool, records: u64, counted_rows: Option<u64>) -> String {
+    let records = format_count(records);
+    match (exact, counted_rows) {
+        (true, _) => format!("the input's exact counts ({records} records)"),
+        (false, None) => format!("a sample of the input (~{records} records)"),
+        (false, Some(rows)) => format!(
+            "a sample of the input ({} rows counted of ~{records} records)",
+            format_count(rows)
+        ),
+    }
+}
+
 /// What the check of the input against the history found: a headline, the `top` largest
 /// moves (0: all), and the new and vanished properties in sum. Each line starts with
 /// `indent`.
 pub fn drift_lines(report: &planner::DriftReport, top: usize, indent: &str) -> String {
     let mut out = String::new();
-    let counted = if report.exact {
-        format!(
-            "the input's exact counts ({} records)",
-            format_count(report.records)
-        )
-    } else {
-        format!(
-            "a sample of the input ({} rows counted of ~{} records)",
-            format_count(report.counted_rows),
-            format_count(report.records)
-        )
-    };
+    let counted = counts_phrase(report.exact, report.records, Some(report.counted_rows));
     let n = report.drifted.len();
     let _ = writeln!(
         out,
@@ -411,7 +403,7 @@ pub fn plan_json(
             map.insert("files".into(), json!(files));
         }
     }
-    let report = json!({
+    let mut report = json!({
         "digest": plan.digest(),
         "plan": plan_value,
         "predicted": {
@@ -426,15 +418,10 @@ pub fn plan_json(
             "reducers": stats.reducers,
         },
     });
-    let report = match (report, drift) {
-        (Value::Object(mut map), Some(drift)) => {
-            let drift = serde_json::to_value(drift)
-                .map_err(|e| Error::Bug(format!("drift to JSON: {e}")))?;
-            map.insert("drift".into(), drift);
-            Value::Object(map)
-        }
-        (report, _) => report,
-    };
+    if let Some(drift) = drift {
+        report["drift"] =
+            serde_json::to_value(drift).map_err(|e| Error::Bug(format!("drift to JSON: {e}")))?;
+    }
     Ok(crate::jsonfmt::to_lines(&report))
 }
 
