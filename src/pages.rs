@@ -1,23 +1,27 @@
-//! String columns of a Parquet column chunk decoded page by page straight into a
-//! [`StrColumn`]'s byte arena.
+//! Parquet column chunks decoded page by page, without the parquet crate's per-value `Bytes`.
 //!
-//! Takes a column chunk's pages (decompressed by the parquet crate's page reader); gives its
-//! rows, a batch at a time. The parquet crate's value reader hands out one refcounted `Bytes`
-//! per value (a clone of a dictionary entry's, for dictionary pages): cloning, copying and
-//! dropping those was a tenth of a merge's CPU. Here a batch's values are located as spans
-//! (into the dictionary page or the data page) and copied into the arena in one pass.
+//! Takes a column chunk's pages (decompressed by the parquet crate's page reader). The
+//! parquet crate's value reader hands out one refcounted `Bytes` per value (a clone of a
+//! dictionary entry's, for dictionary pages): cloning, copying and dropping those was a tenth
+//! of a merge's CPU and 5 % of a Parquet run's. Here values are located as spans (into the
+//! dictionary page or the data page):
 //!
-//! What it reads: `PLAIN` and dictionary (`PLAIN_DICTIONARY`, `RLE_DICTIONARY`) values, in v1
-//! and v2 data pages, with `RLE` definition levels; a column without repetition. Every other
-//! encoding is left to the generic reader ([`StrChunk::handles`] says which chunks this one
-//! takes). Every length, level and index read from a page is checked: a cut or corrupted
-//! page is an error (a sentence, which the caller places with the file, row group and
-//! column), never a panic or a wrong row.
+//! - [`StrChunk`]: a flat string column (stored files, for the merge), copied into a
+//!   [`StrColumn`]'s byte arena a batch at a time;
+//! - [`LeafChunk`]: a leaf of any nesting (the dumps' version fields), whole records at a
+//!   time into a [`LeafColumn`]: levels as stored, text as spans into the page buffers.
+//!
+//! What they read: `PLAIN` and dictionary (`PLAIN_DICTIONARY`, `RLE_DICTIONARY`) values, in v1
+//! and v2 data pages, with `RLE` levels. Every other encoding is left to the generic reader
+//! (each reader's `handles` says which chunks it takes). Every length, level and index read
+//! from a page is checked: a cut or corrupted page is an error (a sentence, which the caller
+//! places with the file, row group and column), never a panic or a wrong row.
 
 use bytes::Bytes;
-use parquet::basic::Encoding;
+use parquet::basic::{Encoding, Type};
 use parquet::column::page::{Page, PageReader};
 use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::schema::types::ColumnDescriptor;
 
 use crate::batch::StrColumn;
 
@@ -168,93 +172,623 @@ impl StrChunk {
     /// Opens the next data page (reading a dictionary page on the way); false at the chunk's
     /// end.
     fn next_data_page(&mut self) -> Result<bool, String> {
-        loop {
-            let page = match self.pages.get_next_page() {
-                Ok(Some(page)) => page,
-                Ok(None) => {
-                    self.page = None;
-                    return Ok(false);
+        let dict = &mut self.dict;
+        let parts = next_page(&mut *self.pages, 0, self.max_def, |buf, num_values| {
+            let entries = text_dictionary(&buf, num_values)?;
+            *dict = Some((buf, entries));
+            Ok(())
+        })?;
+        let Some(page) = parts else {
+            self.page = None;
+            return Ok(false);
+        };
+        let defs =
+            (self.max_def > 0).then(|| Hybrid::new(page.defs, bit_width(self.max_def as u32)));
+        let values = match page.encoding {
+            Encoding::PLAIN => Values::Plain { pos: page.values },
+            Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY => {
+                Values::Dict(dictionary_indices(&page.buf, page.values)?)
+            }
+            other => return Err(format!("a data page in {other}")),
+        };
+        self.page = Some(DataPage {
+            buf: page.buf,
+            left: page.levels,
+            defs,
+            values,
+        });
+        Ok(true)
+    }
+}
+
+/// A data page's parts, located: the buffer and where its levels and values are in it.
+struct PageParts {
+    buf: Bytes,
+    /// Levels (slots) in the page.
+    levels: usize,
+    encoding: Encoding,
+    /// The repetition and definition levels' RLE / bit-packed hybrid data (empty where the
+    /// column has none).
+    reps: std::ops::Range<usize>,
+    defs: std::ops::Range<usize>,
+    /// Where the values start.
+    values: usize,
+}
+
+/// Reads pages up to the next data page and locates its parts; a dictionary page on the way
+/// goes to `dictionary` (its buffer and entry count), `None` at the chunk's end. Only `RLE`
+/// levels are read: the deprecated `BIT_PACKED` is an error (callers' `handles` keep chunks
+/// that list it away).
+fn next_page(
+    pages: &mut dyn PageReader,
+    max_rep: i16,
+    max_def: i16,
+    mut dictionary: impl FnMut(Bytes, u32) -> Result<(), String>,
+) -> Result<Option<PageParts>, String> {
+    loop {
+        let page = match pages.get_next_page() {
+            Ok(Some(page)) => page,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        match page {
+            Page::DictionaryPage {
+                buf,
+                num_values,
+                encoding,
+                ..
+            } => {
+                if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) {
+                    return Err(format!("a dictionary page in {encoding}"));
                 }
-                Err(e) => return Err(e.to_string()),
-            };
-            let (buf, num_values, encoding, levels) = match page {
-                Page::DictionaryPage {
+                dictionary(buf, num_values)?;
+            }
+            Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                def_level_encoding,
+                rep_level_encoding,
+                ..
+            } => {
+                // v1: each level stream present is prefixed by its length.
+                let mut pos = 0;
+                let mut prefixed = |max: i16, encoding: Encoding, what: &str| {
+                    if max == 0 {
+                        return Ok(pos..pos);
+                    }
+                    if encoding != Encoding::RLE {
+                        return Err(format!("{what} levels in {encoding}"));
+                    }
+                    let len = buf
+                        .get(pos..pos + 4)
+                        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                        .filter(|&len| len <= buf.len() - pos - 4)
+                        .ok_or_else(|| format!("a data page cut in its {what} levels"))?;
+                    pos += 4 + len;
+                    Ok(pos - len..pos)
+                };
+                let reps = prefixed(max_rep, rep_level_encoding, "repetition")?;
+                let defs = prefixed(max_def, def_level_encoding, "definition")?;
+                return Ok(Some(PageParts {
+                    values: pos,
                     buf,
-                    num_values,
+                    levels: num_values as usize,
                     encoding,
-                    ..
-                } => {
-                    if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) {
-                        return Err(format!("a dictionary page in {encoding}"));
-                    }
-                    let mut entries = Vec::with_capacity((num_values as usize).min(buf.len()));
-                    let mut pos = 0;
-                    for _ in 0..num_values {
-                        entries.push(plain_value(&buf, &mut pos)?);
-                    }
-                    self.dict = Some((buf, entries));
+                    reps,
+                    defs,
+                }));
+            }
+            Page::DataPageV2 {
+                buf,
+                num_values,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => {
+                let reps = 0..rep_levels_byte_len as usize;
+                let defs = reps.end..reps.end + def_levels_byte_len as usize;
+                if defs.end > buf.len() {
+                    return Err("a data page cut in its levels".into());
+                }
+                return Ok(Some(PageParts {
+                    values: defs.end,
+                    buf,
+                    levels: num_values as usize,
+                    encoding,
+                    reps,
+                    defs,
+                }));
+            }
+        }
+    }
+}
+
+/// The spans of a `PLAIN` dictionary page's `n` byte-array entries.
+fn text_dictionary(buf: &[u8], n: u32) -> Result<Vec<(u32, u32)>, String> {
+    // Each entry takes at least its 4-byte length: a count past that is a lie.
+    let mut entries = Vec::with_capacity((n as usize).min(buf.len() / 4));
+    let mut pos = 0;
+    for _ in 0..n {
+        entries.push(plain_value(buf, &mut pos)?);
+    }
+    Ok(entries)
+}
+
+/// The dictionary indices of a page whose values start at `start`: a width byte, then the
+/// hybrid runs.
+fn dictionary_indices(buf: &[u8], start: usize) -> Result<Hybrid, String> {
+    // A page of nulls only may end before the width byte: no index is read.
+    let width = buf.get(start).copied().unwrap_or(0) as u32;
+    if width > 32 {
+        return Err(format!("dictionary indices {width} bits wide"));
+    }
+    Ok(Hybrid::new((start + 1).min(buf.len())..buf.len(), width))
+}
+
+/// Where a text value is: bytes `start..end` of [`LeafColumn::bufs`]`[buf]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    buf: u32,
+    start: u32,
+    end: u32,
+}
+
+/// A leaf column's slots for some records, as read: the levels as stored, and the values of
+/// the defined slots, in order, by physical type. Text is held as spans into the page
+/// buffers that hold it: no value is copied or reference-counted on its way to the explode.
+#[derive(Debug, Default)]
+pub struct LeafColumn {
+    pub def: Vec<i16>,
+    /// Repetition levels (zeros for a column without them: every slot starts a record).
+    pub rep: Vec<i16>,
+    pub bufs: Vec<Bytes>,
+    pub spans: Vec<Span>,
+    pub ints: Vec<i64>,
+    pub ints32: Vec<i32>,
+    pub floats: Vec<f64>,
+    pub floats32: Vec<f32>,
+    pub bools: Vec<bool>,
+}
+
+impl LeafColumn {
+    pub fn clear(&mut self) {
+        self.def.clear();
+        self.rep.clear();
+        self.bufs.clear();
+        self.spans.clear();
+        self.ints.clear();
+        self.ints32.clear();
+        self.floats.clear();
+        self.floats32.clear();
+        self.bools.clear();
+    }
+
+    /// Text value `k`.
+    #[inline]
+    pub fn text(&self, k: usize) -> &[u8] {
+        let s = self.spans[k];
+        &self.bufs[s.buf as usize][s.start as usize..s.end as usize]
+    }
+
+    /// Values held, of every type.
+    pub fn values(&self) -> usize {
+        self.spans.len()
+            + self.ints.len()
+            + self.ints32.len()
+            + self.floats.len()
+            + self.floats32.len()
+            + self.bools.len()
+    }
+
+    /// Appends text values another reader decoded (copied into buffers of their own, each
+    /// under 4 GiB so that spans stay `u32`).
+    pub fn push_texts<'a>(&mut self, values: impl IntoIterator<Item = &'a [u8]>) {
+        let mut arena = Vec::new();
+        for v in values {
+            if arena.len() + v.len() > u32::MAX as usize {
+                self.bufs.push(Bytes::from(std::mem::take(&mut arena)));
+            }
+            let start = arena.len() as u32;
+            arena.extend_from_slice(v);
+            let span = Span {
+                buf: self.bufs.len() as u32,
+                start,
+                end: arena.len() as u32,
+            };
+            self.spans.push(span);
+        }
+        self.bufs.push(Bytes::from(arena));
+    }
+}
+
+/// The physical types [`LeafChunk`] decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Int64,
+    Int32,
+    Double,
+    Float,
+    Bool,
+}
+
+impl Kind {
+    fn of(physical: Type) -> Option<Kind> {
+        Some(match physical {
+            Type::BYTE_ARRAY => Kind::Text,
+            Type::INT64 => Kind::Int64,
+            Type::INT32 => Kind::Int32,
+            Type::DOUBLE => Kind::Double,
+            Type::FLOAT => Kind::Float,
+            Type::BOOLEAN => Kind::Bool,
+            _ => return None,
+        })
+    }
+}
+
+/// A fixed-width value type: its width in a `PLAIN` page and the vector it goes to.
+trait Fixed: Sized + Copy {
+    const WIDTH: usize;
+    fn from_le(bytes: &[u8]) -> Self;
+    fn out(col: &mut LeafColumn) -> &mut Vec<Self>;
+}
+
+macro_rules! fixed {
+    ($t:ty, $width:literal, $field:ident) => {
+        impl Fixed for $t {
+            const WIDTH: usize = $width;
+            #[inline]
+            fn from_le(bytes: &[u8]) -> Self {
+                <$t>::from_le_bytes(bytes.try_into().expect("a value's width"))
+            }
+            fn out(col: &mut LeafColumn) -> &mut Vec<Self> {
+                &mut col.$field
+            }
+        }
+    };
+}
+fixed!(i64, 8, ints);
+fixed!(i32, 4, ints32);
+fixed!(f64, 8, floats);
+fixed!(f32, 4, floats32);
+
+/// Where the next value of the open page is.
+enum Cursor {
+    /// `PLAIN` values from byte `pos` on.
+    Plain { pos: usize },
+    /// `PLAIN` booleans, one bit each, from bit `bit` on.
+    Bits { bit: usize },
+    /// Indices into the dictionary, or `RLE` booleans.
+    Runs(Hybrid),
+}
+
+/// The open data page of a [`LeafChunk`].
+struct LeafPage {
+    buf: Bytes,
+    /// Levels not decoded yet.
+    left: usize,
+    reps: Option<Hybrid>,
+    defs: Option<Hybrid>,
+    values: Cursor,
+    dictionary: bool,
+    /// The page's index in the output's `bufs`, once a value of this fill points into it.
+    out: Option<u32>,
+}
+
+/// A leaf column chunk of any nesting, read whole records at a time into a [`LeafColumn`].
+///
+/// What it reads: `BYTE_ARRAY`, `INT64`, `INT32`, `DOUBLE`, `FLOAT` and `BOOLEAN` leaves in
+/// `PLAIN` or dictionary encoding (booleans also `RLE`), v1 and v2 data pages, `RLE` levels;
+/// [`LeafChunk::handles`] says which chunks, the rest are left to the generic reader.
+/// Records may span pages. Every level, index and length is checked as [`StrChunk`] checks
+/// them: a corrupt page is an error, never a panic or a wrong row.
+pub struct LeafChunk {
+    pages: Box<dyn PageReader>,
+    kind: Kind,
+    max_def: i16,
+    max_rep: i16,
+    /// The dictionary page: text entries' spans, or fixed-width entries end to end.
+    dict: Option<(Bytes, Vec<(u32, u32)>)>,
+    /// The dictionary's index in the output's `bufs` for this fill.
+    dict_out: Option<u32>,
+    page: Option<LeafPage>,
+    /// Whether a slot was taken (the chunk's first must start a record).
+    started: bool,
+    indices: Vec<u32>,
+}
+
+impl std::fmt::Debug for LeafChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeafChunk")
+            .field("kind", &self.kind)
+            .field("max_def", &self.max_def)
+            .field("max_rep", &self.max_rep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeafChunk {
+    /// Whether this reader reads `chunk`: a type it decodes, and encodings it knows
+    /// (`BIT_PACKED`, deprecated, is accepted in the list only where the column lacks one of
+    /// the two levels, for which some writers list it).
+    #[allow(deprecated)] // BIT_PACKED: named only to accept it in the list
+    pub fn handles(chunk: &ColumnChunkMetaData) -> bool {
+        let d = chunk.column_descr();
+        let one_level = d.max_rep_level() == 0 || d.max_def_level() == 0;
+        Kind::of(d.physical_type()).is_some()
+            && chunk.encodings().all(|e| match e {
+                Encoding::PLAIN
+                | Encoding::PLAIN_DICTIONARY
+                | Encoding::RLE_DICTIONARY
+                | Encoding::RLE => true,
+                Encoding::BIT_PACKED => one_level,
+                _ => false,
+            })
+    }
+
+    /// A reader of the chunk `pages` reads, whose column is described by `descr`; `None`
+    /// for a physical type it does not decode.
+    pub fn new(pages: Box<dyn PageReader>, descr: &ColumnDescriptor) -> Option<LeafChunk> {
+        Some(LeafChunk {
+            pages,
+            kind: Kind::of(descr.physical_type())?,
+            max_def: descr.max_def_level(),
+            max_rep: descr.max_rep_level(),
+            dict: None,
+            dict_out: None,
+            page: None,
+            started: false,
+            indices: Vec::new(),
+        })
+    }
+
+    /// Replaces `out` with the chunk's next `records` records (fewer only where the chunk
+    /// ends); how many records it holds.
+    ///
+    /// Levels go straight from the pages' runs into `out`: a run of empty objects (one
+    /// level each, most of a sparse dump's slots) costs a fill, not a loop.
+    pub fn fill(&mut self, records: usize, out: &mut LeafColumn) -> Result<usize, String> {
+        out.clear();
+        self.dict_out = None;
+        if let Some(page) = &mut self.page {
+            page.out = None;
+        }
+        let (max_def, max_rep) = (self.max_def as u32, self.max_rep as u32);
+        let mut need = records;
+        loop {
+            let Some(page) = self.page.as_mut().filter(|p| p.left > 0) else {
+                if self.next_data_page()? {
                     continue;
                 }
-                Page::DataPage {
-                    buf,
-                    num_values,
-                    encoding,
-                    def_level_encoding,
-                    ..
-                } => {
-                    let levels = if self.max_def == 0 {
-                        0..0
-                    } else if def_level_encoding != Encoding::RLE {
-                        return Err(format!("definition levels in {def_level_encoding}"));
-                    } else {
-                        let len = buf
-                            .get(..4)
-                            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-                            .filter(|&len| len <= buf.len() - 4)
-                            .ok_or("a data page cut in its definition levels")?;
-                        4..4 + len
-                    };
-                    (buf, num_values, encoding, levels)
+                break;
+            };
+            let before = out.rep.len();
+            let taken = match &mut page.reps {
+                Some(reps) => {
+                    reps.take_records(&page.buf, &mut out.rep, &mut need, page.left, max_rep)?
                 }
-                Page::DataPageV2 {
-                    buf,
-                    num_values,
-                    encoding,
-                    def_levels_byte_len,
-                    rep_levels_byte_len,
-                    ..
-                } => {
-                    let start = rep_levels_byte_len as usize;
-                    let end = start + def_levels_byte_len as usize;
-                    if end > buf.len() {
-                        return Err("a data page cut in its levels".into());
-                    }
-                    (buf, num_values, encoding, start..end)
+                None => {
+                    let k = need.min(page.left);
+                    need -= k;
+                    out.rep.resize(before + k, 0);
+                    k
                 }
             };
-            let defs = (self.max_def > 0)
-                .then(|| Hybrid::new(levels.clone(), bit_width(self.max_def as u32)));
-            let start = levels.end;
-            let values = match encoding {
-                Encoding::PLAIN => Values::Plain { pos: start },
-                Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY => {
-                    // A page of nulls only may end before the width byte: no index is read.
-                    let width = buf.get(start).copied().unwrap_or(0) as u32;
-                    if width > 32 {
-                        return Err(format!("dictionary indices {width} bits wide"));
-                    }
-                    Values::Dict(Hybrid::new((start + 1).min(buf.len())..buf.len(), width))
+            if taken == 0 {
+                break;
+            }
+            if !self.started && out.rep[before] != 0 {
+                return Err("a column chunk starts inside a record".into());
+            }
+            self.started = true;
+            let present = match &mut page.defs {
+                Some(defs) => defs.read_levels(&page.buf, &mut out.def, taken, max_def)?,
+                None => {
+                    out.def.resize(out.def.len() + taken, 0);
+                    taken
                 }
-                other => return Err(format!("a data page in {other}")),
             };
-            self.page = Some(DataPage {
-                buf,
-                left: num_values as usize,
-                defs,
-                values,
-            });
-            return Ok(true);
+            page.left -= taken;
+            let stopped_inside = need == 0 && page.left > 0;
+            self.values(present, out)?;
+            if stopped_inside {
+                // The next level starts a record not asked for.
+                break;
+            }
         }
+        Ok(records - need)
+    }
+
+    /// Opens the next data page (reading a dictionary page on the way); false at the end.
+    fn next_data_page(&mut self) -> Result<bool, String> {
+        let kind = self.kind;
+        let (dict, dict_out) = (&mut self.dict, &mut self.dict_out);
+        let parts = next_page(&mut *self.pages, self.max_rep, self.max_def, |buf, n| {
+            let entries = match kind {
+                Kind::Text => text_dictionary(&buf, n)?,
+                Kind::Bool => return Err("a dictionary page for booleans".into()),
+                _ => Vec::new(),
+            };
+            *dict = Some((buf, entries));
+            *dict_out = None;
+            Ok(())
+        })?;
+        let Some(page) = parts else {
+            self.page = None;
+            return Ok(false);
+        };
+        let hybrid = |range: std::ops::Range<usize>, max: i16| {
+            (max > 0).then(|| Hybrid::new(range, bit_width(max as u32)))
+        };
+        let (values, dictionary) = match (page.encoding, self.kind) {
+            (Encoding::PLAIN, Kind::Bool) => (
+                Cursor::Bits {
+                    bit: page.values * 8,
+                },
+                false,
+            ),
+            (Encoding::PLAIN, _) => (Cursor::Plain { pos: page.values }, false),
+            (Encoding::RLE, Kind::Bool) => {
+                // A 4-byte length, then width-1 runs.
+                let start = page.values + 4;
+                let len = page
+                    .buf
+                    .get(page.values..start)
+                    .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                    .ok_or("a data page cut before its values")?;
+                let end = start.saturating_add(len).min(page.buf.len());
+                (Cursor::Runs(Hybrid::new(start..end, 1)), false)
+            }
+            (Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY, kind) if kind != Kind::Bool => {
+                let indices = dictionary_indices(&page.buf, page.values)?;
+                (Cursor::Runs(indices), true)
+            }
+            (other, _) => return Err(format!("a data page in {other}")),
+        };
+        self.page = Some(LeafPage {
+            buf: page.buf,
+            left: page.levels,
+            reps: hybrid(page.reps, self.max_rep),
+            defs: hybrid(page.defs, self.max_def),
+            values,
+            dictionary,
+            out: None,
+        });
+        Ok(true)
+    }
+
+    /// Decodes the open page's next `n` values into `out`.
+    fn values(&mut self, n: usize, out: &mut LeafColumn) -> Result<(), String> {
+        if n == 0 {
+            return Ok(());
+        }
+        match self.kind {
+            Kind::Text => self.texts(n, out),
+            Kind::Int64 => self.fixed::<i64>(n, out),
+            Kind::Int32 => self.fixed::<i32>(n, out),
+            Kind::Double => self.fixed::<f64>(n, out),
+            Kind::Float => self.fixed::<f32>(n, out),
+            Kind::Bool => self.booleans(n, out),
+        }
+    }
+
+    fn texts(&mut self, n: usize, out: &mut LeafColumn) -> Result<(), String> {
+        let page = self
+            .page
+            .as_mut()
+            .expect("values follow their levels' page");
+        if page.dictionary {
+            let Some((buf, entries)) = &self.dict else {
+                return Err("a dictionary-encoded page without a dictionary page".into());
+            };
+            let Cursor::Runs(ids) = &mut page.values else {
+                unreachable!("dictionary pages read runs")
+            };
+            self.indices.clear();
+            ids.read(&page.buf, &mut self.indices, n)?;
+            let at = *self.dict_out.get_or_insert_with(|| {
+                out.bufs.push(buf.clone());
+                out.bufs.len() as u32 - 1
+            });
+            for &i in &self.indices {
+                let &(start, end) = entries.get(i as usize).ok_or_else(|| {
+                    format!(
+                        "dictionary index {i} past the dictionary's {} entries",
+                        entries.len()
+                    )
+                })?;
+                out.spans.push(Span {
+                    buf: at,
+                    start,
+                    end,
+                });
+            }
+            return Ok(());
+        }
+        let Cursor::Plain { pos } = &mut page.values else {
+            unreachable!("plain text pages read from a position")
+        };
+        let at = *page.out.get_or_insert_with(|| {
+            out.bufs.push(page.buf.clone());
+            out.bufs.len() as u32 - 1
+        });
+        for _ in 0..n {
+            let (start, end) = plain_value(&page.buf, pos)?;
+            out.spans.push(Span {
+                buf: at,
+                start,
+                end,
+            });
+        }
+        Ok(())
+    }
+
+    fn fixed<T: Fixed>(&mut self, n: usize, out: &mut LeafColumn) -> Result<(), String> {
+        let page = self
+            .page
+            .as_mut()
+            .expect("values follow their levels' page");
+        let w = T::WIDTH;
+        if page.dictionary {
+            let Cursor::Runs(ids) = &mut page.values else {
+                unreachable!("dictionary pages read runs")
+            };
+            let Some((dict, _)) = &self.dict else {
+                return Err("a dictionary-encoded page without a dictionary page".into());
+            };
+            self.indices.clear();
+            ids.read(&page.buf, &mut self.indices, n)?;
+            let entries = dict.len() / w;
+            let values = T::out(out);
+            values.reserve(n);
+            for &i in &self.indices {
+                let i = i as usize;
+                if i >= entries {
+                    return Err(format!(
+                        "dictionary index {i} past the dictionary's {entries} entries"
+                    ));
+                }
+                values.push(T::from_le(&dict[i * w..i * w + w]));
+            }
+            return Ok(());
+        }
+        let Cursor::Plain { pos } = &mut page.values else {
+            unreachable!("plain pages read from a position")
+        };
+        let src = page
+            .buf
+            .get(*pos..)
+            .and_then(|rest| rest.get(..n * w))
+            .ok_or("a page cut inside its values")?;
+        T::out(out).extend(src.chunks_exact(w).map(T::from_le));
+        *pos += n * w;
+        Ok(())
+    }
+
+    fn booleans(&mut self, n: usize, out: &mut LeafColumn) -> Result<(), String> {
+        let page = self
+            .page
+            .as_mut()
+            .expect("values follow their levels' page");
+        match &mut page.values {
+            Cursor::Bits { bit } => {
+                if (*bit + n).div_ceil(8) > page.buf.len() {
+                    return Err("a page cut inside its values".into());
+                }
+                out.bools
+                    .extend((*bit..*bit + n).map(|b| page.buf[b / 8] >> (b % 8) & 1 == 1));
+                *bit += n;
+            }
+            Cursor::Runs(runs) => {
+                self.indices.clear();
+                runs.read(&page.buf, &mut self.indices, n)?;
+                out.bools.extend(self.indices.iter().map(|&v| v == 1));
+            }
+            Cursor::Plain { .. } => unreachable!("booleans are bits or runs"),
+        }
+        Ok(())
     }
 }
 
@@ -329,21 +863,9 @@ impl Hybrid {
                 }
                 Run::Packed { bit, left } => {
                     let k = n.min(*left);
-                    let (width, mask) = (self.width as usize, (1u64 << self.width) - 1);
                     for _ in 0..k {
-                        let byte = *bit / 8;
-                        let word = match buf.get(byte..byte + 8) {
-                            Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
-                            None => {
-                                // Near the buffer's end: the bytes there are, zero-padded.
-                                let mut b = [0u8; 8];
-                                let tail = &buf[byte.min(buf.len())..];
-                                b[..tail.len()].copy_from_slice(tail);
-                                u64::from_le_bytes(b)
-                            }
-                        };
-                        out.push(((word >> (*bit % 8)) & mask) as u32);
-                        *bit += width;
+                        out.push(unpack(buf, *bit, self.width));
+                        *bit += self.width as usize;
                     }
                     *left -= k;
                     n -= k;
@@ -351,6 +873,101 @@ impl Hybrid {
             }
         }
         Ok(())
+    }
+
+    /// Repetition levels of whole records: appends levels to `out` until `*need` records have
+    /// started and the next level (a 0) would start another, or `limit` levels were taken;
+    /// how many it took. Each 0 taken starts a record and counts off `*need`.
+    fn take_records(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<i16>,
+        need: &mut usize,
+        limit: usize,
+        max: u32,
+    ) -> Result<usize, String> {
+        let mut taken = 0;
+        while taken < limit {
+            match &mut self.run {
+                Run::Repeat { left: 0, .. } | Run::Packed { left: 0, .. } => self.next_run(buf)?,
+                Run::Repeat { value, left } => {
+                    let v = level(*value, max)?;
+                    let k = if v == 0 { (*left).min(*need) } else { *left };
+                    let k = k.min(limit - taken);
+                    if k == 0 {
+                        break;
+                    }
+                    if v == 0 {
+                        *need -= k;
+                    }
+                    out.extend(std::iter::repeat_n(v, k));
+                    *left -= k;
+                    taken += k;
+                }
+                Run::Packed { bit, left } => {
+                    let n = (*left).min(limit - taken);
+                    let mut k = 0;
+                    while k < n {
+                        let v = level(unpack(buf, *bit, self.width), max)?;
+                        if v == 0 {
+                            if *need == 0 {
+                                break;
+                            }
+                            *need -= 1;
+                        }
+                        out.push(v);
+                        *bit += self.width as usize;
+                        k += 1;
+                    }
+                    *left -= k;
+                    taken += k;
+                    if k < n {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Appends the next `n` levels to `out`, each checked against `max`; how many are `max`
+    /// (a definition level's defined slots, which hold values).
+    fn read_levels(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<i16>,
+        mut n: usize,
+        max: u32,
+    ) -> Result<usize, String> {
+        out.reserve(n);
+        let mut at_max = 0;
+        while n > 0 {
+            match &mut self.run {
+                Run::Repeat { left: 0, .. } | Run::Packed { left: 0, .. } => self.next_run(buf)?,
+                Run::Repeat { value, left } => {
+                    let v = level(*value, max)?;
+                    let k = n.min(*left);
+                    out.extend(std::iter::repeat_n(v, k));
+                    if *value == max {
+                        at_max += k;
+                    }
+                    *left -= k;
+                    n -= k;
+                }
+                Run::Packed { bit, left } => {
+                    let k = n.min(*left);
+                    for _ in 0..k {
+                        let v = unpack(buf, *bit, self.width);
+                        out.push(level(v, max)?);
+                        at_max += usize::from(v == max);
+                        *bit += self.width as usize;
+                    }
+                    *left -= k;
+                    n -= k;
+                }
+            }
+        }
+        Ok(at_max)
     }
 
     /// Reads the next run's header (and a repeated run's value).
@@ -402,6 +1019,34 @@ impl Hybrid {
         }
         Ok(())
     }
+}
+
+/// The `width`-bit value at bit `bit` of `buf` (bits past its end read as zeros).
+#[inline]
+fn unpack(buf: &[u8], bit: usize, width: u32) -> u32 {
+    let byte = bit / 8;
+    let word = match buf.get(byte..byte + 8) {
+        Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+        None => {
+            // Near the buffer's end: the bytes there are, zero-padded.
+            let mut b = [0u8; 8];
+            let tail = &buf[byte.min(buf.len())..];
+            b[..tail.len()].copy_from_slice(tail);
+            u64::from_le_bytes(b)
+        }
+    };
+    ((word >> (bit % 8)) & ((1u64 << width) - 1)) as u32
+}
+
+/// A level checked against the column's most.
+#[inline]
+fn level(value: u32, max: u32) -> Result<i16, String> {
+    if value > max {
+        return Err(format!(
+            "a level of {value} where the column's most is {max}"
+        ));
+    }
+    Ok(value as i16)
 }
 
 #[cfg(test)]
@@ -486,6 +1131,81 @@ mod tests {
                 h.read(&buf, &mut got, 1).is_err(),
                 "width {width}: past the end"
             );
+        }
+    }
+
+    #[test]
+    fn records_are_cut_where_the_naive_scan_cuts_them() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for case in 0..300 {
+            let max = 1 + next(3) as u32;
+            let width = bit_width(max);
+            let mut runs = Vec::new();
+            let mut levels = Vec::new();
+            for _ in 0..1 + next(12) {
+                let len = 1 + next(30) as usize;
+                let repeat = next(2) == 0;
+                let values: Vec<u32> = if repeat {
+                    vec![next(u64::from(max) + 1) as u32; len]
+                } else {
+                    (0..len.div_ceil(8) * 8)
+                        .map(|_| next(u64::from(max) + 1) as u32)
+                        .collect()
+                };
+                levels.extend_from_slice(&values);
+                runs.push((repeat, values));
+            }
+            let buf = encode(width, &runs);
+            let mut h = Hybrid::new(0..buf.len(), width);
+            let mut got = Vec::new();
+            let mut at = 0;
+            while at < levels.len() {
+                let (want, limit) = (next(6) as usize, 1 + next(40) as usize);
+                let limit = limit.min(levels.len() - at);
+                // Naive: take levels while under the limit, stopping before a 0 once `want`
+                // records have started.
+                let (mut need, mut end) = (want, at);
+                while end < at + limit {
+                    if levels[end] == 0 {
+                        if need == 0 {
+                            break;
+                        }
+                        need -= 1;
+                    }
+                    end += 1;
+                }
+                let mut left = want;
+                let taken = h
+                    .take_records(&buf, &mut got, &mut left, limit, max)
+                    .unwrap();
+                assert_eq!((taken, left), (end - at, need), "case {case} at {at}");
+                at = end;
+                if taken == 0 {
+                    // Nothing wanted at a record start: take one record to move on.
+                    let mut one = 1;
+                    at += h.take_records(&buf, &mut got, &mut one, 1, max).unwrap();
+                }
+            }
+            let want: Vec<i16> = levels.iter().map(|&l| l as i16).collect();
+            assert_eq!(got, want, "case {case}");
+            // The same data as definition levels: every level, and how many are the most.
+            let mut h = Hybrid::new(0..buf.len(), width);
+            let mut defs = Vec::new();
+            let at_max = h.read_levels(&buf, &mut defs, levels.len(), max).unwrap();
+            assert_eq!(defs, want);
+            assert_eq!(at_max, levels.iter().filter(|&&l| l == max).count());
+            // A level past the column's most is an error.
+            if let Some(&top) = levels.iter().max().filter(|&&t| t > 0) {
+                let mut h = Hybrid::new(0..buf.len(), width);
+                let e = h.read_levels(&buf, &mut Vec::new(), levels.len(), top - 1);
+                assert!(e.is_err(), "case {case}");
+            }
         }
     }
 

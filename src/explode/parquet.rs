@@ -2,8 +2,10 @@
 //!
 //! ARCHITECTURE.md (why the hot paths look as they do): Arrow's nested assembly rebuilds validity bitmaps and list offsets for every
 //! column only for the explode to throw that structure away; reading each version leaf's
-//! levels and values through the column API and walking them directly is ~2.3× faster in a
-//! sixth of the memory. Only the version leaves are read (never the current `value`).
+//! levels and values and walking them directly is ~2.3× faster in a sixth of the memory.
+//! Only the version leaves are read (never the current `value`), page by page
+//! ([`LeafChunk`]: levels from their runs, text as spans into the pages), or by the parquet
+//! crate's column reader for encodings the page reader leaves to it.
 //!
 //! A [`Layout`] is found from the schema alone, generically (names and nesting vary between
 //! writers: `list`/`element`, `array`, `bag`, two-level legacy lists):
@@ -44,6 +46,7 @@ use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
 use super::{MAX_VALUE_BYTES, PropertyIds, timestamp};
 use crate::batch::Rows;
+use crate::pages::{LeafChunk, LeafColumn};
 use crate::source::{Handle, PreadFile, Reader};
 
 /// What the Parquet explode reports besides rows.
@@ -275,93 +278,68 @@ pub fn layout(schema: &SchemaDescriptor) -> Result<Layout, String> {
     Ok(Layout { id, form })
 }
 
-/// A leaf column of one row group: levels and values.
-#[derive(Debug, Default)]
-struct Column {
-    def: Vec<i16>,
-    rep: Vec<i16>,
-    bytes: Vec<ByteArray>,
-    ints: Vec<i64>,
-    ints32: Vec<i32>,
-    floats: Vec<f64>,
-    floats32: Vec<f32>,
-    bools: Vec<bool>,
+/// A leaf column of one row group: levels and values (read by [`LeafReader`]).
+type Column = LeafColumn;
+
+/// How a leaf's chunk is read: page by page into spans ([`LeafChunk`]) where its types and
+/// encodings allow, by the parquet crate's generic reader otherwise.
+enum LeafReader {
+    // Both boxed: a few hundred bytes each, opened once per leaf and row group.
+    Pages(Box<LeafChunk>),
+    Generic(Box<ColumnReader>),
 }
 
-impl Column {
-    /// Reads all `rows` records of `leaf` in the row group.
-    fn read(
-        &mut self,
-        group: &dyn RowGroupReader,
-        leaf: &Leaf,
-        rows: usize,
-    ) -> Result<(), ParquetError> {
-        let mut reader = group.get_column_reader(leaf.column)?;
-        self.fill(&mut reader, leaf, rows)
+impl LeafReader {
+    fn open(group: &dyn RowGroupReader, leaf: &Leaf) -> Result<LeafReader, ParquetError> {
+        let chunk = group.metadata().column(leaf.column);
+        if LeafChunk::handles(chunk) {
+            let pages = group.get_column_page_reader(leaf.column)?;
+            if let Some(reader) = LeafChunk::new(pages, chunk.column_descr()) {
+                return Ok(LeafReader::Pages(Box::new(reader)));
+            }
+        }
+        Ok(LeafReader::Generic(Box::new(
+            group.get_column_reader(leaf.column)?,
+        )))
     }
 
-    /// Reads the next `records` records of `leaf` from `reader` (replacing what it held).
+    /// Replaces `out` with the next `records` records of `leaf`.
     fn fill(
         &mut self,
-        reader: &mut ColumnReader,
         leaf: &Leaf,
         records: usize,
+        out: &mut Column,
+        bytes: &mut Vec<ByteArray>,
     ) -> Result<(), ParquetError> {
-        let rows = records;
-        self.def.clear();
-        self.rep.clear();
-        self.bytes.clear();
-        self.ints.clear();
-        self.ints32.clear();
-        self.floats.clear();
-        self.floats32.clear();
-        self.bools.clear();
-        let (def, rep) = (Some(&mut self.def), Some(&mut self.rep));
-        let read = match reader {
-            ColumnReader::ByteArrayColumnReader(r) => {
-                r.read_records(rows, def, rep, &mut self.bytes)?
-            }
-            ColumnReader::Int64ColumnReader(r) => r.read_records(rows, def, rep, &mut self.ints)?,
-            ColumnReader::Int32ColumnReader(r) => {
-                r.read_records(rows, def, rep, &mut self.ints32)?
-            }
-            ColumnReader::DoubleColumnReader(r) => {
-                r.read_records(rows, def, rep, &mut self.floats)?
-            }
-            ColumnReader::FloatColumnReader(r) => {
-                r.read_records(rows, def, rep, &mut self.floats32)?
-            }
-            ColumnReader::BoolColumnReader(r) => r.read_records(rows, def, rep, &mut self.bools)?,
-            _ => {
-                return Err(ParquetError::General(format!(
-                    "column {} has type {}, which skewer does not read",
-                    leaf.column, leaf.physical
-                )));
-            }
+        let read = match self {
+            LeafReader::Pages(chunk) => chunk
+                .fill(records, out)
+                .map_err(|e| ParquetError::General(format!("column {}: {e}", leaf.column)))?,
+            LeafReader::Generic(reader) => generic_fill(reader, leaf, records, out, bytes)?,
         };
-        if read.0 != rows {
+        if read != records {
             return Err(ParquetError::General(format!(
-                "column {} holds {} records where {rows} were expected",
-                leaf.column, read.0
+                "column {} holds {read} records where {records} were expected",
+                leaf.column
             )));
         }
-        // A required leaf writes no levels: every slot is defined.
-        if leaf.max_def == 0 {
-            self.def.resize(read.2, 0);
-        }
-        if self.rep.is_empty() {
-            self.rep.resize(read.2, 0);
-        }
         // Values are stored for defined slots only; a file that disagrees is corrupt, and
-        // checking once here keeps every later index in bounds.
-        let defined = self.def.iter().filter(|&&d| d == leaf.max_def).count();
-        let values = self.bytes.len()
-            + self.ints.len()
-            + self.ints32.len()
-            + self.floats.len()
-            + self.floats32.len()
-            + self.bools.len();
-        if defined != values || self.def.len() != self.rep.len() {
+        // checking once here keeps every later index in bounds (the page reader decodes a
+        // value for each defined slot or fails, so its reads need no second count).
+        if out.def.len() != out.rep.len() {
+            return Err(ParquetError::General(format!(
+                "column {} has {} definition and {} repetition levels",
+                leaf.column,
+                out.def.len(),
+                out.rep.len()
+            )));
+        }
+        if matches!(self, LeafReader::Pages(_)) {
+            return Ok(());
+        }
+        let defined = out.def.iter().filter(|&&d| d == leaf.max_def).count();
+        let values = out.values();
+        if defined != values {
             return Err(ParquetError::General(format!(
                 "column {} has {values} values for {defined} defined slots",
                 leaf.column
@@ -369,12 +347,54 @@ impl Column {
         }
         Ok(())
     }
+}
 
+/// Reads the next `records` records of `leaf` with the parquet crate's reader: how many.
+fn generic_fill(
+    reader: &mut ColumnReader,
+    leaf: &Leaf,
+    records: usize,
+    out: &mut Column,
+    bytes: &mut Vec<ByteArray>,
+) -> Result<usize, ParquetError> {
+    out.clear();
+    bytes.clear();
+    let (def, rep) = (Some(&mut out.def), Some(&mut out.rep));
+    let read = match reader {
+        ColumnReader::ByteArrayColumnReader(r) => r.read_records(records, def, rep, bytes)?,
+        ColumnReader::Int64ColumnReader(r) => r.read_records(records, def, rep, &mut out.ints)?,
+        ColumnReader::Int32ColumnReader(r) => r.read_records(records, def, rep, &mut out.ints32)?,
+        ColumnReader::DoubleColumnReader(r) => {
+            r.read_records(records, def, rep, &mut out.floats)?
+        }
+        ColumnReader::FloatColumnReader(r) => {
+            r.read_records(records, def, rep, &mut out.floats32)?
+        }
+        ColumnReader::BoolColumnReader(r) => r.read_records(records, def, rep, &mut out.bools)?,
+        _ => {
+            return Err(ParquetError::General(format!(
+                "column {} has type {}, which skewer does not read",
+                leaf.column, leaf.physical
+            )));
+        }
+    };
+    out.push_texts(bytes.iter().map(|b| b.data()));
+    // A required leaf writes no levels: every slot is defined.
+    if leaf.max_def == 0 {
+        out.def.resize(read.2, 0);
+    }
+    if out.rep.is_empty() {
+        out.rep.resize(read.2, 0);
+    }
+    Ok(read.0)
+}
+
+impl Column {
     /// Whether string value `k` is valid UTF-8 (non-string columns always are).
     fn valid_text(&self, physical: Physical, k: usize) -> bool {
         match physical {
             Physical::BYTE_ARRAY | Physical::FIXED_LEN_BYTE_ARRAY => {
-                std::str::from_utf8(self.bytes[k].data()).is_ok()
+                std::str::from_utf8(self.text(k)).is_ok()
             }
             _ => true,
         }
@@ -383,17 +403,15 @@ impl Column {
     /// Bytes of string value `k` (non-string columns are short).
     fn text_len(&self, physical: Physical, k: usize) -> usize {
         match physical {
-            Physical::BYTE_ARRAY | Physical::FIXED_LEN_BYTE_ARRAY => self.bytes[k].len(),
+            Physical::BYTE_ARRAY | Physical::FIXED_LEN_BYTE_ARRAY => self.text(k).len(),
             _ => 0,
         }
     }
 
     /// Appends value `k` to `out` as text (numbers and booleans as their text).
-    fn text(&self, physical: Physical, k: usize, out: &mut crate::batch::StrColumn) {
+    fn push_text(&self, physical: Physical, k: usize, out: &mut crate::batch::StrColumn) {
         match physical {
-            Physical::BYTE_ARRAY | Physical::FIXED_LEN_BYTE_ARRAY => {
-                out.push(Some(self.bytes[k].data()))
-            }
+            Physical::BYTE_ARRAY | Physical::FIXED_LEN_BYTE_ARRAY => out.push(Some(self.text(k))),
             Physical::INT64 => out.push_fmt(format_args!("{}", self.ints[k])),
             Physical::INT32 => out.push_fmt(format_args!("{}", self.ints32[k])),
             Physical::DOUBLE => out.push_fmt(format_args!("{}", self.floats[k])),
@@ -407,7 +425,7 @@ impl Column {
         match leaf.physical {
             Physical::INT64 => Some(self.ints[k].div_euclid(leaf.per_ms)),
             Physical::INT32 => Some(i64::from(self.ints32[k])),
-            Physical::BYTE_ARRAY => std::str::from_utf8(self.bytes[k].data()).ok()?.parse().ok(),
+            Physical::BYTE_ARRAY => std::str::from_utf8(self.text(k)).ok()?.parse().ok(),
             _ => None,
         }
     }
@@ -415,7 +433,7 @@ impl Column {
     /// Value `k` as a timestamp in ms: integers (by their unit), or text (digits, ISO-8601).
     fn timestamp(&self, leaf: &Leaf, k: usize) -> Option<i64> {
         match leaf.physical {
-            Physical::BYTE_ARRAY => timestamp::parse(self.bytes[k].data()),
+            Physical::BYTE_ARRAY => timestamp::parse(self.text(k)),
             Physical::DOUBLE => timestamp::from_f64(self.floats[k]),
             _ => self.int(leaf, k),
         }
@@ -430,6 +448,8 @@ pub struct ParquetScratch {
     fallback: Vec<Option<i64>>,
     columns: Vec<Column>,
     keys: Column,
+    /// The generic reader's text values, before they are copied into a column.
+    generic: Vec<ByteArray>,
     rows: Rows,
 }
 
@@ -735,7 +755,7 @@ fn read_ids(
         scratch.columns.push(Column::default());
     }
     let col = &mut scratch.columns[0];
-    col.read(group, leaf, rows)?;
+    LeafReader::open(group, leaf)?.fill(leaf, rows, col, &mut scratch.generic)?;
     let mut k = 0;
     for i in 0..col.def.len() {
         if col.def[i] == leaf.max_def {
@@ -784,14 +804,14 @@ fn explode_versions(
     }
     let mut readers = Vec::with_capacity(n);
     for (_, leaf) in &leaves.fields {
-        readers.push(group.get_column_reader(leaf.column)?);
+        readers.push(LeafReader::open(group, leaf)?);
     }
     let mut fallback_reader = match &leaves.fallback {
-        Some(leaf) => Some(group.get_column_reader(leaf.column)?),
+        Some(leaf) => Some(LeafReader::open(group, leaf)?),
         None => None,
     };
     let mut key_reader = match &names {
-        Names::Map { key, .. } => Some(group.get_column_reader(key.column)?),
+        Names::Map { key, .. } => Some(LeafReader::open(group, key)?),
         Names::One(_) => None,
     };
     let mut keys = std::mem::take(&mut scratch.keys);
@@ -801,15 +821,20 @@ fn explode_versions(
         let records = CHUNK_RECORDS.min(rows - done);
         result = (|| {
             for (i, (_, leaf)) in leaves.fields.iter().enumerate() {
-                scratch.columns[i + 1].fill(&mut readers[i], leaf, records)?;
+                readers[i].fill(
+                    leaf,
+                    records,
+                    &mut scratch.columns[i + 1],
+                    &mut scratch.generic,
+                )?;
             }
             if let (Some(r), Names::Map { key, .. }) = (&mut key_reader, &names) {
-                keys.fill(r, key, records)?;
+                r.fill(key, records, &mut keys, &mut scratch.generic)?;
             }
             scratch.fallback.clear();
             if let (Some(r), Some(leaf)) = (&mut fallback_reader, &leaves.fallback) {
                 let col = &mut scratch.columns[n + 1];
-                col.fill(r, leaf, records)?;
+                r.fill(leaf, records, col, &mut scratch.generic)?;
                 let mut k = 0;
                 for &def in &col.def {
                     let ts = (def == leaf.max_def).then(|| {
@@ -826,6 +851,9 @@ fn explode_versions(
     scratch.keys = keys;
     result
 }
+
+/// Slots checked at once for holding nothing (see `walk_chunk`).
+const SKIP_BLOCK: usize = 16;
 
 /// Walks the chunk of leaves `scratch.columns[1..]` holds, whose first object is `base`.
 /// Where a version's value, source type, source id and source label are: (leaf, value
@@ -966,16 +994,38 @@ fn walk_chunk(
         Names::One(p) => Some(*p),
         Names::Map { .. } => None,
     };
-    for slot in 0..slots {
-        let (rep, def) = (columns[ts_index].rep[slot], columns[ts_index].def[slot]);
-        if rep == 0 && slot > 0 {
+    // Slots under this level are neither versions nor map entries: most of a sparse dump's
+    // (one per object without the property), so they are skipped a block at a time.
+    let skippable = match names {
+        Names::One(_) => element_def,
+        Names::Map { entry_def, .. } => element_def.min(*entry_def),
+    };
+    let (reps, defs) = (&columns[ts_index].rep, &columns[ts_index].def);
+    let mut slot = 0;
+    while slot < slots {
+        if slot > 0 && slot + SKIP_BLOCK <= slots {
+            let block = slot..slot + SKIP_BLOCK;
+            if defs[block.clone()].iter().all(|&d| d < skippable) {
+                record += reps[block].iter().filter(|&&r| r == 0).count();
+                slot += SKIP_BLOCK;
+                continue;
+            }
+        }
+        let at = slot;
+        slot += 1;
+        let (rep, def) = (reps[at], defs[at]);
+        if rep == 0 && at > 0 {
             record += 1;
         }
         if let Names::Map { entry_def, .. } = names {
             // A map entry starts at repetition 0 or 1 where the entry exists; keys are required
             // within an entry, so the n-th existing entry has the n-th key.
             if rep <= 1 && def >= *entry_def {
-                let key = keys.bytes.get(entries).map_or(&b""[..], |b| b.data());
+                let key = if entries < keys.spans.len() {
+                    keys.text(entries)
+                } else {
+                    b""
+                };
                 property = std::str::from_utf8(key).ok().map(|name| ids.id(name));
                 entries += 1;
             }
@@ -983,7 +1033,7 @@ fn walk_chunk(
         if def < element_def {
             continue;
         }
-        let (ts, user, strings) = take_fields(leaves, columns, slot, &mut cursor);
+        let (ts, user, strings) = take_fields(leaves, columns, at, &mut cursor);
         let Some(object) = object_ids.get(record).copied().flatten() else {
             continue; // the object was rejected whole
         };
@@ -1011,7 +1061,7 @@ fn walk_chunk(
         ];
         for (s, target) in strings.iter().zip(targets) {
             match *s {
-                Some((i, k)) => columns[i + 1].text(leaves.fields[i].1.physical, k, target),
+                Some((i, k)) => columns[i + 1].push_text(leaves.fields[i].1.physical, k, target),
                 None => target.push(None),
             }
         }
@@ -1072,6 +1122,7 @@ pub fn footer_volumes(opened: &Opened) -> Option<Vec<(String, u64, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parquet::basic::Encoding;
     use parquet::schema::parser::parse_message_type;
 
     fn layout_of(schema: &str) -> Result<Layout, String> {
@@ -1284,5 +1335,317 @@ mod tests {
         assert!(e.contains("no top-level \"properties\""), "{e}");
         let e = layout_of("message m { optional group properties { optional group p { optional binary value; } } }").unwrap_err();
         assert!(e.contains("no version lists"), "{e}");
+    }
+
+    /// A seeded generator of a file whose leaves have every type, nesting and encoding the
+    /// page reader takes: levels of 3,000 records, each leaf with its own nulls.
+    fn leaf_file(seed: u64, props: parquet::file::properties::WriterProperties) -> Bytes {
+        use parquet::data_type::*;
+        let schema = parse_message_type(
+            "message m { required int64 id; optional binary flat (STRING);
+               optional group versions (LIST) { repeated group list { optional group element {
+                 optional binary text (STRING); optional int64 i64; optional int32 i32;
+                 optional double f64; optional float f32; optional boolean b;
+                 required int64 req; } } } }",
+        )
+        .unwrap();
+        let mut state = seed | 1;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut buf = Vec::new();
+        let mut w = parquet::file::writer::SerializedFileWriter::new(
+            &mut buf,
+            Arc::new(schema),
+            Arc::new(props),
+        )
+        .unwrap();
+        for _group in 0..2 {
+            let mut rg = w.next_row_group().unwrap();
+            let records = 3000;
+            let mut column = 0;
+            while let Some(mut c) = rg.next_column().unwrap() {
+                let (max_def, max_rep) = match column {
+                    0 => (0, 0),
+                    1 => (1, 0),
+                    8 => (3, 1),
+                    _ => (4, 1),
+                };
+                column += 1;
+                let (mut def, mut rep) = (Vec::new(), Vec::new());
+                for _ in 0..records {
+                    if max_rep == 0 {
+                        def.push(if max_def == 0 || next(5) > 0 {
+                            max_def
+                        } else {
+                            0
+                        });
+                        rep.push(0);
+                        continue;
+                    }
+                    // A null list, an empty one, or up to 12 versions (some long histories).
+                    let slots = match next(10) {
+                        0 => 0,
+                        1 => 1,
+                        9 => 1 + next(200) as usize,
+                        _ => 1 + next(12) as usize,
+                    };
+                    if slots == 0 {
+                        def.push(0);
+                        rep.push(0);
+                        continue;
+                    }
+                    let empty = next(9) == 0;
+                    for s in 0..slots {
+                        rep.push(i16::from(s > 0));
+                        def.push(match (empty, next(8)) {
+                            (true, _) => 1,
+                            (_, 0) => 2,
+                            (_, 1) if max_def == 4 => 3,
+                            _ => max_def,
+                        });
+                        if empty {
+                            break;
+                        }
+                    }
+                }
+                let defined = def.iter().filter(|&&d| d == max_def).count();
+                let (d, r) = (
+                    (max_def > 0).then_some(&def[..]),
+                    (max_rep > 0).then_some(&rep[..]),
+                );
+                let words = [
+                    "",
+                    "a",
+                    "yes",
+                    "subscriber",
+                    "lead",
+                    "a much longer value ~~~",
+                ];
+                match column - 1 {
+                    1 | 2 => {
+                        let v: Vec<ByteArray> = (0..defined)
+                            .map(|i| match next(4) {
+                                0 => ByteArray::from(
+                                    format!("unique {i} {}", next(1 << 40)).into_bytes(),
+                                ),
+                                _ => ByteArray::from(words[next(6) as usize]),
+                            })
+                            .collect();
+                        c.typed::<ByteArrayType>().write_batch(&v, d, r).unwrap();
+                    }
+                    4 => {
+                        let v: Vec<i32> = (0..defined).map(|_| next(100) as i32 - 50).collect();
+                        c.typed::<Int32Type>().write_batch(&v, d, r).unwrap();
+                    }
+                    5 => {
+                        let v: Vec<f64> = (0..defined).map(|_| next(1000) as f64 / 8.0).collect();
+                        c.typed::<DoubleType>().write_batch(&v, d, r).unwrap();
+                    }
+                    6 => {
+                        let v: Vec<f32> = (0..defined).map(|_| next(50) as f32 * 0.5).collect();
+                        c.typed::<FloatType>().write_batch(&v, d, r).unwrap();
+                    }
+                    7 => {
+                        let v: Vec<bool> = (0..defined).map(|_| next(3) == 0).collect();
+                        c.typed::<BoolType>().write_batch(&v, d, r).unwrap();
+                    }
+                    _ => {
+                        let v: Vec<i64> = (0..defined)
+                            .map(|_| 1_600_000_000_000 + next(1 << 20) as i64)
+                            .collect();
+                        c.typed::<Int64Type>().write_batch(&v, d, r).unwrap();
+                    }
+                }
+                c.close().unwrap();
+            }
+            rg.close().unwrap();
+        }
+        w.close().unwrap();
+        Bytes::from(buf)
+    }
+
+    /// Every value of a column as text, for comparing two reads of it.
+    fn rendered(col: &Column) -> Vec<String> {
+        let mut out: Vec<String> = (0..col.spans.len())
+            .map(|k| String::from_utf8_lossy(col.text(k)).into_owned())
+            .collect();
+        out.extend(col.ints.iter().map(|v| v.to_string()));
+        out.extend(col.ints32.iter().map(|v| v.to_string()));
+        out.extend(col.floats.iter().map(|v| v.to_string()));
+        out.extend(col.floats32.iter().map(|v| v.to_string()));
+        out.extend(col.bools.iter().map(|v| v.to_string()));
+        out
+    }
+
+    #[test]
+    fn the_page_reader_reads_every_leaf_as_the_generic_reader_does() {
+        use parquet::file::properties::{WriterProperties, WriterVersion};
+        let mut cases = 0;
+        for (seed, dictionary, version, page_rows) in [
+            (1, true, WriterVersion::PARQUET_1_0, 20_000),
+            (2, false, WriterVersion::PARQUET_1_0, 20_000),
+            (3, true, WriterVersion::PARQUET_2_0, 20_000),
+            (4, false, WriterVersion::PARQUET_2_0, 64),
+            (5, true, WriterVersion::PARQUET_1_0, 7),
+            (6, false, WriterVersion::PARQUET_1_0, 100),
+        ] {
+            let props = WriterProperties::builder()
+                .set_dictionary_enabled(dictionary)
+                .set_writer_version(version)
+                .set_data_page_row_count_limit(page_rows)
+                .set_write_batch_size(page_rows.min(1024))
+                // A small dictionary limit: some chunks fall back to plain pages midway.
+                .set_dictionary_page_size_limit(if seed == 5 { 256 } else { 1 << 20 })
+                .build();
+            let file = leaf_file(seed, props);
+            let reader = SerializedFileReader::new(file).unwrap();
+            let mut chunk_sizes = seed;
+            for g in 0..reader.num_row_groups() {
+                let group = reader.get_row_group(g).unwrap();
+                let schema = reader.metadata().file_metadata().schema_descr();
+                for column in 0..schema.num_columns() {
+                    let leaf = Leaf::new(column, &schema.column(column));
+                    let mut pages = LeafReader::open(&*group, &leaf).unwrap();
+                    // parquet-rs writes v2 chunks without a dictionary in DELTA encodings,
+                    // which stay with the generic reader.
+                    let delta = group.metadata().column(column).encodings().any(|e| {
+                        matches!(
+                            e,
+                            Encoding::DELTA_BINARY_PACKED | Encoding::DELTA_BYTE_ARRAY
+                        )
+                    });
+                    assert_eq!(
+                        matches!(pages, LeafReader::Pages(_)),
+                        !delta,
+                        "seed {seed} column {column}"
+                    );
+                    let mut generic =
+                        LeafReader::Generic(Box::new(group.get_column_reader(column).unwrap()));
+                    let (mut a, mut b, mut scratch) =
+                        (Column::default(), Column::default(), Vec::new());
+                    let mut done = 0;
+                    while done < 3000 {
+                        // Uneven pieces: records end inside pages and level blocks.
+                        chunk_sizes = chunk_sizes * 31 % 997;
+                        let n = (1 + chunk_sizes as usize % 300).min(3000 - done);
+                        pages.fill(&leaf, n, &mut a, &mut scratch).unwrap();
+                        generic.fill(&leaf, n, &mut b, &mut scratch).unwrap();
+                        assert_eq!(a.def, b.def, "seed {seed} column {column} at {done}");
+                        assert_eq!(a.rep, b.rep, "seed {seed} column {column} at {done}");
+                        assert_eq!(rendered(&a), rendered(&b), "seed {seed} column {column}");
+                        done += n;
+                        cases += 1;
+                    }
+                    // Past the chunk's end: no records, an error.
+                    assert!(pages.fill(&leaf, 1, &mut a, &mut scratch).is_err());
+                }
+            }
+        }
+        assert!(cases > 1000, "{cases}");
+    }
+
+    /// Pages served from memory, so that a test can cut and corrupt them.
+    struct Pages(std::vec::IntoIter<parquet::column::page::Page>);
+
+    impl Iterator for Pages {
+        type Item = parquet::errors::Result<parquet::column::page::Page>;
+        fn next(&mut self) -> Option<Self::Item> {
+            self.0.next().map(Ok)
+        }
+    }
+
+    impl parquet::column::page::PageReader for Pages {
+        fn get_next_page(
+            &mut self,
+        ) -> parquet::errors::Result<Option<parquet::column::page::Page>> {
+            Ok(self.0.next())
+        }
+        fn peek_next_page(
+            &mut self,
+        ) -> parquet::errors::Result<Option<parquet::column::page::PageMetadata>> {
+            Ok(None)
+        }
+        fn skip_next_page(&mut self) -> parquet::errors::Result<()> {
+            self.0.next();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn cut_and_corrupted_pages_are_errors_not_panics() {
+        use parquet::column::page::Page;
+        use parquet::file::properties::{WriterProperties, WriterVersion};
+        for version in [WriterVersion::PARQUET_1_0, WriterVersion::PARQUET_2_0] {
+            let props = WriterProperties::builder()
+                .set_writer_version(version)
+                .set_data_page_row_count_limit(50)
+                .build();
+            let reader = SerializedFileReader::new(leaf_file(9, props)).unwrap();
+            let group = reader.get_row_group(0).unwrap();
+            let schema = reader.metadata().file_metadata().schema_descr();
+            let mut errors = 0;
+            for column in 0..schema.num_columns() {
+                let descr = schema.column(column);
+                let pages: Vec<Page> = group
+                    .get_column_page_reader(column)
+                    .unwrap()
+                    .map(|p| p.unwrap())
+                    .collect();
+                // The buffer with `f` applied, as a page like `page`.
+                let with = |page: &Page, f: &dyn Fn(&mut Vec<u8>)| {
+                    let mut page = page.clone();
+                    let buf = match &mut page {
+                        Page::DataPage { buf, .. }
+                        | Page::DataPageV2 { buf, .. }
+                        | Page::DictionaryPage { buf, .. } => buf,
+                    };
+                    let mut bytes = buf.to_vec();
+                    f(&mut bytes);
+                    *buf = Bytes::from(bytes);
+                    page
+                };
+                for (i, page) in pages.iter().enumerate().take(4) {
+                    let len = page.buffer().len();
+                    let cuts = (0..len).step_by(len / 40 + 1);
+                    let flips = (0..len).step_by(len / 25 + 1);
+                    let variants = cuts
+                        .map(|cut| with(page, &move |b| b.truncate(cut)))
+                        .chain(flips.map(|at| with(page, &move |b| b[at] ^= 0xa5)));
+                    for bad in variants {
+                        let mut all = pages.clone();
+                        all[i] = bad;
+                        let mut chunk =
+                            LeafChunk::new(Box::new(Pages(all.into_iter())), &descr).unwrap();
+                        let mut out = Column::default();
+                        // Read to the end: whatever it gives, it never panics and holds a
+                        // value for each defined slot.
+                        loop {
+                            match chunk.fill(37, &mut out) {
+                                Ok(0) => break,
+                                Ok(_) => {
+                                    let defined = out
+                                        .def
+                                        .iter()
+                                        .filter(|&&d| d == descr.max_def_level())
+                                        .count();
+                                    let _ = rendered(&out);
+                                    assert_eq!(out.values(), defined);
+                                    assert_eq!(out.def.len(), out.rep.len());
+                                }
+                                Err(_) => {
+                                    errors += 1;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(errors > 50, "cut pages must be caught: {errors}");
+        }
     }
 }
