@@ -477,6 +477,12 @@ struct LeafPage {
     out: Option<u32>,
 }
 
+/// Levels taken (and their values decoded) at a time.
+const LEVEL_STEP: usize = 1 << 16;
+/// Slots one fill may hold: 2,048 objects' versions of one property are far fewer; a page
+/// whose runs claim more (a few bytes can) is refused rather than allocated.
+const MAX_FILL_LEVELS: usize = 1 << 26;
+
 /// A leaf column chunk of any nesting, read whole records at a time into a [`LeafColumn`].
 ///
 /// What it reads: `BYTE_ARRAY`, `INT64`, `INT32`, `DOUBLE`, `FLOAT` and `BOOLEAN` leaves in
@@ -564,13 +570,22 @@ impl LeafChunk {
                 }
                 break;
             };
+            // Levels are taken a step at a time, each step's values decoded before the next:
+            // a page claiming more levels than it holds fails early, not after a huge fill.
+            let room = MAX_FILL_LEVELS - out.rep.len();
+            if room == 0 {
+                return Err(format!(
+                    "more than {MAX_FILL_LEVELS} slots in {records} records: a record too large to read"
+                ));
+            }
+            let limit = page.left.min(LEVEL_STEP).min(room);
             let before = out.rep.len();
             let taken = match &mut page.reps {
                 Some(reps) => {
-                    reps.take_records(&page.buf, &mut out.rep, &mut need, page.left, max_rep)?
+                    reps.take_records(&page.buf, &mut out.rep, &mut need, limit, max_rep)?
                 }
                 None => {
-                    let k = need.min(page.left);
+                    let k = need.min(limit);
                     need -= k;
                     out.rep.resize(before + k, 0);
                     k
@@ -591,10 +606,9 @@ impl LeafChunk {
                 }
             };
             page.left -= taken;
-            let stopped_inside = need == 0 && page.left > 0;
             self.values(present, out)?;
-            if stopped_inside {
-                // The next level starts a record not asked for.
+            if need == 0 && taken < limit {
+                // Stopped short of the limit: the next level starts a record not asked for.
                 break;
             }
         }
@@ -1012,10 +1026,14 @@ impl Hybrid {
             let mut b = [0u8; 4];
             b[..bytes].copy_from_slice(raw);
             self.pos += bytes;
-            self.run = Run::Repeat {
-                value: u32::from_le_bytes(b),
-                left: count,
-            };
+            let value = u32::from_le_bytes(b);
+            if self.width < 32 && value >> self.width != 0 {
+                return Err(format!(
+                    "a run's value {value} is wider than its {} bits",
+                    self.width
+                ));
+            }
+            self.run = Run::Repeat { value, left: count };
         }
         Ok(())
     }

@@ -1653,4 +1653,80 @@ mod tests {
             assert!(errors > 50, "cut pages must be caught: {errors}");
         }
     }
+
+    /// A v1 data page of `levels` slots over `buf`.
+    fn page_v1(buf: Vec<u8>, levels: u32, encoding: Encoding) -> parquet::column::page::Page {
+        parquet::column::page::Page::DataPage {
+            buf: Bytes::from(buf),
+            num_values: levels,
+            encoding,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        }
+    }
+
+    /// A repeated run of `count` × `value` (one byte), in the hybrid encoding.
+    fn run_of(count: u64, value: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut header = count << 1;
+        loop {
+            let b = (header & 0x7f) as u8;
+            header >>= 7;
+            if header == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+        out.push(value);
+        out
+    }
+
+    /// Hostile page headers and runs (a few bytes can claim billions of slots): refused
+    /// without the allocation they ask for; a run's value past its bit width is an error.
+    #[test]
+    fn pages_claiming_more_than_they_hold_are_refused_cheaply() {
+        let schema = SchemaDescriptor::new(Arc::new(
+            parse_message_type(
+                "message m { required int64 id; repeated int64 r; required boolean b; }",
+            )
+            .unwrap(),
+        ));
+        let chunk = |pages: Vec<parquet::column::page::Page>, column: usize| {
+            LeafChunk::new(Box::new(Pages(pages.into_iter())), &schema.column(column)).unwrap()
+        };
+        // A required column: 100 M values claimed, none there.
+        let mut c = chunk(vec![page_v1(Vec::new(), 100_000_000, Encoding::PLAIN)], 0);
+        let mut out = Column::default();
+        assert!(c.fill(200_000_000, &mut out).is_err());
+        assert!(out.rep.capacity() < 1 << 20, "{}", out.rep.capacity());
+
+        // One record of 200 M slots in two 20-byte pages: a run of repetition levels 1.
+        let n = 100_000_000u64;
+        let prefixed = |levels: Vec<u8>| {
+            let mut b = (levels.len() as u32).to_le_bytes().to_vec();
+            b.extend(levels);
+            b
+        };
+        let mut first = prefixed([run_of(1, 0), run_of(n - 1, 1)].concat());
+        first.extend(prefixed(run_of(n, 0)));
+        let mut second = prefixed(run_of(n, 1));
+        second.extend(prefixed(run_of(n, 0)));
+        let pages = vec![
+            page_v1(first, n as u32, Encoding::PLAIN),
+            page_v1(second, n as u32, Encoding::PLAIN),
+        ];
+        let mut c = chunk(pages, 1);
+        let e = c.fill(1, &mut out).unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+
+        // An RLE boolean run whose value (2) does not fit its one bit.
+        let mut c = chunk(
+            vec![page_v1(vec![2, 0, 0, 0, 3 << 1, 2], 3, Encoding::RLE)],
+            2,
+        );
+        let e = c.fill(3, &mut out).unwrap_err();
+        assert!(e.contains("wider than"), "{e}");
+    }
 }
