@@ -25,13 +25,17 @@ use parquet::schema::types::ColumnDescriptor;
 
 use crate::batch::StrColumn;
 
+/// A dictionary page and the spans of its text entries (none for fixed-width entries, which
+/// lie end to end).
+type Dictionary = (Bytes, Vec<(u32, u32)>);
+
 /// One string column chunk, read page by page.
 pub struct StrChunk {
     pages: Box<dyn PageReader>,
     /// The column's maximum definition level (0: required, no levels in the pages).
     max_def: i16,
     /// The dictionary page and each entry's span in it.
-    dict: Option<(Bytes, Vec<(u32, u32)>)>,
+    dict: Option<Dictionary>,
     page: Option<DataPage>,
     levels: Vec<u32>,
     valid: Vec<bool>,
@@ -460,8 +464,10 @@ enum Cursor {
     Plain { pos: usize },
     /// `PLAIN` booleans, one bit each, from bit `bit` on.
     Bits { bit: usize },
-    /// Indices into the dictionary, or `RLE` booleans.
-    Runs(Hybrid),
+    /// Indices into the dictionary.
+    Dict(Hybrid),
+    /// `RLE` booleans.
+    Bools(Hybrid),
 }
 
 /// The open data page of a [`LeafChunk`].
@@ -472,7 +478,6 @@ struct LeafPage {
     reps: Option<Hybrid>,
     defs: Option<Hybrid>,
     values: Cursor,
-    dictionary: bool,
     /// The page's index in the output's `bufs`, once a value of this fill points into it.
     out: Option<u32>,
 }
@@ -496,7 +501,7 @@ pub struct LeafChunk {
     max_def: i16,
     max_rep: i16,
     /// The dictionary page: text entries' spans, or fixed-width entries end to end.
-    dict: Option<(Bytes, Vec<(u32, u32)>)>,
+    dict: Option<Dictionary>,
     /// The dictionary's index in the output's `bufs` for this fill.
     dict_out: Option<u32>,
     page: Option<LeafPage>,
@@ -636,14 +641,11 @@ impl LeafChunk {
         let hybrid = |range: std::ops::Range<usize>, max: i16| {
             (max > 0).then(|| Hybrid::new(range, bit_width(max as u32)))
         };
-        let (values, dictionary) = match (page.encoding, self.kind) {
-            (Encoding::PLAIN, Kind::Bool) => (
-                Cursor::Bits {
-                    bit: page.values * 8,
-                },
-                false,
-            ),
-            (Encoding::PLAIN, _) => (Cursor::Plain { pos: page.values }, false),
+        let values = match (page.encoding, self.kind) {
+            (Encoding::PLAIN, Kind::Bool) => Cursor::Bits {
+                bit: page.values * 8,
+            },
+            (Encoding::PLAIN, _) => Cursor::Plain { pos: page.values },
             (Encoding::RLE, Kind::Bool) => {
                 // A 4-byte length, then width-1 runs.
                 let start = page.values + 4;
@@ -653,11 +655,10 @@ impl LeafChunk {
                     .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
                     .ok_or("a data page cut before its values")?;
                 let end = start.saturating_add(len).min(page.buf.len());
-                (Cursor::Runs(Hybrid::new(start..end, 1)), false)
+                Cursor::Bools(Hybrid::new(start..end, 1))
             }
             (Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY, kind) if kind != Kind::Bool => {
-                let indices = dictionary_indices(&page.buf, page.values)?;
-                (Cursor::Runs(indices), true)
+                Cursor::Dict(dictionary_indices(&page.buf, page.values)?)
             }
             (other, _) => return Err(format!("a data page in {other}")),
         };
@@ -667,7 +668,6 @@ impl LeafChunk {
             reps: hybrid(page.reps, self.max_rep),
             defs: hybrid(page.defs, self.max_def),
             values,
-            dictionary,
             out: None,
         });
         Ok(true)
@@ -689,95 +689,90 @@ impl LeafChunk {
     }
 
     fn texts(&mut self, n: usize, out: &mut LeafColumn) -> Result<(), String> {
-        let page = self
-            .page
-            .as_mut()
-            .expect("values follow their levels' page");
-        if page.dictionary {
-            let Some((buf, entries)) = &self.dict else {
-                return Err("a dictionary-encoded page without a dictionary page".into());
-            };
-            let Cursor::Runs(ids) = &mut page.values else {
-                unreachable!("dictionary pages read runs")
-            };
-            self.indices.clear();
-            ids.read(&page.buf, &mut self.indices, n)?;
-            let at = *self.dict_out.get_or_insert_with(|| {
-                out.bufs.push(buf.clone());
-                out.bufs.len() as u32 - 1
-            });
-            for &i in &self.indices {
-                let &(start, end) = entries.get(i as usize).ok_or_else(|| {
-                    format!(
-                        "dictionary index {i} past the dictionary's {} entries",
-                        entries.len()
-                    )
-                })?;
-                out.spans.push(Span {
-                    buf: at,
-                    start,
-                    end,
+        let LeafChunk {
+            page,
+            dict,
+            dict_out,
+            indices,
+            ..
+        } = self;
+        let page = page.as_mut().expect("values follow their levels' page");
+        match &mut page.values {
+            Cursor::Plain { pos } => {
+                let at = *page.out.get_or_insert_with(|| {
+                    out.bufs.push(page.buf.clone());
+                    out.bufs.len() as u32 - 1
                 });
+                for _ in 0..n {
+                    let (start, end) = plain_value(&page.buf, pos)?;
+                    out.spans.push(Span {
+                        buf: at,
+                        start,
+                        end,
+                    });
+                }
             }
-            return Ok(());
-        }
-        let Cursor::Plain { pos } = &mut page.values else {
-            unreachable!("plain text pages read from a position")
-        };
-        let at = *page.out.get_or_insert_with(|| {
-            out.bufs.push(page.buf.clone());
-            out.bufs.len() as u32 - 1
-        });
-        for _ in 0..n {
-            let (start, end) = plain_value(&page.buf, pos)?;
-            out.spans.push(Span {
-                buf: at,
-                start,
-                end,
-            });
+            Cursor::Dict(ids) => {
+                let (buf, entries) = dictionary_of(ids, &page.buf, dict, indices, n)?;
+                let at = *dict_out.get_or_insert_with(|| {
+                    out.bufs.push(buf.clone());
+                    out.bufs.len() as u32 - 1
+                });
+                for &i in indices.iter() {
+                    let &(start, end) = entries.get(i as usize).ok_or_else(|| {
+                        format!(
+                            "dictionary index {i} past the dictionary's {} entries",
+                            entries.len()
+                        )
+                    })?;
+                    out.spans.push(Span {
+                        buf: at,
+                        start,
+                        end,
+                    });
+                }
+            }
+            Cursor::Bits { .. } | Cursor::Bools(_) => unreachable!("only booleans read bits"),
         }
         Ok(())
     }
 
     fn fixed<T: Fixed>(&mut self, n: usize, out: &mut LeafColumn) -> Result<(), String> {
-        let page = self
-            .page
-            .as_mut()
-            .expect("values follow their levels' page");
+        let LeafChunk {
+            page,
+            dict,
+            indices,
+            ..
+        } = self;
+        let page = page.as_mut().expect("values follow their levels' page");
         let w = T::WIDTH;
-        if page.dictionary {
-            let Cursor::Runs(ids) = &mut page.values else {
-                unreachable!("dictionary pages read runs")
-            };
-            let Some((dict, _)) = &self.dict else {
-                return Err("a dictionary-encoded page without a dictionary page".into());
-            };
-            self.indices.clear();
-            ids.read(&page.buf, &mut self.indices, n)?;
-            let entries = dict.len() / w;
-            let values = T::out(out);
-            values.reserve(n);
-            for &i in &self.indices {
-                let i = i as usize;
-                if i >= entries {
-                    return Err(format!(
-                        "dictionary index {i} past the dictionary's {entries} entries"
-                    ));
-                }
-                values.push(T::from_le(&dict[i * w..i * w + w]));
+        match &mut page.values {
+            Cursor::Plain { pos } => {
+                let src = page
+                    .buf
+                    .get(*pos..)
+                    .and_then(|rest| rest.get(..n * w))
+                    .ok_or("a page cut inside its values")?;
+                T::out(out).extend(src.chunks_exact(w).map(T::from_le));
+                *pos += n * w;
             }
-            return Ok(());
+            Cursor::Dict(ids) => {
+                let (dict, _) = dictionary_of(ids, &page.buf, dict, indices, n)?;
+                let entries = dict.len() / w;
+                let values = T::out(out);
+                values.reserve(n);
+                for &i in indices.iter() {
+                    let i = i as usize;
+                    if i >= entries {
+                        return Err(format!(
+                            "dictionary index {i} past the dictionary's {entries} entries"
+                        ));
+                    }
+                    values.push(T::from_le(&dict[i * w..i * w + w]));
+                }
+            }
+            Cursor::Bits { .. } | Cursor::Bools(_) => unreachable!("only booleans read bits"),
         }
-        let Cursor::Plain { pos } = &mut page.values else {
-            unreachable!("plain pages read from a position")
-        };
-        let src = page
-            .buf
-            .get(*pos..)
-            .and_then(|rest| rest.get(..n * w))
-            .ok_or("a page cut inside its values")?;
-        T::out(out).extend(src.chunks_exact(w).map(T::from_le));
-        *pos += n * w;
         Ok(())
     }
 
@@ -795,15 +790,34 @@ impl LeafChunk {
                     .extend((*bit..*bit + n).map(|b| page.buf[b / 8] >> (b % 8) & 1 == 1));
                 *bit += n;
             }
-            Cursor::Runs(runs) => {
+            Cursor::Bools(runs) => {
                 self.indices.clear();
                 runs.read(&page.buf, &mut self.indices, n)?;
                 out.bools.extend(self.indices.iter().map(|&v| v == 1));
             }
-            Cursor::Plain { .. } => unreachable!("booleans are bits or runs"),
+            Cursor::Plain { .. } | Cursor::Dict(_) => {
+                unreachable!("booleans are bits or runs")
+            }
         }
         Ok(())
     }
+}
+
+/// A dictionary-encoded page's next `n` indices, read into `indices`, and the dictionary
+/// they index.
+fn dictionary_of<'a>(
+    ids: &mut Hybrid,
+    page: &[u8],
+    dict: &'a Option<Dictionary>,
+    indices: &mut Vec<u32>,
+    n: usize,
+) -> Result<&'a Dictionary, String> {
+    let dict = dict
+        .as_ref()
+        .ok_or("a dictionary-encoded page without a dictionary page")?;
+    indices.clear();
+    ids.read(page, indices, n)?;
+    Ok(dict)
 }
 
 /// A `PLAIN` byte array at `*pos` (a 4-byte little-endian length, then the bytes): its span;

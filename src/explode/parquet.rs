@@ -323,28 +323,6 @@ impl LeafReader {
                 leaf.column
             )));
         }
-        // Values are stored for defined slots only; a file that disagrees is corrupt, and
-        // checking once here keeps every later index in bounds (the page reader decodes a
-        // value for each defined slot or fails, so its reads need no second count).
-        if out.def.len() != out.rep.len() {
-            return Err(ParquetError::General(format!(
-                "column {} has {} definition and {} repetition levels",
-                leaf.column,
-                out.def.len(),
-                out.rep.len()
-            )));
-        }
-        if matches!(self, LeafReader::Pages(_)) {
-            return Ok(());
-        }
-        let defined = out.def.iter().filter(|&&d| d == leaf.max_def).count();
-        let values = out.values();
-        if defined != values {
-            return Err(ParquetError::General(format!(
-                "column {} has {values} values for {defined} defined slots",
-                leaf.column
-            )));
-        }
         Ok(())
     }
 }
@@ -383,15 +361,28 @@ fn generic_fill(
     if leaf.max_def == 0 {
         out.def.resize(read.2, 0);
     }
-    if out.rep.is_empty() {
+    let records = if out.rep.is_empty() {
         out.rep.resize(read.2, 0);
-        return Ok(read.0);
+        read.0
+    } else {
+        // The reader counts a record once the level after it starts the next one, and a v1
+        // page does not say whether it ends a record: the last record of a chunk whose pages
+        // cut records (pyarrow's small pages do) is read whole but not counted. Every record
+        // read starts with a 0, and the reader never starts one past those asked for.
+        out.rep.iter().filter(|&&r| r == 0).count()
+    };
+    // Values are stored for defined slots only; a file that disagrees is corrupt, and
+    // checking once here keeps every later index in bounds (the page reader decodes a value
+    // for each defined slot, with equal levels, or fails).
+    let defined = out.def.iter().filter(|&&d| d == leaf.max_def).count();
+    let values = out.values();
+    if defined != values || out.def.len() != out.rep.len() {
+        return Err(ParquetError::General(format!(
+            "column {} has {values} values for {defined} defined slots",
+            leaf.column
+        )));
     }
-    // The reader counts a record once the level after it starts the next one, and a v1
-    // page does not say whether it ends a record: the last record of a chunk whose pages
-    // cut records (pyarrow's small pages do) is read whole but not counted. Every record
-    // read starts with a 0, and the reader never starts one past those asked for.
-    Ok(out.rep.iter().filter(|&&r| r == 0).count())
+    Ok(records)
 }
 
 impl Column {
@@ -1009,10 +1000,17 @@ fn walk_chunk(
     let mut slot = 0;
     while slot < slots {
         if slot > 0 && slot + SKIP_BLOCK <= slots {
-            let block = slot..slot + SKIP_BLOCK;
-            if defs[block.clone()].iter().all(|&d| d < skippable) {
-                record += reps[block].iter().filter(|&&r| r == 0).count();
-                slot += SKIP_BLOCK;
+            // A whole block at once (the common case), else the empty slots before the first
+            // that holds something: no slot is looked at twice.
+            let block = &defs[slot..slot + SKIP_BLOCK];
+            let empty = if block.iter().all(|&d| d < skippable) {
+                SKIP_BLOCK
+            } else {
+                block.iter().take_while(|&&d| d < skippable).count()
+            };
+            if empty > 0 {
+                record += reps[slot..slot + empty].iter().filter(|&&r| r == 0).count();
+                slot += empty;
                 continue;
             }
         }
